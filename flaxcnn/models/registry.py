@@ -1,0 +1,67 @@
+"""A registry of named model presets, timm-style.
+
+A preset is a model class plus the keyword arguments that make it a model of a
+paper's table, and the input size the paper evaluates it at. Configs select a
+preset by name and may override any keyword (`num_classes`, `dtype`, widths, ...):
+
+    model = create_model("resnet50", num_classes=10, dtype=jnp.bfloat16)
+"""
+import dataclasses
+from typing import Any, Callable, Dict, List
+
+import flax.linen as nn
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  name: str
+  constructor: Callable[..., nn.Module]
+  kwargs: Dict[str, Any]
+  image_size: int
+  num_classes: int
+  paper: str = ""
+
+
+_PRESETS: Dict[str, Preset] = {}
+
+
+def register(name: str, constructor, *, image_size: int, num_classes: int,
+             paper: str = "", **kwargs) -> None:
+  """Registers `name` as `constructor(num_classes=num_classes, **kwargs)`."""
+  if name in _PRESETS:
+    raise ValueError(f"model preset {name!r} is registered twice")
+  _PRESETS[name] = Preset(name, constructor, dict(kwargs), image_size,
+                          num_classes, paper)
+
+
+def _load_families() -> None:
+  # Importing the family modules registers their presets.
+  from flaxcnn.models import _families  # noqa: F401
+
+
+def get_preset(name: str) -> Preset:
+  _load_families()
+  if name not in _PRESETS:
+    import difflib
+    close = difflib.get_close_matches(name, _PRESETS, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else (
+        " See `python -m flaxcnn.models.summary --list`.")
+    raise ValueError(f"model.name: unknown model preset {name!r}.{hint}")
+  return _PRESETS[name]
+
+
+def list_models(prefix: str = "") -> List[str]:
+  _load_families()
+  return sorted(n for n in _PRESETS if n.startswith(prefix))
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+  """Builds preset `name`, with `overrides` replacing its keyword arguments."""
+  preset = get_preset(name)
+  kwargs = dict(num_classes=preset.num_classes, **preset.kwargs)
+  kwargs.update(overrides)
+  try:
+    return preset.constructor(**kwargs)
+  except TypeError as e:
+    raise ValueError(f"model.kwargs: preset {name!r} does not accept these "
+                     f"arguments ({e}).") from None
