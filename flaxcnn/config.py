@@ -1,0 +1,175 @@
+"""The configuration schema shared by every experiment, and its validation.
+
+Experiment files in `experiments/` start from `default_config()` and change fields:
+
+    def get_config():
+      config = default_config()
+      config.model.name = "wrn28_10"
+      ...
+      return config
+
+The returned ConfigDict is locked: a misspelled field in a config file or on the
+command line (`--config.optimizer.lrr=0.1`) fails at once, naming the field. Only
+`config.model.kwargs` is open, for the preset's own keyword arguments, which
+`validate` checks by building the model before anything is compiled.
+"""
+import math
+
+import ml_collections
+from ml_collections import config_dict
+
+placeholder = config_dict.placeholder
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.dtype = "float32"              # computation dtype: float32 | bfloat16 (params stay float32)
+  c.mode = "train"                 # train | eval (evaluate the latest checkpoint in workdir)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "resnet20_cifar"  # a preset of flaxcnn.models (python -m flaxcnn.models.summary --list)
+  c.model.kwargs = ml_collections.ConfigDict()   # overrides of the preset's arguments
+  c.model.kwargs.unlock()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "tfds"           # tfds | folder | digits | synthetic
+  c.data.name = "cifar10"          # TFDS name (tfds) or a label for the run
+  c.data.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)
+  c.data.root = placeholder(str)       # folder: ROOT/<split>/<class>/*.jpg|png, or a .tar[.xz|.gz] of it
+  c.data.cache_dir = placeholder(str)  # where decoded folders/archives are cached (default ~/.cache/flaxcnn)
+  c.data.train_split = "train"
+  c.data.validation_split = "validation"  # held out from train when the dataset has none
+  c.data.test_split = "test"
+  c.data.validation_size = 5000    # examples held out from train when there is no validation split
+  c.data.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
+  c.data.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
+  c.data.num_classes = placeholder(int)  # synthetic data only
+  c.data.synthetic_size = 1024     # examples of synthetic data
+  c.data.shuffle_buffer = 10_000   # streaming only
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.crop_padding = 4       # in-memory: pad-and-random-crop (0 = off)
+  c.augment.flip = True            # random horizontal flip
+  c.augment.scale_range = (256, 480)   # streaming: shorter side random in this range, then random crop
+  c.augment.cutout = 0             # Cutout square side in pixels (0 = off)
+  c.augment.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
+
+  c.batch_size = 128               # global batch over all devices and processes
+  c.eval_batch_size = 500
+  c.num_epochs = 200.0
+  c.num_steps = placeholder(int)   # if set, overrides num_epochs (tests, benchmarks)
+  c.label_smoothing = 0.0
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"         # sgd | rmsprop_tf | rmsprop | adam | adamw
+  c.optimizer.lr = 0.1             # peak learning rate (for the global batch)
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.weight_decay = 5e-4  # L2 (decoupled for adamw)
+  c.optimizer.decay_all = False    # False: only conv/dense kernels decay (not BN, not biases)
+  c.optimizer.rms_decay = 0.9
+  c.optimizer.eps = 1e-3           # rmsprop_tf epsilon; adam uses 1e-8 unless changed
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "piecewise"    # constant | piecewise | cosine | exponential | plateau
+  c.schedule.boundaries = (60.0, 120.0, 160.0)   # piecewise: epochs
+  c.schedule.factor = 0.2          # piecewise: lr multiplied at each boundary; plateau: on plateau
+  c.schedule.decay_rate = 0.97     # exponential: lr * decay_rate every decay_epochs
+  c.schedule.decay_epochs = 2.4
+  c.schedule.warmup_epochs = 0.0   # linear warmup from 0
+  c.schedule.patience = 5          # plateau: evaluations without improvement before decaying
+  c.schedule.min_lr = 0.0
+
+  c.log_every_steps = 50
+  c.eval_every_epochs = 1.0
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 3
+  return c
+
+
+_CHOICES = {
+    "dtype": ("float32", "bfloat16"),
+    "mode": ("train", "eval"),
+    "data.source": ("tfds", "folder", "digits", "synthetic"),
+    "optimizer.name": ("sgd", "rmsprop_tf", "rmsprop", "adam", "adamw"),
+    "schedule.name": ("constant", "piecewise", "cosine", "exponential", "plateau"),
+}
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """Checks a config before any data is loaded or code compiled.
+
+  Raises ValueError with one line naming the field and what to do.
+  """
+  for field, choices in _CHOICES.items():
+    value = _get(config, field)
+    if value not in choices:
+      raise ValueError(f"config.{field}={value!r} is not one of {', '.join(choices)}")
+  positive = ["batch_size", "eval_batch_size", "num_epochs", "log_every_steps",
+              "checkpoint_every_steps", "keep_checkpoints", "eval_every_epochs"]
+  for field in positive:
+    if not _get(config, field) > 0:
+      raise ValueError(f"config.{field}={_get(config, field)!r} must be positive")
+  if config.num_steps is not None and config.num_steps <= 0:
+    raise ValueError(f"config.num_steps={config.num_steps} must be positive (or unset)")
+  if config.optimizer.lr <= 0 or not math.isfinite(config.optimizer.lr):
+    raise ValueError(f"config.optimizer.lr={config.optimizer.lr} must be a positive number")
+  if config.optimizer.weight_decay < 0:
+    raise ValueError(f"config.optimizer.weight_decay={config.optimizer.weight_decay} must be >= 0")
+  if not 0 <= config.optimizer.momentum < 1:
+    raise ValueError(f"config.optimizer.momentum={config.optimizer.momentum} must be in [0, 1)")
+  if not 0 <= config.label_smoothing < 1:
+    raise ValueError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
+  if config.augment.cutout < 0 or config.augment.crop_padding < 0:
+    raise ValueError("config.augment.cutout and crop_padding must be >= 0")
+  if config.augment.mixup_alpha < 0:
+    raise ValueError(f"config.augment.mixup_alpha={config.augment.mixup_alpha} must be >= 0")
+  b = tuple(config.schedule.boundaries)
+  if config.schedule.name == "piecewise" and list(b) != sorted(b):
+    raise ValueError(f"config.schedule.boundaries={b} must be increasing epochs")
+  for field in ("batch_size", "eval_batch_size"):
+    if _get(config, field) % num_devices:
+      raise ValueError(f"config.{field}={_get(config, field)} must be divisible by the "
+                       f"{num_devices} devices; use a multiple of {num_devices}")
+  if config.data.source == "folder" and not config.data.root:
+    raise ValueError("config.data.root must name the image folder (ROOT/<split>/<class>/*.jpg) "
+                     "or an archive of it when config.data.source='folder'")
+  if config.data.source == "synthetic" and (config.data.image_size is None
+                                            or config.data.num_classes is None):
+    raise ValueError("config.data.image_size and config.data.num_classes must be set for "
+                     "config.data.source='synthetic'")
+  check_model(config)
+
+
+def check_model(config) -> None:
+  """Builds the model abstractly (no compute) so impossible architectures fail now."""
+  import jax
+  import jax.numpy as jnp
+  from flaxcnn import models
+  model = build_model(config, num_classes=config.data.num_classes or 10)
+  size = config.data.image_size or models.get_preset(config.model.name).image_size
+  size = min(size, 64)  # the smallest input that shows a wrong architecture is cheap
+  try:
+    jax.eval_shape(lambda: model.init(
+        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+        jnp.zeros((1, size, size, 3), jnp.float32), train=False))
+  except ValueError as e:
+    raise ValueError(f"config.model ({config.model.name}): {e}") from None
+
+
+def build_model(config, num_classes: int):
+  import jax.numpy as jnp
+  from flaxcnn import models
+  kwargs = dict(config.model.kwargs)
+  kwargs.setdefault("num_classes", num_classes)
+  kwargs.setdefault("dtype", jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+  return models.create_model(config.model.name, **kwargs)

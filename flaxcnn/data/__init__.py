@@ -1,0 +1,89 @@
+"""Datasets: loaded once into uint8 arrays (in memory) or streamed through tf.data.
+
+`load(config)` returns a `Dataset` whose splits are `Split(images, labels)` numpy
+arrays (NHWC uint8, int32 labels) for in-memory data; the training loop puts them on
+the devices once and shuffles/augments inside the jitted step. Large datasets
+(`config.data.in_memory=False`) stream through `flaxcnn.data.streaming`.
+
+Sources (config.data.source):
+- "digits":    scikit-learn's bundled handwritten digits (8x8, offline).
+- "folder":    ROOT/<split>/<class>/*.{jpg,jpeg,png} (the ImageNet layout), or an
+               archive (.tar, .tar.gz, .tar.xz) of it; decoded once and cached.
+- "tfds":      a TFDS dataset by name, already prepared in data_dir.
+- "synthetic": random images for benchmarks.
+A validation split is held out from train (the last `validation_size` examples
+after a fixed shuffle) when the dataset has none.
+"""
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Split:
+  images: np.ndarray   # (N, H, W, C) uint8
+  labels: np.ndarray   # (N,) int32
+
+  def __len__(self):
+    return len(self.labels)
+
+
+@dataclasses.dataclass
+class Dataset:
+  name: str
+  num_classes: int
+  splits: Dict[str, Split]
+  mean: Tuple[float, ...]      # per channel, in [0, 1], of the training split
+  std: Tuple[float, ...]
+  class_names: Optional[Tuple[str, ...]] = None
+
+  @property
+  def image_shape(self):
+    return self.splits["train"].images.shape[1:]
+
+
+def _stats(images: np.ndarray):
+  x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+  return tuple(x.mean(0).tolist()), tuple(np.maximum(x.std(0), 1e-3).tolist())
+
+
+def hold_out(split: Split, size: int, seed: int = 0) -> Tuple[Split, Split]:
+  """Splits off `size` examples after a fixed shuffle: (train, validation)."""
+  if not 0 < size < len(split):
+    raise ValueError(f"config.data.validation_size={size} must be between 1 and the "
+                     f"{len(split)} training examples")
+  order = np.random.RandomState(seed).permutation(len(split))
+  rest, held = order[:-size], order[-size:]
+  return (Split(split.images[rest], split.labels[rest]),
+          Split(split.images[held], split.labels[held]))
+
+
+def finalize(name, num_classes, splits, validation_size, class_names=None,
+             seed: int = 0) -> Dataset:
+  """Adds a held-out validation split if needed and computes the train statistics."""
+  if "validation" not in splits and validation_size:
+    splits["train"], splits["validation"] = hold_out(splits["train"], validation_size, seed)
+  mean, std = _stats(splits["train"].images)
+  return Dataset(name, num_classes, splits, mean, std, class_names)
+
+
+def load(config) -> Dataset:
+  """Loads the in-memory dataset named by `config.data`."""
+  from flaxcnn.data import sources
+  d = config.data
+  if d.source == "digits":
+    return sources.digits(d.validation_size)
+  if d.source == "synthetic":
+    return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed)
+  if d.source == "folder":
+    return sources.image_folder(d.root, d.cache_dir, d.validation_size,
+                                train_split=d.train_split,
+                                validation_split=d.validation_split,
+                                test_split=d.test_split)
+  if d.source == "tfds":
+    return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size,
+                                  train_split=d.train_split,
+                                  validation_split=d.validation_split,
+                                  test_split=d.test_split)
+  raise ValueError(f"config.data.source={d.source!r} is unknown")

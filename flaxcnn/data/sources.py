@@ -1,0 +1,200 @@
+"""Loaders of the in-memory dataset sources. TensorFlow is imported only for TFDS."""
+import concurrent.futures
+import hashlib
+import os
+import tarfile
+from typing import Optional
+
+import numpy as np
+
+from flaxcnn.data import Dataset, Split, finalize
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def default_cache_dir(cache_dir: Optional[str]) -> str:
+  return os.path.expanduser(cache_dir or os.environ.get("FLAXCNN_CACHE", "~/.cache/flaxcnn"))
+
+
+def digits(validation_size: int = 0) -> Dataset:
+  """scikit-learn's handwritten digits: 1,797 8x8 images (values 0..16), offline.
+
+  A fixed, stratified 80/20 train/test split; validation held out from train.
+  """
+  from sklearn.datasets import load_digits
+  from sklearn.model_selection import train_test_split
+  d = load_digits()
+  images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = d.target.astype(np.int32)
+  xtr, xte, ytr, yte = train_test_split(images, labels, test_size=0.2,
+                                        random_state=0, stratify=labels)
+  splits = {"train": Split(xtr, ytr), "test": Split(xte, yte)}
+  return finalize("digits", 10, splits, validation_size,
+                  tuple(str(i) for i in range(10)))
+
+
+def synthetic(size: int, image_size: int, num_classes: int, seed: int = 0) -> Dataset:
+  """Random uint8 images and labels (benchmarks only: nothing to learn)."""
+  rng = np.random.RandomState(seed)
+  images = rng.randint(0, 256, (size, image_size, image_size, 3), dtype=np.uint8)
+  labels = rng.randint(0, num_classes, (size,)).astype(np.int32)
+  split = Split(images, labels)
+  return Dataset("synthetic", num_classes, {"train": split, "validation": split},
+                 (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+# ----------------------------------------------------------------------------- folders
+
+def _is_archive(path: str) -> bool:
+  return path.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz"))
+
+
+def _fingerprint(path: str) -> str:
+  st = os.stat(path)
+  key = f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
+  return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def extract_archive(path: str, cache_dir: Optional[str] = None) -> str:
+  """Unpacks an archive of an image folder once into the cache; returns the folder."""
+  dest = os.path.join(default_cache_dir(cache_dir), "extracted", _fingerprint(path))
+  done = os.path.join(dest, ".complete")
+  if not os.path.exists(done):
+    tmp = dest + f".tmp{os.getpid()}"
+    os.makedirs(tmp, exist_ok=True)
+    with tarfile.open(path) as tar:
+      tar.extractall(tmp, filter="data")
+    if os.path.exists(dest):  # a concurrent extraction finished first
+      import shutil
+      shutil.rmtree(tmp, ignore_errors=True)
+    else:
+      os.replace(tmp, dest)
+    open(done, "w").close()
+  return dest
+
+
+def _decode(path: str) -> np.ndarray:
+  from PIL import Image
+  try:
+    with Image.open(path) as im:
+      return np.asarray(im.convert("RGB"), dtype=np.uint8)
+  except Exception as e:  # PIL raises many kinds
+    raise ValueError(f"unreadable image {path}: {e}. Remove or replace the file.") from None
+
+
+def _find_root(root: str, splits) -> str:
+  """The folder holding the split folders (descending through a single wrapper folder)."""
+  while not any(os.path.isdir(os.path.join(root, s)) for s in splits):
+    entries = [e for e in os.listdir(root) if not e.startswith(".")]
+    if len(entries) == 1 and os.path.isdir(os.path.join(root, entries[0])):
+      root = os.path.join(root, entries[0])
+    else:
+      raise FileNotFoundError(
+          f"config.data.root: no split folder ({', '.join(splits)}) in {root}; expected "
+          f"ROOT/<split>/<class>/*.jpg")
+  return root
+
+
+def _read_split(folder: str, class_names) -> Split:
+  files, labels = [], []
+  for label, cls in enumerate(class_names):
+    d = os.path.join(folder, cls)
+    if not os.path.isdir(d):
+      continue
+    names = sorted(n for n in os.listdir(d) if n.lower().endswith(IMAGE_EXTENSIONS))
+    files += [os.path.join(d, n) for n in names]
+    labels += [label] * len(names)
+  if not files:
+    raise FileNotFoundError(f"config.data.root: no images (*.jpg, *.png) under {folder}/<class>/")
+  with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+    images = list(pool.map(_decode, files, chunksize=256))
+  shapes = {im.shape for im in images}
+  if len(shapes) > 1:
+    raise ValueError(f"config.data: images under {folder} have different sizes ({sorted(shapes)[:3]}...); "
+                     "use config.data.in_memory=False (streaming resizes them)")
+  return Split(np.stack(images), np.asarray(labels, np.int32))
+
+
+def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: int = 0,
+                 train_split="train", validation_split="validation",
+                 test_split="test") -> Dataset:
+  """ROOT/<split>/<class>/*.jpg, decoded once and cached as .npz next to the cache."""
+  if not os.path.exists(root):
+    raise FileNotFoundError(f"config.data.root={root} does not exist; give the image folder "
+                            "(ROOT/<split>/<class>/*.jpg) or an archive of it")
+  cache = os.path.join(default_cache_dir(cache_dir), "arrays",
+                       _fingerprint(root) + ".npz")
+  if os.path.exists(cache):
+    z = np.load(cache, allow_pickle=False)
+    class_names = tuple(z["class_names"].tolist())
+    splits = {k.split("/")[0]: None for k in z.files if "/" in k}
+    splits = {s: Split(z[f"{s}/images"], z[f"{s}/labels"]) for s in splits}
+  else:
+    folder = extract_archive(root, cache_dir) if _is_archive(root) else root
+    split_names = {"train": train_split, "validation": validation_split, "test": test_split}
+    folder = _find_root(folder, split_names.values())
+    train_dir = os.path.join(folder, train_split)
+    if not os.path.isdir(train_dir):
+      raise FileNotFoundError(f"config.data.root: no training folder {train_dir}")
+    class_names = tuple(sorted(e for e in os.listdir(train_dir)
+                               if os.path.isdir(os.path.join(train_dir, e))))
+    splits = {}
+    for key, name in split_names.items():
+      if os.path.isdir(os.path.join(folder, name)):
+        splits[key] = _read_split(os.path.join(folder, name), class_names)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    arrays = {"class_names": np.asarray(class_names)}
+    for s, split in splits.items():
+      arrays[f"{s}/images"], arrays[f"{s}/labels"] = split.images, split.labels
+    tmp = cache + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, cache)
+  name = os.path.basename(os.path.normpath(root)).split(".")[0]
+  return finalize(name, len(class_names), splits, validation_size, class_names)
+
+
+# ----------------------------------------------------------------------------- TFDS
+
+def tfds_builder(name: str, data_dir: Optional[str]):
+  """The TFDS builder of a dataset that is already prepared on disk.
+
+  Fails within seconds (never tries to download) when it is not.
+  """
+  import tensorflow_datasets as tfds
+  data_dir = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR",
+                                                           "~/tensorflow_datasets"))
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+  except Exception as e:
+    raise FileNotFoundError(f"config.data.name={name!r}: TFDS cannot build it ({e})") from None
+  if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+    raise FileNotFoundError(
+        f"dataset {name!r} is not prepared in {builder.data_dir} (data_dir {data_dir}). flaxcnn never "
+        f"downloads at run time. On a machine with internet run `python -c \"import "
+        f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR')"
+        f".download_and_prepare()\"` and copy DIR here, then pass "
+        f"--config.data.data_dir=DIR; or use --config.data.source=folder with "
+        f"--config.data.root=ROOT/<split>/<class>/*.jpg")
+  return builder
+
+
+def tfds_in_memory(name: str, data_dir: Optional[str], validation_size: int = 0,
+                   train_split="train", validation_split="validation",
+                   test_split="test") -> Dataset:
+  """A prepared TFDS dataset read whole into uint8 arrays."""
+  import tensorflow_datasets as tfds
+  builder = tfds_builder(name, data_dir)
+  available = set(builder.info.splits.keys())
+  splits = {}
+  for key, split in (("train", train_split), ("validation", validation_split),
+                     ("test", test_split)):
+    if split in available:
+      data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1,
+                                              as_supervised=True))
+      images, labels = data
+      if images.ndim == 3:
+        images = images[..., None]
+      splits[key] = Split(images.astype(np.uint8), labels.astype(np.int32))
+  num_classes = builder.info.features["label"].num_classes
+  names = tuple(builder.info.features["label"].names)
+  return finalize(name, num_classes, splits, validation_size, names)

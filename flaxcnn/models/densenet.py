@@ -1,0 +1,193 @@
+"""DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks").
+
+Inside a dense block every layer receives the concatenation of the feature maps
+of all preceding layers of the block and adds `growth_rate` (k) new channels:
+after l layers a block that started with c0 channels has c0 + l*k channels.
+Between blocks, transition layers (BN-ReLU-conv1x1-avgpool2x2) halve the
+resolution and, with compression theta < 1, reduce m channels to floor(theta*m).
+
+The variants of the paper are configurations of one model:
+  DenseNet     bottleneck=False, compression=1.0
+  DenseNet-B   bottleneck=True  (BN-ReLU-conv1x1 to 4k channels before the 3x3)
+  DenseNet-C   compression=0.5
+  DenseNet-BC  bottleneck=True, compression=0.5
+ImageNet models (Table 1) are DenseNet-BC with a 7x7/2 convolution of 2k = 64
+channels and a 3x3/2 max pool as stem; CIFAR models (Table 2) have three dense
+blocks of equal size after a 3x3 convolution (see `densenet_cifar`).
+"""
+import functools
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from flaxcnn.models import layers, registry
+
+PAPER = "Huang et al. 2017"
+
+
+class BNReLUConv(nn.Module):
+  """The pre-activation composite function of DenseNet (Huang et al. 2017):
+  BatchNorm, ReLU, convolution, and dropout when `dropout` > 0 (the paper uses
+  0.2 after each convolution but the first when training without augmentation)."""
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = nn.relu(layers.batch_norm(train, self.dtype)(x))
+    pad = [((k - 1) // 2, k // 2) for k in self.kernel_size]
+    x = layers.Conv(self.features, tuple(self.kernel_size), padding=pad,
+                    dtype=self.dtype)(x)
+    if self.dropout > 0:
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return x
+
+
+class DenseLayer(nn.Module):
+  """One layer of a dense block (Huang et al. 2017): [BN-ReLU-conv1x1 to
+  bottleneck_width*k channels (DenseNet-B)] BN-ReLU-conv3x3 to k channels; the k
+  new channels are concatenated to the input."""
+  growth_rate: int
+  bottleneck: bool = True
+  bottleneck_width: int = 4
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    unit = functools.partial(BNReLUConv, dropout=self.dropout, dtype=self.dtype)
+    y = x
+    if self.bottleneck:
+      y = unit(self.bottleneck_width * self.growth_rate, (1, 1))(y, train)
+    y = unit(self.growth_rate, (3, 3))(y, train)
+    return jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
+
+
+class DenseBlock(nn.Module):
+  """`num_layers` dense layers (Huang et al. 2017); each sees all earlier
+  feature maps of the block, so c0 input channels grow to c0 + num_layers*k."""
+  num_layers: int
+  growth_rate: int
+  bottleneck: bool = True
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    for i in range(self.num_layers):
+      x = DenseLayer(self.growth_rate, self.bottleneck, dropout=self.dropout,
+                     dtype=self.dtype, name=f"layer{i + 1}")(x, train)
+    return x
+
+
+class Transition(nn.Module):
+  """Transition layer (Huang et al. 2017): BN-ReLU-conv1x1 to floor(theta*m)
+  channels (theta = compression), then 2x2 average pooling with stride 2."""
+  compression: float = 1.0
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    features = int(self.compression * x.shape[-1])  # floor(theta * m)
+    x = BNReLUConv(features, (1, 1), self.dropout, self.dtype)(x, train)
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class DenseNet(nn.Module):
+  """DenseNet (Huang et al. 2017, "Densely Connected Convolutional Networks").
+
+  stem='imagenet': 7x7/2 conv (stem_features, default 2k) + BN-ReLU + 3x3/2 max
+  pool (Table 1). stem='cifar': a single 3x3 conv (stem_features, default 16, or
+  2k for DenseNet-BC); the first dense layer's BN-ReLU follows it (Sec. 4.2).
+  Then the dense blocks of `block_sizes` layers with transitions between them,
+  and a final BN-ReLU, global average pooling and the dense classifier.
+  """
+  num_classes: int
+  block_sizes: Sequence[int] = (6, 12, 24, 16)
+  growth_rate: int = 32
+  bottleneck: bool = True
+  compression: float = 0.5
+  stem: str = "imagenet"
+  stem_features: Optional[int] = None
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.stem not in ("imagenet", "cifar"):
+      raise ValueError(f"stem: use 'imagenet' or 'cifar', got {self.stem!r}")
+    if not self.block_sizes or any(n < 1 for n in self.block_sizes):
+      raise ValueError(f"block_sizes: need one or more blocks of >= 1 layers, got {self.block_sizes}")
+    if self.growth_rate < 1:
+      raise ValueError(f"growth_rate: must be >= 1, got {self.growth_rate}")
+    if not 0.0 < self.compression <= 1.0:
+      raise ValueError(f"compression: theta must be in (0, 1], got {self.compression}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+
+  @property
+  def num_stem_features(self) -> int:
+    if self.stem_features is not None:
+      return self.stem_features
+    is_bc = self.bottleneck and self.compression < 1.0
+    return 16 if self.stem == "cifar" and not is_bc else 2 * self.growth_rate
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    if self.stem == "imagenet":
+      x = layers.ConvBN(self.num_stem_features, (7, 7), (2, 2), dtype=self.dtype,
+                        name="stem")(x, train)
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = layers.Conv(self.num_stem_features, (3, 3), padding=((1, 1), (1, 1)),
+                      dtype=self.dtype, name="stem")(x)
+    for i, num_layers in enumerate(self.block_sizes):
+      x = DenseBlock(num_layers, self.growth_rate, self.bottleneck, self.dropout,
+                     self.dtype, name=f"block{i + 1}")(x, train)
+      if i < len(self.block_sizes) - 1:
+        x = Transition(self.compression, self.dropout, self.dtype,
+                       name=f"transition{i + 1}")(x, train)
+    x = nn.relu(layers.batch_norm(train, self.dtype, name="final_norm")(x))
+    return layers.Classifier(self.num_classes, dtype=self.dtype)(x, train)
+
+
+def densenet_cifar(depth: int, growth_rate: int, *, num_classes: int = 10,
+                   bottleneck: bool = True, compression: float = 0.5,
+                   **kwargs) -> DenseNet:
+  """CIFAR DenseNet (L=depth, k=growth_rate) of Huang et al. 2017, Table 2.
+
+  Three dense blocks of equal size: (L-4)/3 layers each, or (L-4)/6 bottleneck
+  layers (two convolutions each) with bottleneck=True; the 4 other layers are
+  the stem convolution, two transitions and the classifier.
+  """
+  step = 6 if bottleneck else 3   # 3 blocks of 1 or 2 convolutions per layer
+  if depth < step + 4 or (depth - 4) % step:
+    raise ValueError(f"depth: CIFAR DenseNet{'-B' if bottleneck else ''} depth must be "
+                     f"{step}n+4 ({', '.join(str(step * n + 4) for n in (1, 2, 3))}, ...), got {depth}")
+  n = (depth - 4) // step
+  return DenseNet(num_classes=num_classes, block_sizes=(n, n, n),
+                  growth_rate=growth_rate, bottleneck=bottleneck,
+                  compression=compression, stem="cifar", **kwargs)
+
+
+# CIFAR models of Table 2 (image size 32, 10 classes).
+_cifar = functools.partial(registry.register, constructor=densenet_cifar,
+                           image_size=32, num_classes=10, paper=PAPER)
+for _depth, _k in ((40, 12), (100, 12), (100, 24)):
+  _cifar(f"densenet_{_depth}_{_k}", depth=_depth, growth_rate=_k,
+         bottleneck=False, compression=1.0)
+for _depth, _k in ((100, 12), (250, 24), (190, 40)):
+  _cifar(f"densenet_bc_{_depth}_{_k}", depth=_depth, growth_rate=_k,
+         bottleneck=True, compression=0.5)
+
+# ImageNet models of Table 1 (DenseNet-BC, k=32), and torchvision's DenseNet-161.
+_imagenet = functools.partial(registry.register, constructor=DenseNet,
+                              image_size=224, num_classes=1000, paper=PAPER)
+for _name, _blocks in (("densenet121", (6, 12, 24, 16)), ("densenet169", (6, 12, 32, 32)),
+                       ("densenet201", (6, 12, 48, 32)), ("densenet264", (6, 12, 64, 48))):
+  _imagenet(_name, block_sizes=_blocks, growth_rate=32)
+_imagenet("densenet161", block_sizes=(6, 12, 36, 24), growth_rate=48)

@@ -1,0 +1,198 @@
+"""Deep Pyramidal Residual Networks (Han, Kim & Kim 2017, "Deep Pyramidal Residual Networks", CVPR).
+
+Instead of doubling the width at each downsampling, a PyramidNet widens every
+residual block a little, so the widths form a pyramid. With N blocks in all and
+a start width D_0 (16 on CIFAR, 64 on ImageNet):
+  additive:        D_k = D_{k-1} + alpha / N   (final width D_0 + alpha)
+  multiplicative:  D_k = D_{k-1} * alpha^(1/N) (final width D_0 * alpha)
+The paper writes floor(.) around both; the official code (jhkim89/PyramidNet,
+addpyramidnet.lua and mulpyramidnet.lua, and dyhan0920/PyramidNet-PyTorch)
+accumulates the float width and rounds it, floor(D_k + 0.5), per block. We
+follow the code; it reproduces the published parameter counts.
+
+The block is BN-conv3x3-BN-ReLU-conv3x3-BN (bottleneck: BN-1x1-BN-ReLU-3x3-BN-
+ReLU-1x1-BN with 4x expansion), with no ReLU after the first BN and none after
+the addition. The shortcut is a parameter-free identity whose missing channels
+are zero-padded; where the block downsamples, the shortcut is 2x2 average
+pooling with stride 2, as in the official code (not strided subsampling).
+"""
+import functools
+import math
+from typing import Any, List, Sequence, Tuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from flaxcnn.models import layers, registry
+
+PAPER = "Han et al. 2017"
+
+# Stage sizes of the ImageNet models (the ResNet layouts the official code uses).
+IMAGENET_STAGES = {
+    False: {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)},
+    True: {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)},
+}
+
+
+def block_widths(alpha: float, num_blocks: int, start: int = 16,
+                 widening: str = "additive") -> List[int]:
+  """D_1..D_N: widths of the N blocks, widened by `alpha` in total from `start`."""
+  width, widths = float(start), []
+  for _ in range(num_blocks):
+    if widening == "additive":
+      width += alpha / num_blocks
+    elif widening == "multiplicative":
+      width *= alpha ** (1.0 / num_blocks)
+    else:
+      raise ValueError(f"widening: use 'additive' or 'multiplicative', got {widening!r}")
+    widths.append(int(math.floor(width + 0.5)))
+  return widths
+
+
+def stage_sizes(depth: int, bottleneck: bool, stem: str = "cifar") -> Tuple[int, ...]:
+  """Blocks per stage: CIFAR depth = 6n+2 (basic) or 9n+2 (bottleneck), three stages."""
+  if stem == "imagenet":
+    table = IMAGENET_STAGES[bottleneck]
+    if depth not in table:
+      kind = "bottleneck" if bottleneck else "basic"
+      raise ValueError(f"depth: ImageNet PyramidNet with {kind} blocks must have depth in "
+                       f"{sorted(table)}, got {depth}")
+    return table[depth]
+  if stem != "cifar":
+    raise ValueError(f"stem: use 'cifar' or 'imagenet', got {stem!r}")
+  per_block = 9 if bottleneck else 6
+  if depth < per_block + 2 or (depth - 2) % per_block:
+    kind = "bottleneck" if bottleneck else "basic"
+    valid = ", ".join(str(per_block * n + 2) for n in range(1, 4))
+    raise ValueError(f"depth: PyramidNet depth with {kind} blocks must be {per_block}n+2 "
+                     f"({valid}, ...), got {depth}")
+  n = (depth - 2) // per_block
+  return (n, n, n)
+
+
+def pyramid_shortcut(x, features: int, strides: int):
+  """Zero-padded identity (Han et al. 2017, Fig. 5b): average pooling over
+  strides x strides windows when downsampling (the official code's choice), then
+  zero channels appended up to `features`. It has no parameters."""
+  if strides > 1:
+    pad = [(0, -d % strides) for d in x.shape[1:3]]   # ceil, like the strided conv
+    x = nn.avg_pool(x, (strides, strides), (strides, strides), padding=pad,
+                    count_include_pad=False)
+  return layers.shortcut_a(x, features, 1)
+
+
+class PyramidBlock(nn.Module):
+  """PyramidNet residual unit (Han et al. 2017, Fig. 6d / Sec. 3.2).
+
+  Basic: BN-conv3x3-BN-ReLU-conv3x3-BN; bottleneck: BN-conv1x1-BN-ReLU-conv3x3-
+  BN-ReLU-conv1x1(4x)-BN. `features` is D_k (the bottleneck's inner width). The
+  sum with the zero-padded shortcut is not followed by a ReLU. Stochastic depth
+  and DropBlock act on the residual branch only.
+  """
+  features: int
+  strides: int = 1
+  bottleneck: bool = False
+  survival_prob: float = 1.0
+  stochastic_depth_mode: str = "train_scale"
+  dropblock_keep_prob: float = 1.0
+  dropblock_size: int = 7
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    conv_bn = functools.partial(layers.ConvBN, dtype=self.dtype)
+    s = (self.strides, self.strides)
+    y = layers.batch_norm(train, self.dtype)(x)
+    if self.bottleneck:
+      y = conv_bn(self.features, (1, 1))(y, train)
+      y = conv_bn(self.features, (3, 3), s)(y, train)
+      y = conv_bn(4 * self.features, (1, 1), act=None)(y, train)
+    else:
+      y = conv_bn(self.features, (3, 3), s)(y, train)
+      y = conv_bn(self.features, (3, 3), act=None)(y, train)
+    y = layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
+    y = layers.StochasticDepth(self.survival_prob, self.stochastic_depth_mode)(y, train)
+    return pyramid_shortcut(x, y.shape[-1], self.strides) + y
+
+
+class PyramidNet(nn.Module):
+  """PyramidNet (Han et al. 2017): CIFAR (Table 4) or ImageNet (Table 6) layout.
+
+  CIFAR: 3x3 conv 16 + BN, three stages of n blocks (strides 1, 2, 2).
+  ImageNet: 7x7/2 conv 64 + BN-ReLU + 3x3/2 max pool, four ResNet-like stages.
+  Then BN-ReLU, global average pooling and a dense layer. `alpha` is the total
+  widening: added channels (additive) or the width factor (multiplicative).
+  """
+  num_classes: int
+  depth: int = 110
+  alpha: float = 48
+  bottleneck: bool = False
+  widening: str = "additive"
+  stem: str = "cifar"
+  stochastic_depth: float = 1.0
+  stochastic_depth_decay: str = "linear"
+  stochastic_depth_mode: str = "train_scale"
+  dropblock_keep_prob: float = 1.0
+  dropblock_size: int = 7
+  dropblock_stages: Sequence[int] = ()
+  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    super().__post_init__()
+    stages = stage_sizes(self.depth, self.bottleneck, self.stem)
+    if self.widening not in ("additive", "multiplicative"):
+      raise ValueError(f"widening: use 'additive' or 'multiplicative', got {self.widening!r}")
+    if self.alpha < (0 if self.widening == "additive" else 1):
+      raise ValueError(f"alpha: widths may not shrink; need alpha >= "
+                       f"{0 if self.widening == 'additive' else 1} for {self.widening} "
+                       f"widening, got {self.alpha}")
+    if any(s not in range(1, len(stages) + 1) for s in self.dropblock_stages):
+      raise ValueError(f"dropblock_stages: stages are 1..{len(stages)}, "
+                       f"got {tuple(self.dropblock_stages)}")
+    layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    stages = stage_sizes(self.depth, self.bottleneck, self.stem)
+    x = x.astype(self.dtype)
+    if self.stem == "cifar":
+      start = 16
+      x = layers.ConvBN(start, (3, 3), act=None, dtype=self.dtype, name="stem")(x, train)
+    else:
+      start = 64
+      x = layers.ConvBN(start, (7, 7), (2, 2), dtype=self.dtype, name="stem")(x, train)
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    widths = iter(block_widths(self.alpha, sum(stages), start, self.widening))
+    num_blocks, l = sum(stages), 0
+    for i, n in enumerate(stages):
+      keep = self.dropblock_keep_prob if i + 1 in self.dropblock_stages else 1.0
+      for b in range(n):
+        l += 1
+        x = PyramidBlock(
+            next(widths), 2 if i > 0 and b == 0 else 1, self.bottleneck,
+            layers.survival_probability(l, num_blocks, self.stochastic_depth,
+                                        self.stochastic_depth_decay),
+            self.stochastic_depth_mode, keep, self.dropblock_size, self.dtype,
+            name=f"stage{i + 1}_block{b + 1}")(x, train)
+    x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
+    return layers.Classifier(self.num_classes, dtype=self.dtype, name="classifier")(x, train)
+
+
+# CIFAR models of Table 4 (parameters as published for CIFAR-10).
+for _depth, _alpha, _bottleneck in (
+    (110, 48, False),    # 1.7M
+    (110, 84, False),    # 3.8M
+    (110, 270, False),   # 28.3M
+    (164, 270, True),    # 27.0M
+    (200, 240, True),    # 26.6M
+    (236, 220, True),    # 26.8M
+    (272, 200, True)):   # 26.0M
+  registry.register(f"pyramidnet{_depth}_a{_alpha}" + ("_bottleneck" if _bottleneck else ""),
+                    PyramidNet, image_size=32, num_classes=10, paper=PAPER,
+                    depth=_depth, alpha=_alpha, bottleneck=_bottleneck)
+
+# ImageNet models of Table 6: PyramidNet-200 with alpha 300 (62.1M) and 450 (116.4M).
+for _alpha in (300, 450):
+  registry.register(f"pyramidnet200_a{_alpha}_imagenet", PyramidNet, image_size=224,
+                    num_classes=1000, paper=PAPER, depth=200, alpha=_alpha,
+                    bottleneck=True, stem="imagenet")
