@@ -14,7 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiment config file (experiments/*.py)",
-                                lock_config=True)
+                                lock_config=False)  # default_config() locks all but model.kwargs
 flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and logs")
 flags.DEFINE_integer("num_processes", 1, "number of processes (hosts) in the run")
 flags.DEFINE_integer("process_id", 0, "this process's index")

@@ -30,7 +30,6 @@ def default_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = "resnet20_cifar"  # a preset of flaxcnn.models (python -m flaxcnn.models.summary --list)
   c.model.kwargs = ml_collections.ConfigDict()   # overrides of the preset's arguments
-  c.model.kwargs.unlock()
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "tfds"           # tfds | folder | digits | synthetic
@@ -87,6 +86,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
+  c.lock()
+  c.model.kwargs.unlock()
   return c
 
 

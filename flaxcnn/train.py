@@ -443,3 +443,17 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
             f"{results[name]['accuracy']:.4f} top-5 {results[name]['top5']:.4f}", flush=True)
   ckpt.close()
   return results
+
+
+def load_state(config, workdir: str, dataset=None):
+  """The latest train state saved in `workdir` (for notebooks, fine-tuning, tests)."""
+  from flaxcnn import data as data_lib
+  if dataset is None:
+    dataset = data_lib.load(config)
+  run = setup(config, dataset)
+  ckpt = Checkpointer(workdir, config.keep_checkpoints)
+  state, _ = ckpt.restore_latest(create_state(run, dataset.image_shape))
+  ckpt.close()
+  if state is None:
+    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+  return state

@@ -1,0 +1,57 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+CIFAR_JPEG = os.path.join(SHARED, "data", "cifar10-jpeg", "train.tar.xz")
+sys.path.insert(0, ROOT)
+
+
+def tiny_config(**overrides):
+  """ResNet-8 on the digits: a real run that compiles in seconds."""
+  from flaxcnn.config import default_config
+  c = default_config()
+  c.model.name = "resnet20_cifar"
+  c.model.kwargs.depth = 8
+  c.data.source = "digits"
+  c.data.name = "digits"
+  c.data.validation_size = 180
+  c.augment.crop_padding = 1
+  c.augment.flip = False
+  c.batch_size = 32
+  c.eval_batch_size = 128
+  c.num_steps = 12
+  c.optimizer.lr = 0.05
+  c.schedule.name = "cosine"
+  c.log_every_steps = 1
+  c.eval_every_epochs = 100.0
+  c.checkpoint_every_steps = 4
+  for k, v in overrides.items():
+    node = c
+    parts = k.split(".")
+    for p in parts[:-1]:
+      node = node[p]
+    node[parts[-1]] = v
+  return c
+
+
+@pytest.fixture
+def cache_env(tmp_path_factory, monkeypatch):
+  d = tmp_path_factory.getbasetemp() / "flaxcnn-cache"
+  monkeypatch.setenv("FLAXCNN_CACHE", str(d))
+  return d
+
+
+def run_launch(args, env=None, timeout=600, **kw):
+  """Runs launch.py in a subprocess; returns the CompletedProcess."""
+  import subprocess
+  e = dict(os.environ)
+  e.setdefault("PYTHONPATH", ROOT)
+  e["PYTHONUNBUFFERED"] = "1"
+  if env:
+    e.update(env)
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py")] + args,
+                        cwd=ROOT, env=e, capture_output=True, text=True,
+                        timeout=timeout, **kw)

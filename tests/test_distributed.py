@@ -1,0 +1,63 @@
+"""Data parallelism: 8 devices and 2 processes give the losses of 1 device."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_launch
+from flaxcnn import metrics
+
+ARGS = ["--config=experiments/quickstart.py", "--config.num_steps=6",
+        "--config.log_every_steps=1", "--config.eval_every_epochs=100",
+        "--config.checkpoint_every_steps=3", "--config.batch_size=64"]
+
+
+def _train_losses(workdir):
+  return np.array([l["loss"] for l in metrics.read_jsonl(str(workdir)) if l["split"] == "train"])
+
+
+@pytest.fixture(scope="module")
+def single_device_losses(tmp_path_factory):
+  d = tmp_path_factory.mktemp("one")
+  r = run_launch(ARGS + [f"--workdir={d}"])
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "1 cpu device(s)" in r.stdout
+  return _train_losses(d)
+
+
+def test_eight_devices_match_one(single_device_losses, tmp_path):
+  r = run_launch(ARGS + [f"--workdir={tmp_path}"],
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "8 cpu device(s)" in r.stdout
+  losses = _train_losses(tmp_path)
+  assert len(losses) == 6
+  np.testing.assert_allclose(losses, single_device_losses, rtol=2e-4)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(single_device_losses, tmp_path):
+  port = _free_port()
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  procs = [subprocess.Popen(
+      [sys.executable, "launch.py"] + ARGS + [
+          f"--workdir={tmp_path}", "--num_processes=2", f"--process_id={i}",
+          f"--coordinator_address=127.0.0.1:{port}"],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  assert "2 process(es), 2 cpu device(s)" in outs[0]
+  losses = _train_losses(tmp_path)
+  assert len(losses) == 6          # only process 0 writes metrics
+  np.testing.assert_allclose(losses, single_device_losses, rtol=2e-4)
+  assert sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == [3, 6]

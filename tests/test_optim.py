@@ -1,0 +1,80 @@
+"""Schedules in epochs, the weight-decay mask and the TF-style RMSProp."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import tiny_config
+from flaxcnn import optim
+
+
+def _lr(config, steps, spe=100, total=1000):
+  s = optim.make_schedule(config, spe, total)
+  return np.array([float(s(t)) for t in steps])
+
+
+def test_piecewise_wrn_schedule():
+  c = tiny_config(**{"schedule.name": "piecewise", "optimizer.lr": 0.1})
+  c.schedule.boundaries = (60.0, 120.0, 160.0)
+  c.schedule.factor = 0.2
+  lr = _lr(c, [0, 5999, 6000, 11999, 12000, 16000], spe=100, total=20000)
+  np.testing.assert_allclose(lr, [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008], rtol=1e-5)
+
+
+def test_cosine_and_warmup():
+  c = tiny_config(**{"schedule.name": "cosine", "optimizer.lr": 0.1,
+                     "schedule.warmup_epochs": 1.0})
+  lr = _lr(c, [0, 49, 99, 100, 550, 1000], spe=100, total=1000)
+  np.testing.assert_allclose(lr[:3], [0.001, 0.05, 0.1], rtol=1e-5)
+  assert lr[3] == pytest.approx(0.1, rel=1e-5)
+  assert lr[4] == pytest.approx(0.05, rel=1e-3)
+  assert lr[5] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_exponential_efficientnet_schedule():
+  c = tiny_config(**{"schedule.name": "exponential", "optimizer.lr": 0.256,
+                     "schedule.decay_rate": 0.97, "schedule.decay_epochs": 2.4})
+  lr = _lr(c, [0, 239, 240, 480], spe=100, total=10000)
+  np.testing.assert_allclose(lr, [0.256, 0.256, 0.256 * 0.97, 0.256 * 0.97 ** 2], rtol=1e-5)
+
+
+def test_plateau_detector():
+  p = optim.Plateau(patience=2, factor=0.1)
+  best, bad = np.inf, 0
+  mults = []
+  for err in [0.5, 0.4, 0.41, 0.42, 0.40, 0.39]:
+    best, bad, m = p.update(best, bad, err)
+    mults.append(m)
+  assert mults == [1, 1, 1, 0.1, 1, 1]
+
+
+def test_weight_decay_mask_only_kernels():
+  params = {"Conv_0": {"kernel": jnp.ones((3, 3, 3, 4))},
+            "BatchNorm_0": {"scale": jnp.ones(4), "bias": jnp.zeros(4)},
+            "head": {"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(2)}}
+  mask = optim.weight_decay_mask(params)
+  assert mask == {"Conv_0": {"kernel": True}, "BatchNorm_0": {"scale": False, "bias": False},
+                  "head": {"kernel": True, "bias": False}}
+  c = tiny_config(**{"optimizer.weight_decay": 0.5, "optimizer.momentum": 0.0,
+                     "optimizer.nesterov": False, "optimizer.lr": 1.0})
+  tx = optim.make_optimizer(c, params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  # Zero gradient: only the decayed leaves move, by -lr * wd * w.
+  assert float(updates["Conv_0"]["kernel"][0, 0, 0, 0]) == pytest.approx(-0.5)
+  assert float(updates["BatchNorm_0"]["scale"][0]) == 0.0
+  assert float(updates["head"]["bias"][0]) == 0.0
+
+
+def test_rmsprop_tf_first_step():
+  # TF1 RMSProp: ms starts at 1, ms = 0.9 + 0.1 g^2, update = lr g / sqrt(ms + eps).
+  tx = optim.rmsprop_tf(0.1, decay=0.9, eps=1e-3, momentum=0.9)
+  p = jnp.zeros(1)
+  g = jnp.array([2.0])
+  u, s = tx.update(g, tx.init(p), p)
+  expected = -0.1 * 2.0 / np.sqrt(0.9 + 0.1 * 4 + 1e-3)
+  assert float(u[0]) == pytest.approx(expected, rel=1e-5)
+  u2, _ = tx.update(g, s, p)
+  ms2 = 0.9 * (0.9 + 0.4) + 0.4
+  assert float(u2[0]) == pytest.approx(0.9 * expected - 0.1 * 2.0 / np.sqrt(ms2 + 1e-3), rel=1e-5)

@@ -1,0 +1,146 @@
+"""The training loop end to end: learning, evaluation, resume, signals, NaN."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_launch, tiny_config
+from flaxcnn import data as data_lib, metrics, train
+from flaxcnn.config import build_model
+
+
+def _params(config, workdir):
+  return jax.device_get(train.load_state(config, workdir).params)
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_quickstart_reaches_97_percent(tmp_path):
+  from experiments import quickstart
+  config = quickstart.get_config()
+  t = time.time()
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert time.time() - t < 180
+  assert summary["test"]["accuracy"] >= 0.97
+  assert summary["test"]["count"] == 360
+  lines = metrics.read_jsonl(str(tmp_path))
+  evals = [l for l in lines if l["split"] == "test"]
+  assert evals and all({"step", "epoch", "split", "accuracy"} <= set(l) for l in evals)
+  assert 0.0 <= evals[-1]["accuracy"] <= 1.0
+  assert os.listdir(tmp_path / "tensorboard")
+  assert (tmp_path / "config.json").exists()
+
+
+def test_evaluation_counts_each_example_once():
+  config = tiny_config(eval_batch_size=64)
+  dataset = data_lib.load(config)
+  run = train.setup(config, dataset)
+  state = train.create_state(run, dataset.image_shape)
+  split = dataset.splits["test"]            # 360 examples: 5 full batches + 40 padded
+  res = train.evaluate(run, train.make_eval_step(run), state, split, 64)
+  assert res["count"] == 360
+  x = (split.images / 255.0 - np.asarray(dataset.mean)) / np.asarray(dataset.std)
+  logits = run.model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                           jnp.asarray(x, jnp.float32), train=False)
+  expected = float(np.mean(np.argmax(np.asarray(logits), -1) == split.labels))
+  assert res["accuracy"] == pytest.approx(expected, abs=1e-6)
+  top5 = np.argsort(-np.asarray(logits), -1)[:, :5]
+  assert res["top5"] == pytest.approx(np.mean((top5 == split.labels[:, None]).any(-1)), abs=1e-6)
+
+
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+  """A run killed with SIGKILL and resumed ends with the uninterrupted parameters."""
+  args = ["--config=experiments/quickstart.py", "--config.num_steps=30",
+          "--config.checkpoint_every_steps=10", "--config.log_every_steps=5",
+          "--config.eval_every_epochs=100"]
+  full = tmp_path / "full"
+  r = run_launch(args + [f"--workdir={full}"])
+  assert r.returncode == 0, r.stderr[-2000:]
+
+  killed = tmp_path / "killed"
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  p = subprocess.Popen([sys.executable, "launch.py"] + args + [f"--workdir={killed}"],
+                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+  ckpts = killed / "checkpoints"
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    if ckpts.exists() and any(d.isdigit() and int(d) >= 10 for d in os.listdir(ckpts)):
+      break
+    time.sleep(0.2)
+  p.send_signal(signal.SIGKILL)
+  p.wait()
+  steps = sorted(int(d) for d in os.listdir(ckpts) if d.isdigit())
+  assert steps and steps[-1] < 30, steps
+  r = run_launch(args + [f"--workdir={killed}"])
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "Resumed from checkpoint" in r.stdout
+
+  from experiments import quickstart
+  config = quickstart.get_config()
+  _assert_trees_equal(_params(config, str(full)), _params(config, str(killed)))
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  p = subprocess.Popen([sys.executable, "launch.py", "--config=experiments/quickstart.py",
+                        f"--workdir={tmp_path}", "--config.num_steps=100000",
+                        "--config.checkpoint_every_steps=100000",
+                        "--config.log_every_steps=1"],
+                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+  out = []
+  for line in p.stdout:            # wait until training runs
+    out.append(line)
+    if line.startswith("epoch"):
+      break
+  p.send_signal(signal.SIGTERM)
+  rest, _ = p.communicate(timeout=120)
+  assert p.returncode == 0, "".join(out) + rest
+  assert "saved checkpoint at step" in rest
+  steps = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+  assert steps and steps[0] > 0
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = tiny_config(num_steps=40, checkpoint_every_steps=4)
+  good = train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  assert good["step"] == 4
+  config.optimizer.lr = 1e30
+  config.schedule.name = "constant"
+  with pytest.raises(train.NonFiniteLoss, match=r"NaN/Inf at step \d+.*\(step 4\)"):
+    train.train_and_evaluate(config, str(tmp_path))
+  steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert steps[-1] == 4
+  params = train.load_state(config, str(tmp_path)).params
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(params)))
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
+  config = tiny_config(num_steps=8, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  latest = tmp_path / "checkpoints" / "8"
+  for root, _, files in os.walk(latest):
+    for f in files:
+      with open(os.path.join(root, f), "wb") as fh:
+        fh.write(b"garbage")
+  state = train.load_state(config, str(tmp_path))
+  assert int(state.step) == 4
+  assert "checkpoint 8 is unreadable" in capsys.readouterr().out
+
+
+def test_bfloat16_training_runs(tmp_path):
+  s = train.train_and_evaluate(tiny_config(dtype="bfloat16", num_steps=6), str(tmp_path))
+  assert np.isfinite(s["test"]["loss"])
+  state = train.load_state(tiny_config(dtype="bfloat16"), str(tmp_path))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
