@@ -212,31 +212,95 @@ def eval_sums(logits, labels, mask):
           "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
 
 
-def evaluate(run: Run, eval_step, state, split, batch_size: int) -> dict:
-  """Loss, top-1 and top-5 accuracy over every example of `split` exactly once:
-  the last batch is padded to the fixed batch size and the padding masked out."""
+def padded_batches(split, batch_size: int):
+  """(images, labels, mask) host batches of an in-memory split; the last batch is
+  padded to the fixed batch size (one compilation) and the padding masked out."""
   n = len(split)
-  totals = None
   for start in range(0, n, batch_size):
     stop = min(start + batch_size, n)
     pad = batch_size - (stop - start)
-    images = split.images[start:stop]
-    labels = split.labels[start:stop]
+    images, labels = split.images[start:stop], split.labels[start:stop]
     mask = np.ones(stop - start, np.float32)
     if pad:
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
       labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
       mask = np.concatenate([mask, np.zeros(pad, np.float32)])
-    sums = eval_step(state.params, state.batch_stats,
-                     global_array(images, run.batch_sharding),
-                     global_array(labels, run.batch_sharding),
-                     global_array(mask, run.batch_sharding))
+    yield images, labels, mask
+
+
+def evaluate(run: Run, eval_step, state, batches) -> dict:
+  """Loss, top-1 and top-5 accuracy over global (images, labels, mask) batches;
+  every example with mask 1 counts exactly once."""
+  totals = None
+  for images, labels, mask in batches:
+    sums = eval_step(state.params, state.batch_stats, images, labels, mask)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = float(totals["count"])
   return {"loss": float(totals["loss"]) / count,
           "accuracy": float(totals["accuracy"]) / count,
           "top5": float(totals["top5"]) / count, "count": count}
+
+
+class InMemoryFeed:
+  """The whole training split on the devices (replicated uint8); each step
+  gathers its batch from the epoch's permutation inside the jitted step."""
+
+  def __init__(self, run: Run, dataset):
+    self.run, self.dataset = run, dataset
+    self.n = dataset.sizes["train"]
+    self.images = self.labels = None     # put on the devices at the first step
+    self.step_fn = make_train_step(run)
+    self.perm, self.perm_epoch = None, None
+
+  def train_step(self, state, step: int):
+    if self.images is None:
+      train = self.dataset.splits["train"]
+      self.images = global_array(train.images, self.run.replicated)
+      self.labels = global_array(train.labels, self.run.replicated)
+    epoch = step // self.run.steps_per_epoch
+    if self.perm_epoch != epoch:
+      key = jax.random.fold_in(jax.random.PRNGKey(self.run.config.seed + 2), epoch)
+      self.perm = jax.jit(lambda k: jax.random.permutation(k, self.n).astype(jnp.int32),
+                          out_shardings=self.run.replicated)(key)
+      self.perm_epoch = epoch
+    return self.step_fn(state, self.images, self.labels, self.perm)
+
+  def eval_batches(self, split: str, batch_size: int):
+    for images, labels, mask in padded_batches(self.dataset.splits[split], batch_size):
+      yield tuple(global_array(x, self.run.batch_sharding) for x in (images, labels, mask))
+
+
+class StreamingFeed:
+  """Batches from tf.data: each process decodes its share of every global batch."""
+
+  def __init__(self, run: Run, dataset):
+    self.run, self.dataset = run, dataset
+    self.step_fn = make_batch_train_step(run)
+    self.it, self.it_epoch = None, None
+
+  def _global(self, x):
+    return jax.make_array_from_process_local_data(self.run.batch_sharding, x)
+
+  def train_step(self, state, step: int):
+    spe = self.run.steps_per_epoch
+    epoch = step // spe
+    if self.it_epoch != epoch:
+      self.it = self.dataset.train_batches(self.run.config, epoch, step % spe,
+                                           jax.process_index(), jax.process_count())
+      self.it_epoch = epoch
+    images, labels = next(self.it)
+    return self.step_fn(state, self._global(images), self._global(labels))
+
+  def eval_batches(self, split: str, batch_size: int):
+    for batch in self.dataset.eval_batches(split, batch_size, jax.process_index(),
+                                           jax.process_count()):
+      yield tuple(self._global(x) for x in batch)
+
+
+def make_feed(run: Run, dataset):
+  return InMemoryFeed(run, dataset) if hasattr(dataset.splits["train"], "images") \
+      else StreamingFeed(run, dataset)
 
 
 # ----------------------------------------------------------------------------- loop
@@ -268,7 +332,7 @@ def setup(config, dataset) -> Run:
   """Builds the static parts of a run from a validated config and a dataset."""
   mesh = make_mesh()
   model = config_lib.build_model(config, dataset.num_classes)
-  n_train = len(dataset.splits["train"])
+  n_train = dataset.sizes["train"]
   if n_train < config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{n_train} training examples")
@@ -280,12 +344,6 @@ def setup(config, dataset) -> Run:
              schedule=optim.make_schedule(config, spe, total),
              steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
              schedule_template=variables.get("schedule"))
-
-
-def _epoch_permutation(run: Run, n: int, epoch: int):
-  key = jax.random.fold_in(jax.random.PRNGKey(run.config.seed + 2), epoch)
-  return jax.jit(lambda k: jax.random.permutation(k, n).astype(jnp.int32),
-                 out_shardings=run.replicated)(key)
 
 
 def _save_config(config, workdir):
@@ -309,7 +367,7 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   writer = MetricWriter(workdir)
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   logging.info("model %s, %d training examples, %d steps/epoch, %d steps, %d devices",
-               config.model.name, len(dataset.splits["train"]), run.steps_per_epoch,
+               config.model.name, dataset.sizes["train"], run.steps_per_epoch,
                run.total_steps, jax.device_count())
 
   fresh = create_state(run, dataset.image_shape)
@@ -320,16 +378,13 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
     print(f"Resumed from checkpoint at step {restored_step} in {workdir}", flush=True)
   del fresh
 
-  train = dataset.splits["train"]
-  images = global_array(train.images, run.replicated)
-  labels = global_array(train.labels, run.replicated)
-  train_step = make_train_step(run)
+  feed = make_feed(run, dataset)
   eval_step = make_eval_step(run)
   plateau = optim.Plateau(config.schedule.patience, config.schedule.factor)
   eval_every = max(1, int(round(config.eval_every_epochs * run.steps_per_epoch)))
 
   step = int(jax.device_get(state.step))
-  pending, perm, perm_epoch = [], None, None
+  pending = []
   t_last, step_last, t_start = time.time(), step, time.time()
   summary = {}
 
@@ -366,7 +421,8 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
     epoch = step / run.steps_per_epoch
     for name in ("validation", "test"):
       if name in dataset.splits:
-        res = evaluate(run, eval_step, state, dataset.splits[name], config.eval_batch_size)
+        res = evaluate(run, eval_step, state,
+                       feed.eval_batches(name, config.eval_batch_size))
         writer.write(step, name, res, epoch=epoch)
         summary[name] = res
         if jax.process_index() == 0:
@@ -386,10 +442,7 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
 
   with _Interrupt() as interrupt:
     while step < run.total_steps:
-      epoch = step // run.steps_per_epoch
-      if perm_epoch != epoch:
-        perm, perm_epoch = _epoch_permutation(run, len(train), epoch), epoch
-      state, metrics = train_step(state, images, labels, perm)
+      state, metrics = feed.train_step(state, step)
       step += 1
       pending.append(metrics)
       done = step == run.total_steps
@@ -437,8 +490,8 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   results = {}
   for name in ("validation", "test"):
     if name in dataset.splits:
-      results[name] = evaluate(run, eval_step, state, dataset.splits[name],
-                               config.eval_batch_size)
+      results[name] = evaluate(run, eval_step, state,
+                               make_feed(run, dataset).eval_batches(name, config.eval_batch_size))
       print(f"eval {name:10s} step {step}: loss {results[name]['loss']:.4f} top-1 "
             f"{results[name]['accuracy']:.4f} top-5 {results[name]['top5']:.4f}", flush=True)
   ckpt.close()

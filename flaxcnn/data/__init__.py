@@ -42,10 +42,21 @@ class Dataset:
   def image_shape(self):
     return self.splits["train"].images.shape[1:]
 
+  @property
+  def sizes(self):
+    return {k: len(v) for k, v in self.splits.items()}
+
 
 def _stats(images: np.ndarray):
-  x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-  return tuple(x.mean(0).tolist()), tuple(np.maximum(x.std(0), 1e-3).tolist())
+  """Per-channel mean and std in [0, 1], exactly, from uint8 value histograms."""
+  values = np.arange(256, dtype=np.float64) / 255.0
+  mean, std = [], []
+  for c in range(images.shape[-1]):
+    counts = np.bincount(images[..., c].ravel(), minlength=256).astype(np.float64)
+    m = counts @ values / counts.sum()
+    mean.append(float(m))
+    std.append(float(max(np.sqrt(counts @ (values - m) ** 2 / counts.sum()), 1e-3)))
+  return tuple(mean), tuple(std)
 
 
 def hold_out(split: Split, size: int, seed: int = 0) -> Tuple[Split, Split]:
@@ -68,10 +79,14 @@ def finalize(name, num_classes, splits, validation_size, class_names=None,
   return Dataset(name, num_classes, splits, mean, std, class_names)
 
 
-def load(config) -> Dataset:
-  """Loads the in-memory dataset named by `config.data`."""
+def load(config):
+  """The dataset of `config.data`: a `Dataset` of arrays, or a streamed one when
+  `config.data.in_memory` is False."""
   from flaxcnn.data import sources
   d = config.data
+  if not d.in_memory and d.source in ("folder", "tfds"):
+    from flaxcnn.data import streaming
+    return streaming.load(config)
   if d.source == "digits":
     return sources.digits(d.validation_size)
   if d.source == "synthetic":

@@ -16,6 +16,7 @@ channels and a 3x3/2 max pool as stem; CIFAR models (Table 2) have three dense
 blocks of equal size after a 3x3 convolution (see `densenet_cifar`).
 """
 import functools
+import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -72,14 +73,15 @@ class DenseBlock(nn.Module):
   num_layers: int
   growth_rate: int
   bottleneck: bool = True
+  bottleneck_width: int = 4
   dropout: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     for i in range(self.num_layers):
-      x = DenseLayer(self.growth_rate, self.bottleneck, dropout=self.dropout,
-                     dtype=self.dtype, name=f"layer{i + 1}")(x, train)
+      x = DenseLayer(self.growth_rate, self.bottleneck, self.bottleneck_width,
+                     self.dropout, self.dtype, name=f"layer{i + 1}")(x, train)
     return x
 
 
@@ -92,7 +94,8 @@ class Transition(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    features = int(self.compression * x.shape[-1])  # floor(theta * m)
+    # floor(theta * m); the epsilon keeps e.g. 0.29 * 100 = 28.999... at 29.
+    features = math.floor(self.compression * x.shape[-1] + 1e-9)
     x = BNReLUConv(features, (1, 1), self.dropout, self.dtype)(x, train)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
@@ -110,6 +113,7 @@ class DenseNet(nn.Module):
   block_sizes: Sequence[int] = (6, 12, 24, 16)
   growth_rate: int = 32
   bottleneck: bool = True
+  bottleneck_width: int = 4      # the 1x1 bottleneck conv has bottleneck_width*k channels
   compression: float = 0.5
   stem: str = "imagenet"
   stem_features: Optional[int] = None
@@ -124,6 +128,8 @@ class DenseNet(nn.Module):
       raise ValueError(f"block_sizes: need one or more blocks of >= 1 layers, got {self.block_sizes}")
     if self.growth_rate < 1:
       raise ValueError(f"growth_rate: must be >= 1, got {self.growth_rate}")
+    if self.bottleneck_width < 1:
+      raise ValueError(f"bottleneck_width: must be >= 1, got {self.bottleneck_width}")
     if not 0.0 < self.compression <= 1.0:
       raise ValueError(f"compression: theta must be in (0, 1], got {self.compression}")
     if not 0.0 <= self.dropout < 1.0:
@@ -146,8 +152,9 @@ class DenseNet(nn.Module):
       x = layers.Conv(self.num_stem_features, (3, 3), padding=((1, 1), (1, 1)),
                       dtype=self.dtype, name="stem")(x)
     for i, num_layers in enumerate(self.block_sizes):
-      x = DenseBlock(num_layers, self.growth_rate, self.bottleneck, self.dropout,
-                     self.dtype, name=f"block{i + 1}")(x, train)
+      x = DenseBlock(num_layers, self.growth_rate, self.bottleneck,
+                     self.bottleneck_width, self.dropout, self.dtype,
+                     name=f"block{i + 1}")(x, train)
       if i < len(self.block_sizes) - 1:
         x = Transition(self.compression, self.dropout, self.dtype,
                        name=f"transition{i + 1}")(x, train)

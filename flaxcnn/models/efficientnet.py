@@ -159,7 +159,8 @@ class MBConv(nn.Module):
   MBConv:       [expand 1x1 -> BN -> act] -> depthwise kxk/s -> BN -> act
                 -> [SE] -> project 1x1 -> BN       (no activation: linear bottleneck)
   Fused-MBConv: expand kxk/s regular conv -> BN -> act -> [SE] -> project 1x1 -> BN;
-                with expand_ratio 1 a single kxk/s conv -> BN -> act.
+                with expand_ratio 1 a single kxk/s conv -> BN -> act [-> SE]
+                (the official V2 code would put SE before it; no V2 stage uses it).
   The expansion is skipped when expand_ratio is 1. The residual connection (with
   stochastic depth on the branch) is used only when stride is 1 and the input
   and output channels are equal (and `id_skip`). The SE bottleneck has

@@ -15,6 +15,12 @@ ReLU-1x1-BN with 4x expansion), with no ReLU after the first BN and none after
 the addition. The shortcut is a parameter-free identity whose missing channels
 are zero-padded; where the block downsamples, the shortcut is 2x2 average
 pooling with stride 2, as in the official code (not strided subsampling).
+
+Parameter counts: the published figures leave out the BatchNorm scales and
+offsets (the conv and dense weights alone give the ImageNet 62.1M and 116.4M and
+the bottleneck CIFAR 27.0M/26.6M/26.8M/26.0M); `summary` counts all parameters.
+The small CIFAR nets are published as matched budgets (1.7M, 3.8M, 28.3M for the
+additive and multiplicative nets of a row alike), within a few percent.
 """
 import functools
 import math
@@ -71,7 +77,7 @@ def stage_sizes(depth: int, bottleneck: bool, stem: str = "cifar") -> Tuple[int,
 
 
 def pyramid_shortcut(x, features: int, strides: int):
-  """Zero-padded identity (Han et al. 2017, Fig. 5b): average pooling over
+  """Zero-padded identity shortcut (Han et al. 2017): average pooling over
   strides x strides windows when downsampling (the official code's choice), then
   zero channels appended up to `features`. It has no parameters."""
   if strides > 1:
@@ -82,7 +88,7 @@ def pyramid_shortcut(x, features: int, strides: int):
 
 
 class PyramidBlock(nn.Module):
-  """PyramidNet residual unit (Han et al. 2017, Fig. 6d / Sec. 3.2).
+  """Pyramidal residual unit (Han et al. 2017), basic or bottleneck.
 
   Basic: BN-conv3x3-BN-ReLU-conv3x3-BN; bottleneck: BN-conv1x1-BN-ReLU-conv3x3-
   BN-ReLU-conv1x1(4x)-BN. `features` is D_k (the bottleneck's inner width). The
@@ -116,7 +122,7 @@ class PyramidBlock(nn.Module):
 
 
 class PyramidNet(nn.Module):
-  """PyramidNet (Han et al. 2017): CIFAR (Table 4) or ImageNet (Table 6) layout.
+  """PyramidNet (Han et al. 2017), CIFAR or ImageNet layout (`stem`).
 
   CIFAR: 3x3 conv 16 + BN, three stages of n blocks (strides 1, 2, 2).
   ImageNet: 7x7/2 conv 64 + BN-ReLU + 3x3/2 max pool, four ResNet-like stages.
@@ -129,6 +135,7 @@ class PyramidNet(nn.Module):
   bottleneck: bool = False
   widening: str = "additive"
   stem: str = "cifar"
+  dropout: float = 0.0            # before the classifier (0.5 for ImageNet alpha=450)
   stochastic_depth: float = 1.0
   stochastic_depth_decay: str = "linear"
   stochastic_depth_mode: str = "train_scale"
@@ -146,6 +153,8 @@ class PyramidNet(nn.Module):
       raise ValueError(f"alpha: widths may not shrink; need alpha >= "
                        f"{0 if self.widening == 'additive' else 1} for {self.widening} "
                        f"widening, got {self.alpha}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
     if any(s not in range(1, len(stages) + 1) for s in self.dropblock_stages):
       raise ValueError(f"dropblock_stages: stages are 1..{len(stages)}, "
                        f"got {tuple(self.dropblock_stages)}")
@@ -175,24 +184,35 @@ class PyramidNet(nn.Module):
             self.stochastic_depth_mode, keep, self.dropblock_size, self.dtype,
             name=f"stage{i + 1}_block{b + 1}")(x, train)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
-    return layers.Classifier(self.num_classes, dtype=self.dtype, name="classifier")(x, train)
+    return layers.Classifier(self.num_classes, self.dropout, self.dtype,
+                             name="classifier")(x, train)
 
 
-# CIFAR models of Table 4 (parameters as published for CIFAR-10).
+# CIFAR models of Table 4 (CIFAR-10 parameters as published; the final width D_N
+# or 4 D_N in brackets, as listed by the official README).
 for _depth, _alpha, _bottleneck in (
-    (110, 48, False),    # 1.7M
-    (110, 84, False),    # 3.8M
-    (110, 270, False),   # 28.3M
-    (164, 270, True),    # 27.0M
-    (200, 240, True),    # 26.6M
-    (236, 220, True),    # 26.8M
-    (272, 200, True)):   # 26.0M
+    (110, 48, False),    # 1.7M  (64)
+    (110, 84, False),    # 3.8M  (100)
+    (110, 270, False),   # 28.3M (286)
+    (164, 270, True),    # 27.0M (1144)
+    (200, 240, True),    # 26.6M (1024)
+    (236, 220, True),    # 26.8M (944)
+    (272, 200, True),    # 26.0M (864)
+    # Further rows of the official README (github.com/jhkim89/PyramidNet):
+    (164, 48, True),     # 1.7M  (256)
+    (164, 84, True)):    # 3.8M  (400)
   registry.register(f"pyramidnet{_depth}_a{_alpha}" + ("_bottleneck" if _bottleneck else ""),
                     PyramidNet, image_size=32, num_classes=10, paper=PAPER,
                     depth=_depth, alpha=_alpha, bottleneck=_bottleneck)
 
-# ImageNet models of Table 6: PyramidNet-200 with alpha 300 (62.1M) and 450 (116.4M).
-for _alpha in (300, 450):
+# Multiplicative PyramidNet-110 (official README): alpha is the width factor.
+for _name, _alpha in (("4_75", 4.75), ("8", 8), ("27", 27)):   # 1.7M (76), 3.8M (128), 28.3M (432)
+  registry.register(f"pyramidnet110_mul_a{_name}", PyramidNet, image_size=32, num_classes=10,
+                    paper=PAPER, depth=110, alpha=_alpha, widening="multiplicative")
+
+# ImageNet PyramidNet-200: alpha 300 (62.1M, final width 1456) and alpha 450 with
+# dropout 0.5 before the classifier (116.4M, 2056).
+for _alpha, _dropout in ((300, 0.0), (450, 0.5)):
   registry.register(f"pyramidnet200_a{_alpha}_imagenet", PyramidNet, image_size=224,
                     num_classes=1000, paper=PAPER, depth=200, alpha=_alpha,
-                    bottleneck=True, stem="imagenet")
+                    bottleneck=True, stem="imagenet", dropout=_dropout)

@@ -7,8 +7,9 @@ Papers:
   shortcut variants (its Table 1) and activation placements (its Figure 4),
   full pre-activation ResNets.
 - Hu, Shen, Sun 2018, "Squeeze-and-Excitation Networks": SE-ResNet.
-- Xie et al. 2017 (ResNeXt) and Zagoruyko & Komodakis 2016 (WRN-50-2) are the
-  same network with `groups` / `width_per_group` (see resnext.py).
+- Xie et al. 2017 (ResNeXt, see resnext.py) and Zagoruyko & Komodakis 2016
+  (WRN-50-2, registered here) are the same network with `groups` /
+  `width_per_group`.
 - Regularizer hooks: stochastic depth (Huang et al. 2016) and DropBlock
   (Ghiasi et al. 2018).
 
@@ -247,6 +248,10 @@ class ResNet(nn.Module):
                        "use bottleneck=True for ResNeXt / wide bottlenecks")
     if self.groups < 1 or self.width_per_group < 1 or self.se_reduction < 0:
       raise ValueError("groups, width_per_group must be >= 1 and se_reduction >= 0")
+    if self.bottleneck and min(self.stage_planes) * self.width_per_group < 64:
+      raise ValueError(f"width_per_group: the bottleneck width int(planes * width_per_group / 64)"
+                       f" * groups is 0 for planes {min(self.stage_planes)}, width_per_group "
+                       f"{self.width_per_group}")
     if not 0.0 < self.stochastic_depth <= 1.0:
       raise ValueError(f"stochastic_depth: final survival probability must be in (0, 1], "
                        f"got {self.stochastic_depth}")
@@ -362,10 +367,12 @@ _SE = "Hu et al. 2018, Squeeze-and-Excitation Networks"
 _imagenet = functools.partial(registry.register, image_size=224, num_classes=1000)
 _cifar = functools.partial(registry.register, image_size=32, num_classes=10)
 
-# He et al. 2015, Tables 2-4: ImageNet ResNets (option B), ResNet-34 A/C, plain nets.
+# He et al. 2015, Tables 2-4: ImageNet ResNets (option B), ResNet-34 A/C, and the
+# plain nets vs. ResNet-18/34 with option A of Table 2.
 for _d in (18, 34, 50, 101, 152):
   _imagenet(f"resnet{_d}", imagenet_resnet, paper=_HE15, depth=_d)
-_imagenet("resnet34_a", imagenet_resnet, paper=_HE15, depth=34, shortcut="A")
+for _d in (18, 34):
+  _imagenet(f"resnet{_d}_a", imagenet_resnet, paper=_HE15, depth=_d, shortcut="A")
 _imagenet("resnet34_c", imagenet_resnet, paper=_HE15, depth=34, shortcut="C")
 for _d in (18, 34):
   _imagenet(f"plain{_d}", imagenet_resnet, paper=_HE15, depth=_d, shortcut="none")
@@ -399,6 +406,12 @@ _imagenet("resnet200", imagenet_resnet, paper=_HE16, depth=200)
 for _d in (152, 200):
   _imagenet(f"preact_resnet{_d}", imagenet_resnet, paper=_HE16, depth=_d,
             placement="full_preact")
+
+# Zagoruyko & Komodakis 2016 (Wide Residual Networks), ImageNet WRN-50-2 / WRN-101-2:
+# bottleneck ResNets with twice the bottleneck width (torchvision wide_resnet*_2).
+_WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks"
+for _d in (50, 101):
+  _imagenet(f"wrn{_d}_2", imagenet_resnet, paper=_WRN, depth=_d, width_per_group=128)
 
 # Hu et al. 2018: SE-ResNets (SE on the residual branch before the addition, r = 16).
 for _d in (50, 101, 152):

@@ -35,8 +35,7 @@ def _macs_of_jaxpr(jaxpr) -> int:
       (lhs_contract, _), _ = eqn.params["dimension_numbers"]
       contracted = int(np.prod([lhs.shape[d] for d in lhs_contract]))
       total += int(np.prod(eqn.outvars[0].aval.shape)) * contracted
-    for sub in jax.core.jaxprs_in_params(eqn.params) if hasattr(
-        jax.core, "jaxprs_in_params") else _sub_jaxprs(eqn.params):
+    for sub in _sub_jaxprs(eqn.params):
       total += _macs_of_jaxpr(sub)
   return total
 
