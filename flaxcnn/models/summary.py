@@ -87,10 +87,10 @@ def main(argv):
     print("\n".join(registry.list_models()))
     return 0
   names = registry.list_models() if "--all" in argv or not args else args
-  print(f"{'preset':32s} {'params':>14s} {'mult-adds':>10s} {'input':>6s}")
+  print(f"{'preset':40s} {'params':>14s} {'mult-adds':>10s} {'input':>6s}")
   for name in names:
     _, params, macs, size = summarize(name)
-    print(f"{name:32s} {params:14,d} {macs / 1e9:9.3f}G {size:6d}", flush=True)
+    print(f"{name:40s} {params:14,d} {macs / 1e9:9.3f}G {size:6d}", flush=True)
   return 0
 
 
