@@ -66,12 +66,62 @@ def mixup(rng, images, one_hot_labels, alpha: float):
   return mixed.astype(images.dtype), labels
 
 
-def train_augment(rng, images, config, mean, std, dtype):
-  """The in-memory training augmentation: crop, flip, normalize, Cutout."""
-  k_crop, k_flip, k_cut = jax.random.split(rng, 3)
+def resize(images, size: int):
+  """Square bilinear resize (antialiased when shrinking); float32 output."""
+  n, h, w, c = images.shape
+  if (h, w) == (size, size):
+    return images.astype(jnp.float32)
+  return jax.image.resize(images.astype(jnp.float32), (n, size, size, c), "bilinear")
+
+
+def train_augment(rng, images, config, mean, std, dtype, size=None):
+  """The in-memory training augmentation: crop, flip, RandAugment, resize to the
+  training size (progressive resizing), normalize, Cutout."""
+  k_crop, k_flip, k_ra, k_cut = jax.random.split(rng, 4)
   images = random_crop(k_crop, images, config.augment.crop_padding)
   if config.augment.flip:
     images = random_flip(k_flip, images)
+  if config.augment.randaugment_layers:
+    from flaxcnn import randaugment
+    images = randaugment.randaugment(k_ra, images, config.augment.randaugment_layers,
+                                     config.augment.randaugment_magnitude)
+  if size:
+    images = resize(images, size)
   x = normalize(images, mean, std, jnp.float32)
   x = cutout(k_cut, x, config.augment.cutout)
   return x.astype(dtype)
+
+
+def ten_crop(images, crop: int):
+  """The four corner crops and the centre crop, and their horizontal flips
+  (Krizhevsky et al. 2012; He et al. 2015 test with it): 10 views (V, N, crop, crop, C)."""
+  _, h, w, _ = images.shape
+  offsets = [(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop),
+             ((h - crop) // 2, (w - crop) // 2)]
+  crops = [images[:, y:y + crop, x:x + crop] for y, x in offsets]
+  return jnp.stack(crops + [c[:, :, ::-1] for c in crops])
+
+
+def eval_views(images, mode: str, size: int, pad: int = 0, scales=()):
+  """The views whose scores are averaged at evaluation.
+
+  center: the image at `size`; ten_crop: 10 crops of `size` from the image zero-padded
+  by `pad` (in-memory data) or from a larger centre crop (streaming); multiscale:
+  the whole image resized to each of `scales` and flipped (fully convolutional, He
+  et al. 2015), scores averaged over scales.
+  """
+  if mode == "center":
+    return [resize(images, size)]
+  if mode == "ten_crop":
+    if pad:
+      images = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    if images.shape[1] < size or images.shape[2] < size:
+      images = resize(images, size)
+    return list(ten_crop(images.astype(jnp.float32), size))
+  if mode == "multiscale":
+    views = []
+    for s in scales:
+      x = resize(images, s)
+      views += [x, x[:, :, ::-1]]
+    return views
+  raise ValueError(f"config.eval_mode={mode!r} is unknown")

@@ -57,3 +57,23 @@ class Checkpointer:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def load_raw(workdir: str) -> dict:
+  """{'params', 'batch_stats'} (numpy) of the latest readable checkpoint of a run in
+  `workdir`, whatever its model, for initializing another run (fine-tuning)."""
+  directory = os.path.join(workdir, "checkpoints")
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      read_only=True))
+  try:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        restored = manager.restore(step, args=ocp.args.StandardRestore())
+      except Exception as e:  # unreadable: try the previous one
+        logging.warning("checkpoint %d in %s is unreadable (%s)", step, directory, e)
+        continue
+      restored = jax.device_get(restored)
+      return {"params": restored["params"], "batch_stats": restored.get("batch_stats", {})}
+  finally:
+    manager.close()
+  raise FileNotFoundError(f"config.init_from: no readable checkpoint in {directory}")

@@ -53,9 +53,30 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment.scale_range = (256, 480)   # streaming: shorter side random in this range, then random crop
   c.augment.cutout = 0             # Cutout square side in pixels (0 = off)
   c.augment.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
+  c.augment.randaugment_layers = 0     # RandAugment N (0 = off), on the device
+  c.augment.randaugment_magnitude = 10.0   # RandAugment M in [0, 30]
+
+  # DropBlock's keep_prob (model.kwargs.dropblock_*) goes linearly from 1 to its
+  # target over training ("linear", Ghiasi et al. 2018) or stays at it ("fixed").
+  c.dropblock_schedule = "linear"
+
+  # Exponential moving average of the weights (0 = off), evaluated separately.
+  c.ema_decay = 0.0
+
+  # EfficientNetV2 progressive learning (Tan & Le 2021): training is split into
+  # `stages` stages; image size and regularization grow linearly from the first to
+  # the second value of each pair. 0 stages = off.
+  c.progressive = ml_collections.ConfigDict()
+  c.progressive.stages = 0
+  c.progressive.image_size = (128, 300)
+  c.progressive.dropout = (0.1, 0.3)          # the model's head dropout
+  c.progressive.randaugment_magnitude = (5.0, 15.0)
+  c.progressive.mixup_alpha = (0.0, 0.0)
 
   c.batch_size = 128               # global batch over all devices and processes
   c.eval_batch_size = 500
+  c.eval_mode = "center"           # center | ten_crop | multiscale (He et al. 2015)
+  c.eval_scales = (224, 256, 384, 480, 640)   # multiscale: shorter sides
   c.num_epochs = 200.0
   c.num_steps = placeholder(int)   # if set, overrides num_epochs (tests, benchmarks)
   c.label_smoothing = 0.0
@@ -82,6 +103,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.schedule.patience = 5          # plateau: evaluations without improvement before decaying
   c.schedule.min_lr = 0.0
 
+  # Transfer learning (the lecture's fine-tuning recipe): start from a trained run
+  # (a workdir, its latest checkpoint) or imported weights (.pth/.safetensors/.npz).
+  # Parameters whose shapes match are loaded; the rest (a new head) start fresh.
+  c.init_from = placeholder(str)
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.head_epochs = 0.0     # first train only the new classifier head this long
+  c.finetune.lr_mult = 0.1         # then everything at this multiple of the schedule's lr
+  c.finetune.freeze_bn = False     # BatchNorm in inference mode (running averages frozen)
+  c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^stem",)
+
   c.log_every_steps = 50
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
@@ -94,6 +125,8 @@ def default_config() -> ml_collections.ConfigDict:
 _CHOICES = {
     "dtype": ("float32", "bfloat16"),
     "mode": ("train", "eval"),
+    "eval_mode": ("center", "ten_crop", "multiscale"),
+    "dropblock_schedule": ("linear", "fixed"),
     "data.source": ("tfds", "folder", "digits", "synthetic"),
     "optimizer.name": ("sgd", "rmsprop_tf", "rmsprop", "adam", "adamw"),
     "schedule.name": ("constant", "piecewise", "cosine", "exponential", "plateau"),
@@ -141,6 +174,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if _get(config, field) % num_devices:
       raise ValueError(f"config.{field}={_get(config, field)} must be divisible by the "
                        f"{num_devices} devices; use a multiple of {num_devices}")
+  if config.ema_decay and not 0 < config.ema_decay < 1:
+    raise ValueError(f"config.ema_decay={config.ema_decay} must be in (0, 1) (or 0 = off)")
+  if config.progressive.stages < 0:
+    raise ValueError(f"config.progressive.stages={config.progressive.stages} must be >= 0")
+  if config.finetune.lr_mult <= 0 or config.finetune.head_epochs < 0:
+    raise ValueError("config.finetune.lr_mult must be > 0 and head_epochs >= 0")
+  if config.augment.randaugment_layers < 0 or not 0 <= config.augment.randaugment_magnitude <= 30:
+    raise ValueError("config.augment.randaugment_layers must be >= 0 and "
+                     "randaugment_magnitude in [0, 30]")
   if config.data.source == "folder" and not config.data.root:
     raise ValueError("config.data.root must name the image folder (ROOT/<split>/<class>/*.jpg) "
                      "or an archive of it when config.data.source='folder'")

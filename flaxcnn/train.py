@@ -39,6 +39,7 @@ class TrainState:
   lr_scale: jnp.ndarray       # multiplied into the schedule (plateau decay)
   plateau_best: jnp.ndarray   # best validation error so far (plateau schedule)
   plateau_bad: jnp.ndarray    # evaluations since it improved
+  ema: Any = flax.struct.field(default_factory=dict)  # {'params', 'batch_stats'} EMA, or {}
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -58,6 +59,8 @@ class Run:
   mean: tuple
   std: tuple
   schedule_template: Any   # the 'schedule' collection's structure (DropBlock), or None
+  finetune: Any = None     # (head_mask, trainable_mask, head_steps) when fine-tuning
+  train_size: Optional[int] = None   # in-memory: resize training crops to this size
 
   @property
   def replicated(self):
@@ -103,7 +106,9 @@ def create_state(run: Run, input_shape) -> TrainState:
         rng=jax.random.PRNGKey(run.config.seed + 1),
         lr_scale=jnp.ones((), jnp.float32),
         plateau_best=jnp.asarray(np.inf, jnp.float32),
-        plateau_bad=jnp.zeros((), jnp.int32))
+        plateau_bad=jnp.zeros((), jnp.int32),
+        ema=({"params": params, "batch_stats": variables.get("batch_stats", {})}
+             if run.config.ema_decay else {}))
   return jax.jit(init, out_shardings=run.replicated)()
 
 
@@ -124,31 +129,49 @@ def _update(run: Run, state: TrainState, x, labels, rng):
 
   variables = {"batch_stats": state.batch_stats}
   if run.schedule_template is not None:
-    progress = jnp.minimum(state.step / run.total_steps, 1.0).astype(jnp.float32)
-    variables["schedule"] = jax.tree.map(lambda _: progress, run.schedule_template)
+    strength = jnp.minimum(state.step / run.total_steps, 1.0).astype(jnp.float32) \
+        if cfg.dropblock_schedule == "linear" else jnp.ones((), jnp.float32)
+    variables["schedule"] = jax.tree.map(lambda _: strength, run.schedule_template)
+  frozen_bn = run.finetune is not None and cfg.finetune.freeze_bn
 
   def loss_fn(params):
     logits, new_vars = run.model.apply(
-        {"params": params, **variables}, x, train=True,
+        {"params": params, **variables}, x, train=not frozen_bn,
         mutable=["batch_stats"], rngs={"dropout": k_drop})
     loss = jnp.mean(cross_entropy(logits, targets))
     return loss, (logits, new_vars)
 
   (loss, (logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   lr = run.schedule(state.step) * state.lr_scale
+  scale = None
+  if run.finetune is not None:
+    # Head-only phase, then everything (but the frozen paths) at lr * lr_mult.
+    head_mask, trainable, head_steps = run.finetune
+    in_head_phase = state.step < head_steps
+    scale = jax.tree.map(lambda h, t: jnp.where(in_head_phase, h, t * cfg.finetune.lr_mult),
+                         head_mask, trainable)
+    grads = jax.tree.map(lambda g, s: g * (s > 0), grads, scale)
   opt_state = state.opt_state
   opt_state.hyperparams["learning_rate"] = lr
   updates, opt_state = run.tx.update(grads, opt_state, state.params)
+  if scale is not None:
+    updates = jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scale)
   params = optax.apply_updates(state.params, updates)
+  batch_stats = state.batch_stats if frozen_bn else new_vars.get("batch_stats",
+                                                                 state.batch_stats)
+  ema = state.ema
+  if cfg.ema_decay:
+    d = cfg.ema_decay
+    ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema,
+                       {"params": params, "batch_stats": batch_stats})
   metrics = {
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
       "lr": lr,
       "nonfinite": (~jnp.isfinite(loss)).astype(jnp.float32),
   }
-  new_state = state.replace(step=state.step + 1, params=params,
-                            batch_stats=new_vars.get("batch_stats", state.batch_stats),
-                            opt_state=opt_state)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state, ema=ema)
   return new_state, metrics
 
 
@@ -166,7 +189,7 @@ def make_train_step(run: Run):
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % spe) * B, B)
     idx = jax.lax.with_sharding_constraint(idx, run.batch_sharding)
     x = augment.train_augment(k_aug, images[idx], cfg, run.mean, run.std,
-                              run.compute_dtype)
+                              run.compute_dtype, run.train_size)
     x = jax.lax.with_sharding_constraint(x, run.batch_sharding)
     return _update(run, state, x, labels[idx], k_update)
 
@@ -181,7 +204,11 @@ def make_batch_train_step(run: Run):
 
   def step(state, images, labels):
     rng = jax.random.fold_in(state.rng, state.step)
-    k_cut, k_update = jax.random.split(rng)
+    k_cut, k_ra, k_update = jax.random.split(rng, 3)
+    if cfg.augment.randaugment_layers:
+      from flaxcnn import randaugment
+      images = randaugment.randaugment(k_ra, images, cfg.augment.randaugment_layers,
+                                       cfg.augment.randaugment_magnitude)
     x = augment.normalize(images, run.mean, run.std)
     x = augment.cutout(k_cut, x, cfg.augment.cutout).astype(run.compute_dtype)
     return _update(run, state, x, labels, k_update)
@@ -190,13 +217,20 @@ def make_batch_train_step(run: Run):
                  out_shardings=(run.replicated, run.replicated))
 
 
-def make_eval_step(run: Run):
-  """Sums of loss, top-1 and top-5 hits over the valid (mask=1) examples of a batch."""
+def make_eval_step(run: Run, eval_size: int):
+  """Sums of loss, top-1 and top-5 hits over the valid (mask=1) examples of a batch;
+  with several views (10-crop, multi-scale) their softmax scores are averaged."""
+  cfg = run.config
+
   def step(params, batch_stats, images, labels, mask):
-    x = augment.normalize(images, run.mean, run.std, run.compute_dtype)
-    logits = run.model.apply({"params": params, "batch_stats": batch_stats}, x,
-                             train=False)
-    return eval_sums(logits, labels, mask)
+    pad = cfg.augment.crop_padding if images.shape[1] <= eval_size else 0
+    views = augment.eval_views(images, cfg.eval_mode, eval_size, pad, cfg.eval_scales)
+    variables = {"params": params, "batch_stats": batch_stats}
+    probs = [jax.nn.softmax(run.model.apply(
+        variables, augment.normalize(v, run.mean, run.std, run.compute_dtype),
+        train=False).astype(jnp.float32)) for v in views]
+    log_probs = jnp.log(jnp.maximum(sum(probs) / len(probs), 1e-30))
+    return eval_sums(log_probs, labels, mask)
   return jax.jit(step, out_shardings=run.replicated)
 
 
@@ -228,12 +262,12 @@ def padded_batches(split, batch_size: int):
     yield images, labels, mask
 
 
-def evaluate(run: Run, eval_step, state, batches) -> dict:
+def evaluate(eval_step, params, batch_stats, batches) -> dict:
   """Loss, top-1 and top-5 accuracy over global (images, labels, mask) batches;
   every example with mask 1 counts exactly once."""
   totals = None
   for images, labels, mask in batches:
-    sums = eval_step(state.params, state.batch_stats, images, labels, mask)
+    sums = eval_step(params, batch_stats, images, labels, mask)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = float(totals["count"])
@@ -246,25 +280,25 @@ class InMemoryFeed:
   """The whole training split on the devices (replicated uint8); each step
   gathers its batch from the epoch's permutation inside the jitted step."""
 
-  def __init__(self, run: Run, dataset):
+  def __init__(self, run: Run, dataset, arrays=None):
     self.run, self.dataset = run, dataset
     self.n = dataset.sizes["train"]
-    self.images = self.labels = None     # put on the devices at the first step
+    self.arrays = arrays                 # put on the devices at the first step
     self.step_fn = make_train_step(run)
     self.perm, self.perm_epoch = None, None
 
   def train_step(self, state, step: int):
-    if self.images is None:
+    if self.arrays is None:
       train = self.dataset.splits["train"]
-      self.images = global_array(train.images, self.run.replicated)
-      self.labels = global_array(train.labels, self.run.replicated)
+      self.arrays = (global_array(train.images, self.run.replicated),
+                     global_array(train.labels, self.run.replicated))
     epoch = step // self.run.steps_per_epoch
     if self.perm_epoch != epoch:
       key = jax.random.fold_in(jax.random.PRNGKey(self.run.config.seed + 2), epoch)
       self.perm = jax.jit(lambda k: jax.random.permutation(k, self.n).astype(jnp.int32),
                           out_shardings=self.run.replicated)(key)
       self.perm_epoch = epoch
-    return self.step_fn(state, self.images, self.labels, self.perm)
+    return self.step_fn(state, *self.arrays, self.perm)
 
   def eval_batches(self, split: str, batch_size: int):
     for images, labels, mask in padded_batches(self.dataset.splits[split], batch_size):
@@ -274,10 +308,11 @@ class InMemoryFeed:
 class StreamingFeed:
   """Batches from tf.data: each process decodes its share of every global batch."""
 
-  def __init__(self, run: Run, dataset):
+  def __init__(self, run: Run, dataset, arrays=None):
     self.run, self.dataset = run, dataset
     self.step_fn = make_batch_train_step(run)
     self.it, self.it_epoch = None, None
+    self.arrays = None
 
   def _global(self, x):
     return jax.make_array_from_process_local_data(self.run.batch_sharding, x)
@@ -293,14 +328,131 @@ class StreamingFeed:
     return self.step_fn(state, self._global(images), self._global(labels))
 
   def eval_batches(self, split: str, batch_size: int):
-    for batch in self.dataset.eval_batches(split, batch_size, jax.process_index(),
-                                           jax.process_count()):
+    dataset = self.dataset
+    if self.run.config.eval_mode != "center":    # the views are cut on the device
+      dataset = dataclasses.replace(dataset, eval_crop=round(dataset.image_size / 0.875))
+    for batch in dataset.eval_batches(split, batch_size, jax.process_index(),
+                                      jax.process_count()):
       yield tuple(self._global(x) for x in batch)
 
 
-def make_feed(run: Run, dataset):
-  return InMemoryFeed(run, dataset) if hasattr(dataset.splits["train"], "images") \
-      else StreamingFeed(run, dataset)
+def is_streaming(dataset) -> bool:
+  return not hasattr(dataset.splits["train"], "images")
+
+
+def make_feed(run: Run, dataset, arrays=None):
+  return (StreamingFeed if is_streaming(dataset) else InMemoryFeed)(run, dataset, arrays)
+
+
+def eval_image_size(config, dataset) -> int:
+  """Evaluation resolution: config.data.image_size, else the dataset's own."""
+  return config.data.image_size or dataset.image_shape[0]
+
+
+# ----------------------------------------------------------------------------- stages
+
+def stage_plan(config, total_steps: int):
+  """[(first_step, end_step, overrides)]: EfficientNetV2's progressive learning splits
+  training into equal stages whose image size and regularization (dropout,
+  RandAugment magnitude, mixup alpha) grow linearly from the first to the second
+  value (Tan & Le 2021, Algorithm 1); one stage without overrides otherwise."""
+  p = config.progressive
+  if not p.stages:
+    return [(0, total_steps, {})]
+  plan = []
+  for i in range(p.stages):
+    t = i / (p.stages - 1) if p.stages > 1 else 1.0
+    lerp = lambda pair: pair[0] + (pair[1] - pair[0]) * t
+    overrides = {"data.image_size": int(round(lerp(p.image_size))),
+                 "model.kwargs.dropout": float(lerp(p.dropout)),
+                 "augment.randaugment_magnitude": float(lerp(p.randaugment_magnitude)),
+                 "augment.mixup_alpha": float(lerp(p.mixup_alpha))}
+    plan.append((i * total_steps // p.stages, (i + 1) * total_steps // p.stages, overrides))
+  return plan
+
+
+def stage_run(config, dataset, overrides):
+  """The Run (model, compiled shapes) of one stage; the optimizer state carries over."""
+  from flaxcnn import sweep
+  if not overrides:
+    return setup(config, dataset), dataset
+  stage_config = sweep.apply_overrides(config, overrides)
+  if is_streaming(dataset):
+    dataset = dataclasses.replace(dataset, image_size=stage_config.data.image_size)
+  run = setup(stage_config, dataset)
+  run.train_size = stage_config.data.image_size
+  return run, dataset
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+HEAD_MODULES = ("Classifier_0", "classifier")
+
+
+def _path_str(path):
+  return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def finetune_masks(config, params, steps_per_epoch: int):
+  """(head_mask, trainable_mask, head_steps) as float trees for fine-tuning."""
+  import re
+  patterns = [re.compile(p) for p in config.finetune.freeze]
+  head = jax.tree_util.tree_map_with_path(
+      lambda path, _: np.float32(any(getattr(k, "key", None) in HEAD_MODULES for k in path)),
+      params)
+  trainable = jax.tree_util.tree_map_with_path(
+      lambda path, _: np.float32(not any(p.search(_path_str(path)) for p in patterns)),
+      params)
+  return head, trainable, int(round(config.finetune.head_epochs * steps_per_epoch))
+
+
+def load_initial_weights(config, state: TrainState, run: Run) -> TrainState:
+  """Copies the parameters and BatchNorm statistics of `config.init_from` (a workdir
+  or a weights file) into a fresh state wherever the shapes match; a new head (other
+  number of classes) keeps its fresh initialization."""
+  from flaxcnn import checkpoint as ckpt_lib
+  source = config.init_from
+  if os.path.isdir(source):
+    loaded = ckpt_lib.load_raw(source)
+  elif os.path.isfile(source):
+    from flaxcnn import pretrained
+    loaded = pretrained.load(config.model.name, source)
+  else:
+    raise FileNotFoundError(f"config.init_from={source} is neither a run directory nor a "
+                            "weights file")
+  kept, fresh_paths = 0, []
+
+  def merge(path, fresh):
+    nonlocal kept
+    node = loaded
+    for k in path:
+      key = getattr(k, "key", None)
+      if not isinstance(node, dict) or key not in node:
+        fresh_paths.append(_path_str(path))
+        return fresh
+      node = node[key]
+    if tuple(np.shape(node)) != tuple(fresh.shape):
+      fresh_paths.append(_path_str(path))
+      return fresh
+    kept += 1
+    return jnp.asarray(node, fresh.dtype)
+
+  variables = jax.tree_util.tree_map_with_path(
+      merge, {"params": state.params, "batch_stats": state.batch_stats})
+  if not kept:
+    raise ValueError(f"config.init_from={source}: no parameter matches model "
+                     f"{config.model.name}; is it the same architecture?")
+  if jax.process_index() == 0:
+    print(f"Initialized {kept} arrays from {source}; fresh: "
+          f"{', '.join(fresh_paths[:6]) or 'none'}{' ...' if len(fresh_paths) > 6 else ''}",
+          flush=True)
+  variables = jax.device_put(variables, run.replicated)
+  return state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
+                       opt_state=jax.jit(run.tx.init, out_shardings=run.replicated)(
+                           variables["params"]),
+                       ema=({"params": variables["params"],
+                             "batch_stats": variables["batch_stats"]}
+                            if config.ema_decay else {}))
 
 
 # ----------------------------------------------------------------------------- loop
@@ -340,10 +492,15 @@ def setup(config, dataset) -> Run:
   total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
   variables = jax.eval_shape(lambda: init_variables(model, dataset.image_shape, 0))
   tx = optim.make_optimizer(config, variables["params"])
-  return Run(config=config, model=model, mesh=mesh, tx=tx,
-             schedule=optim.make_schedule(config, spe, total),
-             steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
-             schedule_template=variables.get("schedule"))
+  run = Run(config=config, model=model, mesh=mesh, tx=tx,
+            schedule=optim.make_schedule(config, spe, total),
+            steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
+            schedule_template=variables.get("schedule"))
+  if config.init_from:
+    run.finetune = finetune_masks(config, variables["params"], spe)
+  if not is_streaming(dataset) and config.data.image_size != dataset.image_shape[0]:
+    run.train_size = config.data.image_size
+  return run
 
 
 def _save_config(config, workdir):
@@ -362,26 +519,29 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   config_lib.validate(config, jax.device_count())
   if dataset is None:
     dataset = data_lib.load(config)
-  run = setup(config, dataset)
+  base = setup(config, dataset)
   _save_config(config, workdir)
   writer = MetricWriter(workdir)
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   logging.info("model %s, %d training examples, %d steps/epoch, %d steps, %d devices",
-               config.model.name, dataset.sizes["train"], run.steps_per_epoch,
-               run.total_steps, jax.device_count())
+               config.model.name, dataset.sizes["train"], base.steps_per_epoch,
+               base.total_steps, jax.device_count())
 
-  fresh = create_state(run, dataset.image_shape)
+  fresh = create_state(base, dataset.image_shape)
   state, restored_step = ckpt.restore_latest(fresh)
   if state is None:
-    state = fresh
-  else:
+    state = load_initial_weights(config, fresh, base) if config.init_from else fresh
+  elif jax.process_index() == 0:
     print(f"Resumed from checkpoint at step {restored_step} in {workdir}", flush=True)
   del fresh
 
-  feed = make_feed(run, dataset)
-  eval_step = make_eval_step(run)
+  eval_feed = make_feed(base, dataset)
+  eval_step = make_eval_step(base, eval_image_size(config, dataset))
   plateau = optim.Plateau(config.schedule.patience, config.schedule.factor)
-  eval_every = max(1, int(round(config.eval_every_epochs * run.steps_per_epoch)))
+  spe, total = base.steps_per_epoch, base.total_steps
+  eval_every = max(1, int(round(config.eval_every_epochs * spe)))
+  plan = stage_plan(config, total)
+  head_steps = base.finetune[2] if base.finetune else 0
 
   step = int(jax.device_get(state.step))
   pending = []
@@ -407,45 +567,62 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
     values = {k: float(np.mean([x[k] for x in m])) for k in ("loss", "accuracy")}
     values["lr"] = float(m[-1]["lr"])
     values["img_per_sec"] = ips
-    epoch = step / run.steps_per_epoch
+    epoch = step / spe
     writer.write(step, "train", values, epoch=epoch)
-    eta = (run.total_steps - step) * config.batch_size / max(ips, 1e-9)
+    eta = (total - step) * config.batch_size / max(ips, 1e-9)
     if jax.process_index() == 0:
-      print(f"epoch {epoch:7.2f}  step {step}/{run.total_steps}  loss {values['loss']:.4f}  "
+      print(f"epoch {epoch:7.2f}  step {step}/{total}  loss {values['loss']:.4f}  "
             f"acc {values['accuracy']:.4f}  lr {values['lr']:.4g}  {ips:8.1f} img/s  "
             f"ETA {format_duration(eta)}", flush=True)
     t_last, step_last = now, step
 
   def run_eval(state, step):
-    nonlocal summary
-    epoch = step / run.steps_per_epoch
+    epoch = step / spe
+    weights = [("", state.params, state.batch_stats)]
+    if config.ema_decay:
+      weights.append(("_ema", state.ema["params"], state.ema["batch_stats"]))
     for name in ("validation", "test"):
-      if name in dataset.splits:
-        res = evaluate(run, eval_step, state,
-                       feed.eval_batches(name, config.eval_batch_size))
-        writer.write(step, name, res, epoch=epoch)
-        summary[name] = res
+      if name not in dataset.splits:
+        continue
+      for suffix, params, stats in weights:
+        res = evaluate(eval_step, params, stats,
+                       eval_feed.eval_batches(name, config.eval_batch_size))
+        writer.write(step, name + suffix, res, epoch=epoch)
+        summary[name + suffix] = res
         if jax.process_index() == 0:
-          print(f"eval {name:10s} step {step}  epoch {epoch:.2f}  loss {res['loss']:.4f}  "
-                f"top-1 {res['accuracy']:.4f}  top-5 {res['top5']:.4f}  "
+          print(f"eval {name + suffix:14s} step {step}  epoch {epoch:.2f}  loss "
+                f"{res['loss']:.4f}  top-1 {res['accuracy']:.4f}  top-5 {res['top5']:.4f}  "
                 f"({int(res['count'])} examples)", flush=True)
     if config.schedule.name == "plateau" and "validation" in summary:
       best, bad, mult = plateau.update(float(state.plateau_best), int(state.plateau_bad),
                                        1.0 - summary["validation"]["accuracy"])
       state = state.replace(
-          plateau_best=jax.device_put(jnp.float32(best), run.replicated),
-          plateau_bad=jax.device_put(jnp.int32(bad), run.replicated),
-          lr_scale=jax.device_put(state.lr_scale * mult, run.replicated))
+          plateau_best=jax.device_put(jnp.float32(best), base.replicated),
+          plateau_bad=jax.device_put(jnp.int32(bad), base.replicated),
+          lr_scale=jax.device_put(state.lr_scale * mult, base.replicated))
       if mult != 1.0 and jax.process_index() == 0:
         print(f"validation error plateaued: learning rate x{mult}", flush=True)
     return state
 
+  stage, feed = None, None
   with _Interrupt() as interrupt:
-    while step < run.total_steps:
+    while step < total:
+      current = next(i for i, (a, b, _) in enumerate(plan) if a <= step < b)
+      if current != stage:
+        stage = current
+        run, stage_data = stage_run(config, dataset, plan[stage][2])
+        feed = make_feed(run, stage_data, arrays=getattr(feed, "arrays", None))
+        if len(plan) > 1 and jax.process_index() == 0:
+          print(f"stage {stage + 1}/{len(plan)} from step {step}: "
+                + ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()),
+                flush=True)
+      if head_steps and step == head_steps:   # head trained: fresh optimizer for all
+        state = state.replace(opt_state=jax.jit(base.tx.init, out_shardings=base.replicated)(
+            state.params))
       state, metrics = feed.train_step(state, step)
       step += 1
       pending.append(metrics)
-      done = step == run.total_steps
+      done = step == total
       if step % config.log_every_steps == 0 or done:
         flush_metrics(step)
       if step % eval_every == 0 or done:
@@ -461,41 +638,17 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
         break
   ckpt.close()
   writer.close()
-  summary.update(step=step, epoch=step / run.steps_per_epoch,
-                 seconds=time.time() - t_start, interrupted=bool(interrupt.signal))
+  summary.update(step=step, epoch=step / spe, seconds=time.time() - t_start,
+                 interrupted=bool(interrupt.signal))
   if jax.process_index() == 0 and not interrupt.signal:
-    parts = [f"{k} top-1 {summary[k]['accuracy']:.4f}" for k in ("validation", "test")
-             if k in summary]
+    parts = [f"{k} top-1 {summary[k]['accuracy']:.4f}" for k in
+             ("validation", "test", "validation_ema", "test_ema") if k in summary]
     print(f"Finished {config.model.name} on {dataset.name}: step {step}, "
           f"epoch {summary['epoch']:.2f}, " + ", ".join(parts) +
           f", {format_duration(summary['seconds'])}", flush=True)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
   return summary
-
-
-def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
-  """Evaluates the latest checkpoint in `workdir` on the validation and test splits."""
-  from flaxcnn import data as data_lib
-  config_lib.validate(config, jax.device_count())
-  if dataset is None:
-    dataset = data_lib.load(config)
-  run = setup(config, dataset)
-  ckpt = Checkpointer(workdir, config.keep_checkpoints)
-  state, step = ckpt.restore_latest(create_state(run, dataset.image_shape))
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first "
-                            f"(--config.mode=train)")
-  eval_step = make_eval_step(run)
-  results = {}
-  for name in ("validation", "test"):
-    if name in dataset.splits:
-      results[name] = evaluate(run, eval_step, state,
-                               make_feed(run, dataset).eval_batches(name, config.eval_batch_size))
-      print(f"eval {name:10s} step {step}: loss {results[name]['loss']:.4f} top-1 "
-            f"{results[name]['accuracy']:.4f} top-5 {results[name]['top5']:.4f}", flush=True)
-  ckpt.close()
-  return results
 
 
 def load_state(config, workdir: str, dataset=None):
@@ -510,3 +663,26 @@ def load_state(config, workdir: str, dataset=None):
   if state is None:
     raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
   return state
+
+
+def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
+  """Evaluates the latest checkpoint in `workdir` on the validation and test splits
+  with `config.eval_mode` (center, ten_crop, multiscale), without training."""
+  from flaxcnn import data as data_lib
+  config_lib.validate(config, jax.device_count())
+  if dataset is None:
+    dataset = data_lib.load(config)
+  run = setup(config, dataset)
+  state = load_state(config, workdir, dataset)
+  feed = make_feed(run, dataset)
+  eval_step = make_eval_step(run, eval_image_size(config, dataset))
+  results = {}
+  for name in ("validation", "test"):
+    if name in dataset.splits:
+      res = evaluate(eval_step, state.params, state.batch_stats,
+                     feed.eval_batches(name, config.eval_batch_size))
+      results[name] = res
+      print(f"eval {name:10s} ({config.eval_mode}) step {int(state.step)}: loss "
+            f"{res['loss']:.4f} top-1 {res['accuracy']:.4f} top-5 {res['top5']:.4f}",
+            flush=True)
+  return results

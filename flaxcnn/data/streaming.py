@@ -37,6 +37,8 @@ class StreamingDataset:
   mean: Tuple[float, ...] = IMAGENET_MEAN
   std: Tuple[float, ...] = IMAGENET_STD
   class_names: Optional[Tuple[str, ...]] = None
+  eval_crop: Optional[int] = None   # centre crop at evaluation (default image_size);
+                                    # larger for 10-crop / multi-scale views
 
   @property
   def image_shape(self):
@@ -96,11 +98,12 @@ class StreamingDataset:
     idx = np.arange(total).reshape(-1, process_count, local)[:, process_index].ravel()
     mask = (idx < n).astype(np.float32)
     idx = np.minimum(idx, n - 1)
-    size = self.image_size
+    size = self.eval_crop or self.image_size
+    shorter = max(round(self.image_size / 0.875), size)
 
     def load(i, m):
       image = self._decode(tf.gather(records, i))
-      image = _resize_shorter(image, tf.cast(tf.round(size / 0.875), tf.int32))
+      image = _resize_shorter(image, shorter)
       image = _center_crop(image, size)
       return image, tf.gather(labels, i), m
 
@@ -157,10 +160,11 @@ class TFDSStreamingDataset(StreamingDataset):
     n_max = -(-self.sizes[split] // process_count)
     num_batches = -(-n_max // local)   # the same on every process
     ds = builder.as_dataset(split=shares[process_index], shuffle_files=False)
-    size = self.image_size
+    size = self.eval_crop or self.image_size
+    shorter = max(round(self.image_size / 0.875), size)
 
     def load(x):
-      image = _resize_shorter(x["image"], tf.cast(tf.round(size / 0.875), tf.int32))
+      image = _resize_shorter(x["image"], shorter)
       return _center_crop(image, size), tf.cast(x["label"], tf.int32)
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(local)

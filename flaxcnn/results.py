@@ -1,0 +1,627 @@
+"""Results of runs and sweeps: a DataFrame per sweep, paper-style tables, figures,
+and the tuning diagnostics of the lecture (is a run underfit? overfit?).
+
+    from flaxcnn import results
+    runs = results.load("runs/digits_depth")              # one row per run
+    runs, curves = results.load("runs/digits_depth", curves=True)
+    print(results.table(runs))                           # mean ± std over seeds
+    results.plot_curves(curves, path="curves.png")       # train/validation per variant
+    results.plot_vs_field(runs, "depth", path="err.png") # final error vs the swept field
+    print(results.diagnostics_table(runs))               # gap, best epoch, flags, advice
+    results.report("runs/digits_depth")                  # all of it, written to files
+
+or `python -m flaxcnn.results runs/digits_depth`.
+
+A run is a directory written by `train.train_and_evaluate` (metrics.jsonl,
+summary.json once complete) and, in a sweep (`flaxcnn.sweep`), its variant.json
+(name, overrides, status, error, wall time). `load` accepts one run, a sweep
+directory of runs, or a list of either.
+
+Columns of `load` (errors and accuracies are fractions; tables and figures show %):
+  run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'pending'),
+  one column per overridden field (its last dotted part, e.g. 'depth', 'seed', when
+  that is unambiguous; the dotted name otherwise; listed in `runs.attrs["swept"]`),
+  epochs, steps, wall_time (seconds),
+  final_{train,validation,test}_{error,accuracy,loss} (train: averaged over the last
+  epoch, as measured during training, i.e. with augmentation and dropout on),
+  final_{validation,test}_top5, best_{validation,test}_{error,epoch},
+  test_error_at_best_validation,
+  and the diagnostics (see `diagnose`): dev_split, train_dev_gap, dev_best_epoch,
+  dev_still_improving, underfit, overfit, advice; then error and path.
+
+The diagnostics follow the lecture's advice (NPFL114, Lecture 5): check that a model
+neither underfits (the training performance still increases at the end: train longer
+or add capacity) nor overfits (the train/dev gap; dev performance getting worse while
+training performance improves: regularize more), and train for as many epochs as it
+takes for the dev performance to stop improving.
+"""
+import json
+import math
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from flaxcnn import sweep as sweep_lib
+
+EVAL_SPLITS = ("validation", "test")
+_RUN_FILES = ("metrics.jsonl", "summary.json", "variant.json")
+
+
+# ----------------------------------------------------------------------------- reading
+
+def run_dirs(path: Union[str, Sequence[str]]) -> List[str]:
+  """The run directories under `path`: itself if it is a run, else its
+  subdirectories that are runs (in sweep order when it has a sweep.json)."""
+  if not isinstance(path, (str, os.PathLike)):
+    return [d for p in path for d in run_dirs(p)]
+  path = os.fspath(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"results: {path} is not a directory")
+  if any(os.path.exists(os.path.join(path, f)) for f in _RUN_FILES):
+    return [path]
+  order = [v["name"] for v in (sweep_lib._read_json(os.path.join(path, "sweep.json")) or {})
+           .get("variants", [])]
+  found = sorted(d for d in os.listdir(path)
+                 if any(os.path.exists(os.path.join(path, d, f)) for f in _RUN_FILES))
+  names = [n for n in order if n in found] + [n for n in found if n not in order]
+  return [os.path.join(path, n) for n in names]
+
+
+def read_metrics(run_dir: str) -> List[dict]:
+  """metrics.jsonl without the lines a resumed run wrote twice (the last one of each
+  split and step is kept), sorted by step."""
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  latest = {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line:
+        continue
+      try:
+        r = json.loads(line)
+      except ValueError:        # a line cut short by a kill
+        continue
+      latest[(r.get("split"), r.get("step"))] = r
+  return sorted(latest.values(), key=lambda r: (r.get("step", 0), r.get("split", "")))
+
+
+def _epoch_curve(records: List[dict]) -> pd.DataFrame:
+  """Per-epoch curve of one run: train lines averaged (step-weighted) over each epoch,
+  evaluation lines as they are. Columns split, epoch, step, loss, accuracy, error, ..."""
+  rows = []
+  train = [r for r in records if r.get("split") == "train"]
+  buckets: Dict[int, list] = {}
+  prev = 0
+  for r in train:
+    weight = max(r["step"] - prev, 1)
+    prev = r["step"]
+    buckets.setdefault(int(math.ceil(r["epoch"] - 1e-9)), []).append((weight, r))
+  for _, items in sorted(buckets.items()):
+    w = np.array([x[0] for x in items], float)
+    row = {"split": "train", "epoch": max(x[1]["epoch"] for x in items),
+           "step": max(x[1]["step"] for x in items)}
+    for k in ("loss", "accuracy"):
+      vals = np.array([x[1].get(k, np.nan) for x in items], float)
+      row[k] = float(np.sum(w * vals) / np.sum(w))
+    row["lr"] = items[-1][1].get("lr", np.nan)
+    rows.append(row)
+  for r in records:
+    if r.get("split") != "train":
+      rows.append({k: r.get(k, np.nan) for k in ("split", "epoch", "step", "loss", "accuracy",
+                                                 "top5", "count")})
+  frame = pd.DataFrame(rows, columns=["split", "epoch", "step", "loss", "accuracy", "top5",
+                                      "count", "lr"])
+  frame["error"] = 1.0 - frame["accuracy"]
+  return frame.sort_values(["split", "step"], kind="stable").reset_index(drop=True)
+
+
+def _column_names(fields: List[str], reserved) -> Dict[str, str]:
+  """dotted field -> column: its last part when unambiguous, else the dotted name."""
+  short = [f.split(".")[-1] for f in fields]
+  out = {}
+  for f, s in zip(fields, short):
+    out[f] = s if short.count(s) == 1 and s not in reserved else f
+  return out
+
+
+_RESERVED = {"run", "status", "epochs", "steps", "wall_time", "error", "path", "index",
+             "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
+             "dev_still_improving"}
+
+
+def _hashable(v):
+  if isinstance(v, (list, tuple)):
+    return "x".join(str(x) for x in v)
+  if isinstance(v, dict):
+    return json.dumps(v, sort_keys=True)
+  return v
+
+
+def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwargs):
+  """One row per run under `path` (see the module docstring for the columns).
+
+  With `curves=True`, returns (runs, curves): the per-epoch curves of every run in
+  long form (run, split, epoch, step, loss, accuracy, error, top5, lr, and the swept
+  fields). `diagnose_kwargs` go to `diagnose`.
+  """
+  dirs = run_dirs(path)
+  infos = []
+  fields: List[str] = []
+  for d in dirs:
+    record = sweep_lib.variant_status(d)
+    for f in (record.get("overrides") or {}):
+      if f not in fields:
+        fields.append(f)
+    infos.append((d, record))
+  names = _column_names(fields, _RESERVED)
+  rows, curve_frames = [], []
+  for d, record in infos:
+    records = read_metrics(d)
+    curve = _epoch_curve(records)
+    summary = sweep_lib._read_json(os.path.join(d, "summary.json")) or {}
+    row = {"run": record.get("name", os.path.basename(d)), "status": record["status"]}
+    overrides = record.get("overrides") or {}
+    for f in fields:
+      row[names[f]] = _hashable(overrides.get(f, np.nan))
+    row.update(_run_metrics(curve, summary, records))
+    wall = record.get("wall_time")
+    if wall is None:
+      wall = summary.get("seconds")
+    if wall is None and records:
+      wall = records[-1].get("time", np.nan) - records[0].get("time", np.nan)
+    row["wall_time"] = float(wall) if wall is not None else np.nan
+    row.update(diagnose(curve, **diagnose_kwargs))
+    row["error"] = record.get("error")
+    row["path"] = d
+    rows.append(row)
+    if curves:
+      c = curve.copy()
+      c.insert(0, "run", row["run"])
+      for f in fields:
+        c[names[f]] = row[names[f]]
+      curve_frames.append(c)
+  runs = pd.DataFrame(rows)
+  swept = [names[f] for f in fields]
+  if not rows:
+    runs = pd.DataFrame(columns=["run", "status"])
+  runs.attrs["swept"] = swept
+  runs.attrs["fields"] = {names[f]: f for f in fields}
+  if not curves:
+    return runs
+  curve_df = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame(
+      columns=["run", "split", "epoch", "step", "loss", "accuracy", "error"])
+  curve_df.attrs["swept"] = list(swept)
+  curve_df.attrs["fields"] = dict(runs.attrs["fields"])
+  return runs, curve_df
+
+
+def curves(path: Union[str, Sequence[str]]) -> pd.DataFrame:
+  """The per-epoch curves of every run under `path` (as `load(path, curves=True)[1]`)."""
+  return load(path, curves=True)[1]
+
+
+def _run_metrics(curve: pd.DataFrame, summary: dict, records: List[dict]) -> dict:
+  row = {}
+  epochs = summary.get("epoch")
+  if epochs is None:
+    epochs = max((r.get("epoch", 0.0) for r in records), default=np.nan)
+  steps = summary.get("step")
+  if steps is None:
+    steps = max((r.get("step", 0) for r in records), default=np.nan)
+  row["epochs"], row["steps"] = float(epochs), steps
+  train = curve[curve.split == "train"]
+  last = train.iloc[-1] if len(train) else None
+  for k in ("error", "accuracy", "loss"):
+    row[f"final_train_{k}"] = float(last[k]) if last is not None else np.nan
+  for split in EVAL_SPLITS:
+    ev = curve[curve.split == split]
+    final = summary.get(split) if isinstance(summary.get(split), dict) else None
+    if final is None and len(ev):
+      final = ev.iloc[-1].to_dict()
+    final = final or {}
+    acc = final.get("accuracy", np.nan)
+    row[f"final_{split}_error"] = 1.0 - acc if acc == acc else np.nan
+    row[f"final_{split}_accuracy"] = acc
+    row[f"final_{split}_loss"] = final.get("loss", np.nan)
+    row[f"final_{split}_top5"] = final.get("top5", np.nan)
+    if len(ev) and ev["error"].notna().any():
+      i = ev["error"].astype(float).idxmin()
+      row[f"best_{split}_error"] = float(ev.loc[i, "error"])
+      row[f"best_{split}_epoch"] = float(ev.loc[i, "epoch"])
+    else:
+      row[f"best_{split}_error"] = row[f"best_{split}_epoch"] = np.nan
+  val, test = curve[curve.split == "validation"], curve[curve.split == "test"]
+  row["test_error_at_best_validation"] = np.nan
+  if len(val) and len(test) and val["error"].notna().any():
+    step = val.loc[val["error"].astype(float).idxmin(), "step"]
+    match = test[test.step == step]
+    if len(match):
+      row["test_error_at_best_validation"] = float(match["error"].iloc[0])
+  return row
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+def diagnose(curve, window: float = 0.1, underfit_tol: float = 0.005,
+             overfit_tol: float = 0.005, loss_tol: float = 0.1) -> dict:
+  """The lecture's checks on one run's per-epoch curve (a `load(..., curves=True)[1]`
+  slice, or a run's metrics.jsonl records).
+
+  - train_dev_gap: final dev error - final train error (fractions);
+  - dev_best_epoch: where dev performance stopped improving (its best error, first
+    reached); dev_still_improving: the last evaluation is the best and improved on the
+    one before by more than the dev tolerance (train longer);
+  - underfit: the train error still fell by more than `underfit_tol` over the last
+    `window` of training (at least one epoch): the model is still learning when
+    training ends (train longer, or add capacity);
+  - overfit: dev got worse while train improved: the final dev error is above its
+    best by more than the dev tolerance, or the final dev loss more than `loss_tol`
+    (relative) above its minimum, and the train loss fell after that best epoch.
+  The dev tolerance is `overfit_tol` or, when larger, the standard error of the best
+  dev error on the dev set's `count` examples (sqrt(p (1 - p) / n)): on a small dev
+  set a change by one example is noise, not a trend.
+  The dev split is 'validation', or 'test' when a run has no validation split.
+  None where a run has too few points to tell.
+  """
+  if isinstance(curve, list):
+    curve = _epoch_curve(curve)
+  out = {"dev_split": None, "train_dev_gap": np.nan, "dev_best_epoch": np.nan,
+         "dev_still_improving": None, "underfit": None, "overfit": None, "advice": ""}
+  train = curve[curve.split == "train"].sort_values("epoch")
+  dev_split = next((s for s in EVAL_SPLITS if (curve.split == s).any()), None)
+  dev = curve[curve.split == dev_split].sort_values("epoch") if dev_split else train.iloc[:0]
+  out["dev_split"] = dev_split
+  t_ep, t_err, t_loss = (train[k].to_numpy(float) for k in ("epoch", "error", "loss"))
+  d_ep, d_err, d_loss = (dev[k].to_numpy(float) for k in ("epoch", "error", "loss"))
+  if len(train) and len(dev):
+    out["train_dev_gap"] = float(d_err[-1] - t_err[-1])
+
+  def train_at(epoch):
+    """Index of the last train point at or before `epoch` (the first if none)."""
+    idx = np.nonzero(t_ep <= epoch + 1e-9)[0]
+    return int(idx[-1]) if len(idx) else 0
+
+  advice = []
+  if len(train) >= 2:
+    start = train_at(t_ep[-1] - max(1.0, window * t_ep[-1]))
+    if start == len(t_ep) - 1:
+      start -= 1
+    if np.isfinite(t_err[start]) and np.isfinite(t_err[-1]):
+      drop = t_err[start] - t_err[-1]
+      out["underfit"] = bool(drop > underfit_tol)
+    else:      # no accuracy (e.g. a loss-only run): the loss, relatively
+      drop = (t_loss[start] - t_loss[-1]) / max(abs(t_loss[start]), 1e-12)
+      out["underfit"] = bool(drop > 10 * underfit_tol)
+    if out["underfit"]:
+      advice.append(f"underfit: train error still falling at the end "
+                    f"({100 * t_err[start]:.2f}% at epoch {t_ep[start]:g} -> "
+                    f"{100 * t_err[-1]:.2f}% at {t_ep[-1]:g}): train longer or add capacity")
+  if len(dev) >= 1 and np.isfinite(d_err).any():
+    best = int(np.nanargmin(d_err))
+    out["dev_best_epoch"] = float(d_ep[best])
+  if len(dev) >= 2 and np.isfinite(d_err).any():
+    last = len(d_err) - 1
+    tol = overfit_tol
+    n = dev["count"].to_numpy(float)[best] if "count" in dev else np.nan
+    if np.isfinite(n) and n > 0:
+      p = min(max(d_err[best], 1.0 / n), 1.0 - 1.0 / n)
+      tol = max(tol, math.sqrt(p * (1.0 - p) / n))
+    out["dev_still_improving"] = bool(best == last and d_err[last] < d_err[last - 1] - tol)
+    worse_err = d_err[last] - d_err[best] > tol
+    lbest = int(np.nanargmin(d_loss)) if np.isfinite(d_loss).any() else last
+    worse_loss = lbest < last and d_loss[last] > d_loss[lbest] * (1 + loss_tol)
+    out["overfit"] = False
+    if (worse_err or worse_loss) and len(train):
+      ref_epoch = d_ep[best] if worse_err else d_ep[lbest]
+      ref = train_at(ref_epoch)
+      improved = t_loss[ref] - t_loss[-1] > 0.01 * abs(t_loss[ref]) or \
+          t_err[ref] - t_err[-1] > underfit_tol
+      out["overfit"] = bool(improved)
+      if improved:
+        what = (f"error {100 * d_err[best]:.2f}% -> {100 * d_err[last]:.2f}%" if worse_err
+                else f"loss {d_loss[lbest]:.4f} -> {d_loss[last]:.4f}")
+        advice.append(f"overfit: {dev_split} {what} after epoch {ref_epoch:g} while train "
+                      f"kept improving (gap {100 * out['train_dev_gap']:.2f} points): "
+                      f"regularize more or stop near epoch {ref_epoch:g}")
+    if out["dev_still_improving"]:
+      advice.append(f"{dev_split} error still improving at the end: train longer")
+  if not advice and out["dev_best_epoch"] == out["dev_best_epoch"]:
+    advice.append(f"ok: {dev_split} error stopped improving at epoch "
+                  f"{out['dev_best_epoch']:g}")
+  out["advice"] = "; ".join(advice)
+  return out
+
+
+# ----------------------------------------------------------------------------- tables
+
+def _group_fields(df: pd.DataFrame, by, exclude=("seed",)) -> List[str]:
+  if by is not None:
+    return [by] if isinstance(by, str) else list(by)
+  swept = df.attrs.get("swept")
+  if swept is None:
+    swept = []
+  return [c for c in swept if c in df.columns and c not in exclude]
+
+
+def _groups(df: pd.DataFrame, by: List[str]):
+  """[(label dict, sub-DataFrame)] in order of first appearance."""
+  if not by:
+    return [({}, df)]
+  keys = df[by].astype(object).where(df[by].notna(), None)
+  order, groups = [], {}
+  for i, key in zip(df.index, map(tuple, keys.to_numpy())):
+    if key not in groups:
+      order.append(key)
+      groups[key] = []
+    groups[key].append(i)
+  return [(dict(zip(by, k)), df.loc[groups[k]]) for k in order]
+
+
+def _label(metric: str, percent: bool) -> str:
+  text = metric.replace("final_", "").replace("_", " ")
+  if percent and ("error" in metric or "accuracy" in metric or "top5" in metric):
+    text += " (%)"
+  return text
+
+
+def _fmt(value) -> str:
+  if isinstance(value, float) and value.is_integer():
+    return str(int(value))
+  if isinstance(value, float):
+    return f"{value:g}"
+  return str(value)
+
+
+def _mean_std(values: np.ndarray, scale: float, precision: int) -> str:
+  values = values[np.isfinite(values)] * scale
+  if not len(values):
+    return "–"
+  if len(values) == 1:
+    return f"{values[0]:.{precision}f}"
+  return f"{values.mean():.{precision}f} ± {values.std(ddof=1):.{precision}f}"
+
+
+def _markdown(header: List[str], rows: List[List[str]], align: Optional[List[str]] = None):
+  esc = lambda s: str(s).replace("|", "\\|")
+  align = align or ["---"] * len(header)
+  lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+           "|" + "|".join(align) + "|"]
+  lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+  return "\n".join(lines) + "\n"
+
+
+def _write(text: str, path: Optional[str]) -> None:
+  if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+      f.write(text)
+
+
+def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
+          percent: bool = True, precision: int = 2, include_unfinished: bool = False,
+          path: Optional[str] = None) -> str:
+  """A Markdown table in the shape of the papers' tables: one row per setting of the
+  swept fields (`by`, default every swept field but the seed), each metric as
+  mean ± std (sample std) over the seeds of its finished runs, and the number of runs.
+
+  `metrics` default: final test error and final validation error (those present).
+  Written to `path` when given.
+  """
+  by = _group_fields(df, by)
+  if metrics is None:
+    metrics = [m for m in ("final_test_error", "final_validation_error")
+               if m in df.columns and df[m].notna().any()]
+  metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+  header = list(by) + [_label(m, percent) for m in metrics] + ["runs"]
+  rows = []
+  for key, group in _groups(df, by):
+    done = group if include_unfinished else group[group.status == "finished"]
+    scale = lambda m: 100.0 if percent and any(
+        w in m for w in ("error", "accuracy", "top5")) else 1.0
+    cells = [_fmt(key[b]) for b in by]
+    cells += [_mean_std(done[m].to_numpy(float), scale(m), precision) if m in done else "–"
+              for m in metrics]
+    runs = str(len(done))
+    failed = int((group.status == "failed").sum())
+    others = len(group) - len(done) - failed
+    notes = ([f"{failed} failed"] if failed else []) + \
+        ([f"{others} unfinished"] if others and not include_unfinished else [])
+    if notes:
+      runs += f" ({', '.join(notes)})"
+    rows.append(cells + [runs])
+  text = _markdown(header, rows, ["---"] * len(by) + ["--:"] * (len(header) - len(by)))
+  _write(text, path)
+  return text
+
+
+def diagnostics_table(df: pd.DataFrame, path: Optional[str] = None) -> str:
+  """A Markdown table of each run's train/dev errors, gap, best dev epoch, flags, advice."""
+  header = ["run", "status", "epochs", "train error (%)", "dev error (%)", "gap (points)",
+            "dev best epoch", "underfit", "overfit", "advice"]
+  flag = lambda v: "–" if v is None or v != v else ("yes" if v else "no")
+  pct = lambda v: "–" if v != v else f"{100 * v:.2f}"
+  rows = []
+  for _, r in df.iterrows():
+    dev = r.get("dev_split") or "validation"
+    note = r.get("advice") or ""
+    if r.get("status") == "failed":
+      note = f"failed: {r.get('error')}"
+    rows.append([r["run"], r["status"], _fmt(float(r.get("epochs", np.nan))),
+                 pct(r.get("final_train_error", np.nan)),
+                 pct(r.get(f"final_{dev}_error", np.nan)),
+                 pct(r.get("train_dev_gap", np.nan)), _fmt(r.get("dev_best_epoch", np.nan)),
+                 flag(r.get("underfit")), flag(r.get("overfit")), note])
+  text = _markdown(header, rows)
+  _write(text, path)
+  return text
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _figure(nrows=1, ncols=1, width=4.5, height=3.2):
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+  axes = fig.subplots(nrows, ncols, squeeze=False)
+  return fig, axes
+
+
+def _save(fig, path: Optional[str]):
+  if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def _key_label(key: dict) -> str:
+  return ", ".join(f"{k}={_fmt(v)}" for k, v in key.items()) or "all runs"
+
+
+def plot_curves(curve_df, metric: str = "error", by=None, splits=("train", "validation"),
+                path: Optional[str] = None):
+  """Train (dashed) and dev (solid) curves against epochs, one panel per setting of
+  the swept fields (`by`, default all but the seed), one color per run (seed).
+
+  `curve_df` is `load(..., curves=True)[1]` or a directory. Returns the matplotlib
+  Figure (shown inline in notebooks); written to `path` when given.
+  """
+  if isinstance(curve_df, (str, os.PathLike)):
+    curve_df = curves(curve_df)
+  by = _group_fields(curve_df, by)
+  groups = _groups(curve_df, by) if len(curve_df) else [({}, curve_df)]
+  ncols = min(len(groups), 3)
+  nrows = int(math.ceil(len(groups) / ncols))
+  fig, axes = _figure(nrows, ncols)
+  scale = 100.0 if metric in ("error", "accuracy", "top5") else 1.0
+  colors = [f"C{i}" for i in range(10)]
+  for ax in axes.flat[len(groups):]:
+    ax.set_visible(False)
+  for ax, (key, group) in zip(axes.flat, groups):
+    for j, run in enumerate(dict.fromkeys(group["run"])):
+      rc = group[group.run == run]
+      name = f"seed={_fmt(rc['seed'].iloc[0])}" if "seed" in rc and len(groups) > 1 else run
+      for split in splits:
+        s = rc[rc.split == split]
+        if not len(s):
+          continue
+        ax.plot(s["epoch"], s[metric] * scale, color=colors[j % 10],
+                linestyle="--" if split == "train" else "-",
+                marker="" if split == "train" else ".",
+                label=f"{name} {split}")
+    ax.set_title(_key_label(key), fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric + (" (%)" if scale == 100.0 else ""))
+    ax.grid(alpha=0.3)
+    if metric in ("error", "loss"):
+      ax.set_yscale("log")
+    if len(group):
+      ax.legend(fontsize=7)
+  fig.suptitle(f"train (dashed) and {' / '.join(s for s in splits if s != 'train')} "
+               f"(solid) {metric}", fontsize=11)
+  _save(fig, path)
+  return fig
+
+
+def plot_vs_field(df: pd.DataFrame, field: str, metric: Optional[str] = None, by=None,
+                  path: Optional[str] = None):
+  """`metric` (default: final test error, else validation) against a swept field:
+  mean ± std over the seeds as error bars, the single runs as dots; one line per
+  setting of the other swept fields (`by`). Returns the Figure; written to `path`."""
+  fields = df.attrs.get("fields", {})
+  if field not in df.columns:
+    inv = {v: k for k, v in fields.items()}
+    if field in inv:
+      field = inv[field]
+    else:
+      raise KeyError(f"results: no column {field!r}; swept: {df.attrs.get('swept')}")
+  if metric is None:
+    metric = next(m for m in ("final_test_error", "final_validation_error", "final_train_error")
+                  if m in df.columns and df[m].notna().any())
+  done = df[df.status == "finished"]
+  by = _group_fields(df, by, exclude=("seed", field))
+  scale = 100.0 if any(w in metric for w in ("error", "accuracy", "top5")) else 1.0
+  values = list(dict.fromkeys(done[field]))
+  numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                for v in values)
+  if numeric:
+    values = sorted(values)
+  pos = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
+  fig, axes = _figure()
+  ax = axes[0, 0]
+  for j, (key, group) in enumerate(_groups(done, by)):
+    xs, means, stds = [], [], []
+    for v in values:
+      y = group[group[field] == v][metric].to_numpy(float) * scale
+      y = y[np.isfinite(y)]
+      if not len(y):
+        continue
+      xs.append(pos[v])
+      means.append(y.mean())
+      stds.append(y.std(ddof=1) if len(y) > 1 else 0.0)
+      ax.plot([pos[v]] * len(y), y, ".", color=f"C{j % 10}", alpha=0.35)
+    ax.errorbar(xs, means, yerr=stds, color=f"C{j % 10}", marker="o", capsize=4,
+                label=_key_label(key) if by else "mean ± std over seeds")
+  if numeric and values and min(values) > 0 and max(values) / min(values) >= 8:
+    ax.set_xscale("log", base=2)
+  ax.set_xticks([pos[v] for v in values])
+  ax.set_xticklabels([_fmt(v) for v in values])
+  ax.set_xlabel(fields.get(field, field))
+  ax.set_ylabel(_label(metric, scale == 100.0))
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{_label(metric, False)} vs {field}", fontsize=11)
+  _save(fig, path)
+  return fig
+
+
+# ----------------------------------------------------------------------------- report
+
+def report(path: str, out_dir: Optional[str] = None, metric: Optional[str] = None) -> dict:
+  """Writes OUT_DIR (default: the sweep directory) /results.md (the table and the
+  diagnostics), results.csv (one row per run), curves.png and, for every swept field
+  but the seed, <metric>_vs_<field>.png. Returns {name: file path}."""
+  out_dir = out_dir or (path if isinstance(path, (str, os.PathLike)) else ".")
+  os.makedirs(out_dir, exist_ok=True)
+  runs, curve_df = load(path, curves=True)
+  files = {}
+  md = [f"# Results: {path}\n", table(runs, metrics=[metric] if metric else None),
+        "\n## Diagnostics\n", diagnostics_table(runs)]
+  files["results.md"] = os.path.join(out_dir, "results.md")
+  _write("\n".join(md), files["results.md"])
+  files["results.csv"] = os.path.join(out_dir, "results.csv")
+  runs.to_csv(files["results.csv"], index=False)
+  if len(curve_df):
+    files["curves.png"] = os.path.join(out_dir, "curves.png")
+    plot_curves(curve_df, path=files["curves.png"])
+  done = runs[runs.status == "finished"] if len(runs) else runs
+  for field in _group_fields(runs, None):
+    if len(done) and done[field].nunique() > 1:
+      m = metric or next((c for c in ("final_test_error", "final_validation_error")
+                          if c in done.columns and done[c].notna().any()), None)
+      if m is None:
+        continue
+      name = f"{m.replace('final_', '')}_vs_{field}.png".replace("/", "_")
+      files[name] = os.path.join(out_dir, name)
+      plot_vs_field(runs, field, metric=m, path=files[name])
+  return files
+
+
+def main(argv=None):
+  import argparse
+  import matplotlib
+  matplotlib.use("Agg")
+  p = argparse.ArgumentParser(description="Tables, figures and diagnostics of a sweep.")
+  p.add_argument("path", help="a sweep directory (or one run)")
+  p.add_argument("--out", default=None, help="where to write (default: the directory)")
+  p.add_argument("--metric", default=None, help="e.g. final_validation_error")
+  args = p.parse_args(argv)
+  files = report(args.path, args.out, args.metric)
+  with open(files["results.md"]) as f:
+    print(f.read())
+  print("wrote " + ", ".join(files.values()))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,110 @@
+"""EMA, progressive training stages, evaluation modes and fine-tuning, end to end."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from flaxcnn import augment, train
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
+
+
+def test_ema_is_evaluated_separately_and_follows_its_decay(tmp_path):
+  slow = train.train_and_evaluate(tiny_config(ema_decay=0.999999, num_steps=6),
+                                  str(tmp_path / "slow"))
+  assert "validation_ema" in slow and "test_ema" in slow
+  state = train.load_state(tiny_config(ema_decay=0.999999), str(tmp_path / "slow"))
+  init = train.create_state(train.setup(tiny_config(ema_decay=0.999999),
+                                        __import__("flaxcnn").data.load(tiny_config())),
+                            (8, 8, 1))
+  # decay ~1: the average stays at the initial weights; the weights moved away
+  for e, p0, p in zip(_leaves(state.ema["params"]), _leaves(init.params), _leaves(state.params)):
+    np.testing.assert_allclose(e, p0, atol=1e-4)
+  assert any(np.abs(p - p0).max() > 1e-3 for p0, p in zip(_leaves(init.params),
+                                                          _leaves(state.params)))
+  train.train_and_evaluate(tiny_config(ema_decay=1e-6, num_steps=6), str(tmp_path / "fast"))
+  state = train.load_state(tiny_config(ema_decay=1e-6), str(tmp_path / "fast"))
+  for e, p in zip(_leaves(state.ema["params"]), _leaves(state.params)):
+    np.testing.assert_allclose(e, p, atol=1e-5)
+
+
+def test_stage_plan_grows_linearly():
+  c = tiny_config()
+  c.progressive.stages = 4
+  c.progressive.image_size = (128, 320)
+  c.progressive.dropout = (0.1, 0.4)
+  plan = train.stage_plan(c, 100)
+  assert [(a, b) for a, b, _ in plan] == [(0, 25), (25, 50), (50, 75), (75, 100)]
+  assert [o["data.image_size"] for _, _, o in plan] == [128, 192, 256, 320]
+  np.testing.assert_allclose([o["model.kwargs.dropout"] for _, _, o in plan],
+                             [0.1, 0.2, 0.3, 0.4])
+
+
+def test_progressive_training_runs_stages_and_resumes(tmp_path, capsys):
+  c = tiny_config(num_steps=8, checkpoint_every_steps=2)
+  c.progressive.stages = 2
+  c.progressive.image_size = (6, 8)
+  c.progressive.dropout = (0.0, 0.2)
+  c.progressive.randaugment_magnitude = (0.0, 0.0)
+  s = train.train_and_evaluate(c, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "stage 1/2 from step 0: image_size=6" in out and "stage 2/2 from step 4: image_size=8" in out
+  assert s["step"] == 8 and np.isfinite(s["test"]["loss"])
+
+
+def test_ten_crop_views():
+  x = jnp.arange(6 * 6, dtype=jnp.float32).reshape(1, 6, 6, 1)
+  views = augment.ten_crop(x, 4)
+  assert views.shape == (10, 1, 4, 4, 1)
+  np.testing.assert_array_equal(views[0, 0], x[0, :4, :4])        # top-left
+  np.testing.assert_array_equal(views[3, 0], x[0, 2:, 2:])        # bottom-right
+  np.testing.assert_array_equal(views[4, 0], x[0, 1:5, 1:5])      # centre
+  np.testing.assert_array_equal(views[5 + 4, 0], x[0, 1:5, 1:5][:, ::-1])  # its flip
+
+
+@pytest.mark.parametrize("mode", ["ten_crop", "multiscale"])
+def test_eval_modes_on_a_checkpoint(tmp_path, mode):
+  train.train_and_evaluate(tiny_config(num_steps=20), str(tmp_path))
+  center = train.evaluate_checkpoint(tiny_config(), str(tmp_path))
+  c = tiny_config(eval_mode=mode)
+  c.eval_scales = (8, 10)
+  res = train.evaluate_checkpoint(c, str(tmp_path))
+  assert res["test"]["count"] == center["test"]["count"] == 360
+  assert res["test"]["accuracy"] != pytest.approx(center["test"]["accuracy"], abs=1e-9) or \
+      res["test"]["loss"] != pytest.approx(center["test"]["loss"], abs=1e-9)
+
+
+def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
+  src = tmp_path / "source"
+  train.train_and_evaluate(tiny_config(num_steps=6, **{"model.kwargs.num_classes": 12}),
+                           str(src))
+  source = train.load_state(tiny_config(**{"model.kwargs.num_classes": 12}), str(src))
+  c = tiny_config(num_steps=4, init_from=str(src), checkpoint_every_steps=2)
+  c.finetune.head_epochs = 2 / 38         # 2 steps of the head alone (38 steps/epoch)
+  c.finetune.freeze = ("^Conv_0",)        # the stem convolution stays fixed
+  c.finetune.freeze_bn = True
+  train.train_and_evaluate(c, str(tmp_path / "ft"))
+  assert "fresh: params/Classifier_0/head/bias, params/Classifier_0/head/kernel" in capsys.readouterr().out
+  steps = {}
+  import orbax.checkpoint as ocp
+  from flaxcnn.checkpoint import Checkpointer
+  for step in (2, 4):
+    ck = Checkpointer(str(tmp_path / "ft"))
+    raw = ck.manager.restore(step, args=ocp.args.StandardRestore())
+    ck.close()
+    steps[step] = jax.device_get(raw)
+  p0, p2, p4 = source.params, steps[2]["params"], steps[4]["params"]
+  # head phase: the backbone is exactly the source, the head moved
+  np.testing.assert_array_equal(p2["ResidualBlock_0"]["Conv_0"]["kernel"],
+                                p0["ResidualBlock_0"]["Conv_0"]["kernel"])
+  # then everything but the frozen stem trains
+  assert np.abs(p4["ResidualBlock_0"]["Conv_0"]["kernel"]
+                - p0["ResidualBlock_0"]["Conv_0"]["kernel"]).max() > 0
+  np.testing.assert_array_equal(p4["Conv_0"]["kernel"], p0["Conv_0"]["kernel"])
+  assert p4["Classifier_0"]["head"]["kernel"].shape == (16 * 4, 10)
+  # frozen BatchNorm: the running averages are the source's
+  np.testing.assert_array_equal(steps[4]["batch_stats"]["BatchNorm_0"]["mean"],
+                                source.batch_stats["BatchNorm_0"]["mean"])
