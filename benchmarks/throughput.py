@@ -1,0 +1,118 @@
+"""Training-step throughput (img/s): synthetic batches vs the real in-memory path.
+
+  python benchmarks/throughput.py                                  # WRN-28-10 b512 + ResNet-50 b256, bf16
+  python benchmarks/throughput.py --models=resnet20_cifar:128 --dtype=float32 --steps=20
+  python benchmarks/throughput.py --models=wrn28_10:512 --cifar=PATH/cifar10-jpeg/train.tar.xz
+
+For each model:batch it times the jitted train step on
+- synthetic: a uint8 batch already on the devices (the plain-jit-step figure), and
+- in-memory (CIFAR-sized models only): the whole training set on the devices, with
+  the per-step gather, pad-and-crop, flip and normalization inside the step (the
+  path `launch.py` uses for CIFAR). Real CIFAR-10 images with --cifar, else random
+  uint8 images of the same shape (the work done is the same).
+It prints the device, both figures and their ratio. No TensorFlow is imported.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from flaxcnn import config as config_lib, train  # noqa: E402
+from flaxcnn.data import Dataset, Split, sources  # noqa: E402
+from flaxcnn.models import get_preset  # noqa: E402
+
+
+def _config(model, batch, dtype, size, num_classes):
+  c = config_lib.default_config()
+  c.model.name = model
+  c.dtype = dtype
+  c.batch_size = batch
+  c.num_steps = 10_000
+  c.data.source = "synthetic"
+  c.data.image_size = size
+  c.data.num_classes = num_classes
+  c.optimizer.name = "sgd"
+  c.optimizer.weight_decay = 5e-4
+  c.schedule.name = "cosine"
+  return c
+
+
+def _time(fn, state, steps, warmup):
+  for _ in range(warmup):
+    state, m = fn(state)
+  jax.block_until_ready(m)
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, m = fn(state)
+  jax.block_until_ready(m)
+  return time.perf_counter() - t, state
+
+
+def bench(model, batch, dtype, steps, warmup, cifar=None):
+  preset = get_preset(model)
+  size, num_classes = preset.image_size, preset.num_classes
+  config = _config(model, batch, dtype, size, num_classes)
+  n = max(batch * 4, 50_000 if size <= 32 else batch * 4)
+  rng = np.random.RandomState(0)
+  if cifar and size == 32:
+    dataset = sources.image_folder(cifar, validation_size=5000)
+  else:
+    images = rng.randint(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = rng.randint(0, num_classes, n).astype(np.int32)
+    dataset = Dataset("synthetic", num_classes, {"train": Split(images, labels)},
+                      (0.5,) * 3, (0.25,) * 3)
+  run = train.setup(config, dataset)
+  state = train.create_state(run, dataset.image_shape)
+  results = {}
+
+  # synthetic: one device-resident batch, normalization in the step
+  step = train.make_batch_train_step(run)
+  x = train.global_array(dataset.splits["train"].images[:batch], run.batch_sharding)
+  y = train.global_array(dataset.splits["train"].labels[:batch], run.batch_sharding)
+  secs, state = _time(lambda s: step(s, x, y), state, steps, warmup)
+  results["synthetic"] = steps * batch / secs
+
+  if size <= 64:   # the in-memory path with on-device augmentation
+    config.augment.crop_padding = 4
+    feed = train.InMemoryFeed(run, dataset)
+    counter = [int(state.step)]
+
+    def real(s):
+      out = feed.train_step(s, counter[0])
+      counter[0] += 1
+      return out
+    secs, state = _time(real, state, steps, warmup)
+    results["in-memory"] = steps * batch / secs
+  return results
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--models", default="wrn28_10:512,resnet50:256",
+                 help="comma-separated preset:batch")
+  p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+  p.add_argument("--steps", type=int, default=50)
+  p.add_argument("--warmup", type=int, default=5)
+  p.add_argument("--cifar", default=None, help="CIFAR-10 image folder or archive")
+  args = p.parse_args()
+  dev = jax.devices()[0]
+  print(f"device: {jax.device_count()} x {dev.platform} {dev.device_kind}; jax {jax.__version__}; "
+        f"dtype {args.dtype}", flush=True)
+  for item in args.models.split(","):
+    model, batch = item.split(":")
+    r = bench(model, int(batch), args.dtype, args.steps, args.warmup, args.cifar)
+    line = f"{model:16s} batch {batch:>4s}  synthetic {r['synthetic']:10.1f} img/s"
+    if "in-memory" in r:
+      line += (f"  in-memory {r['in-memory']:10.1f} img/s  "
+               f"({100 * r['in-memory'] / r['synthetic']:.1f}% of synthetic)")
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+  main()
