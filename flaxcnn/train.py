@@ -605,39 +605,41 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
     return state
 
   stage, feed = None, None
-  with _Interrupt() as interrupt:
-    while step < total:
-      current = next(i for i, (a, b, _) in enumerate(plan) if a <= step < b)
-      if current != stage:
-        stage = current
-        run, stage_data = stage_run(config, dataset, plan[stage][2])
-        feed = make_feed(run, stage_data, arrays=getattr(feed, "arrays", None))
-        if len(plan) > 1 and jax.process_index() == 0:
-          print(f"stage {stage + 1}/{len(plan)} from step {step}: "
-                + ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()),
-                flush=True)
-      if head_steps and step == head_steps:   # head trained: fresh optimizer for all
-        state = state.replace(opt_state=jax.jit(base.tx.init, out_shardings=base.replicated)(
-            state.params))
-      state, metrics = feed.train_step(state, step)
-      step += 1
-      pending.append(metrics)
-      done = step == total
-      if step % config.log_every_steps == 0 or done:
-        flush_metrics(step)
-      if step % eval_every == 0 or done:
-        flush_metrics(step)
-        state = run_eval(state, step)
-      if step % config.checkpoint_every_steps == 0 or done or interrupt.signal:
-        flush_metrics(step)
-        ckpt.save(state)
-      if interrupt.signal:
-        ckpt.wait()
-        print(f"Received signal {interrupt.signal}: saved checkpoint at step {step}; "
-              f"rerun the same command to resume.", flush=True)
-        break
-  ckpt.close()
-  writer.close()
+  try:
+    with _Interrupt() as interrupt:
+      while step < total:
+        current = next(i for i, (a, b, _) in enumerate(plan) if a <= step < b)
+        if current != stage:
+          stage = current
+          run, stage_data = stage_run(config, dataset, plan[stage][2])
+          feed = make_feed(run, stage_data, arrays=getattr(feed, "arrays", None))
+          if len(plan) > 1 and jax.process_index() == 0:
+            print(f"stage {stage + 1}/{len(plan)} from step {step}: "
+                  + ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()),
+                  flush=True)
+        if head_steps and step == head_steps:   # head trained: fresh optimizer for all
+          state = state.replace(opt_state=jax.jit(base.tx.init, out_shardings=base.replicated)(
+              state.params))
+        state, metrics = feed.train_step(state, step)
+        step += 1
+        pending.append(metrics)
+        done = step == total
+        if step % config.log_every_steps == 0 or done:
+          flush_metrics(step)
+        if step % eval_every == 0 or done:
+          flush_metrics(step)
+          state = run_eval(state, step)
+        if step % config.checkpoint_every_steps == 0 or done or interrupt.signal:
+          flush_metrics(step)
+          ckpt.save(state)
+        if interrupt.signal:
+          ckpt.wait()
+          print(f"Received signal {interrupt.signal}: saved checkpoint at step {step}; "
+                f"rerun the same command to resume.", flush=True)
+          break
+  finally:
+    ckpt.close()   # waits for an asynchronous save in flight
+    writer.close()
   summary.update(step=step, epoch=step / spe, seconds=time.time() - t_start,
                  interrupted=bool(interrupt.signal))
   if jax.process_index() == 0 and not interrupt.signal:
