@@ -7,6 +7,12 @@
 A workdir that has checkpoints is resumed from the latest one. Several processes
 (multi-host): pass --num_processes, --process_id and --coordinator_address (or set
 the usual cluster environment and pass --distributed).
+
+A config file that declares a sweep (get_sweep, see flaxcnn/sweep.py) runs all its
+variants with --sweep, one of them with --sweep_index=i, and lists them with
+--list_variants:
+
+  python launch.py --config=experiments/ablations/digits_depth.py --workdir=runs/depth --sweep
 """
 import sys
 
@@ -21,17 +27,33 @@ flags.DEFINE_integer("process_id", 0, "this process's index")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with the "
                   "cluster's auto-detected settings (TPU pods, SLURM)")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("sweep", False, "run every variant of the config file's get_sweep() into "
+                  "WORKDIR/<variant>/ (finished ones are skipped, interrupted ones resumed)")
+flags.DEFINE_integer("sweep_index", None, "run only variant i of the sweep (one variant per "
+                     "job of a cluster array or pod slice); implies --sweep")
+flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, name, overrides, "
+                  "status in WORKDIR) and their count, and exit")
+flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.list_variants:
+    from flaxcnn import sweep
+    sys.exit(sweep.main(FLAGS["config"].config_filename, FLAGS.config, FLAGS.workdir,
+                        list_only=True))
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required (checkpoints, metrics and logs go there)")
   import jax
   from flaxcnn import config as config_lib, distributed, train
   distributed.initialize(FLAGS.num_processes, FLAGS.process_id,
                          FLAGS.coordinator_address, FLAGS.distributed)
+  if FLAGS.sweep or FLAGS.sweep_index is not None:
+    from flaxcnn import sweep
+    sys.exit(sweep.main(FLAGS["config"].config_filename, FLAGS.config, FLAGS.workdir,
+                        index=FLAGS.sweep_index))
   config = FLAGS.config
   try:
     config_lib.validate(config, jax.device_count())

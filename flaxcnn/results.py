@@ -18,7 +18,8 @@ summary.json once complete) and, in a sweep (`flaxcnn.sweep`), its variant.json
 directory of runs, or a list of either.
 
 Columns of `load` (errors and accuracies are fractions; tables and figures show %):
-  run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'pending'),
+  run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'incomplete' |
+  'pending'; see `flaxcnn.sweep.variant_status`),
   one column per overridden field (its last dotted part, e.g. 'depth', 'seed', when
   that is unambiguous; the dotted name otherwise; listed in `runs.attrs["swept"]`),
   epochs, steps, wall_time (seconds),
@@ -90,16 +91,30 @@ def read_metrics(run_dir: str) -> List[dict]:
 
 
 def _epoch_curve(records: List[dict]) -> pd.DataFrame:
-  """Per-epoch curve of one run: train lines averaged (step-weighted) over each epoch,
-  evaluation lines as they are. Columns split, epoch, step, loss, accuracy, error, ..."""
+  """The curve of one run: train lines averaged (step-weighted) over each epoch, or
+  over each interval between evaluations where these are shorter (runs of a fraction
+  of an epoch); evaluation lines as they are. Columns split, epoch, step, loss,
+  accuracy, error, top5, count, lr."""
   rows = []
   train = [r for r in records if r.get("split") == "train"]
+  evals = sorted({r["step"] for r in records if r.get("split") != "train"})
+  bounds = set(evals)
+  if train:
+    last = train[-1]
+    per_epoch = last["step"] / last["epoch"] if last.get("epoch") else None
+    if per_epoch:
+      bounds |= {int(round(k * per_epoch))
+                 for k in range(1, int(math.ceil(last["epoch"] - 1e-9)) + 1)}
+    bounds.add(last["step"])
+  bounds = np.array(sorted(bounds))
   buckets: Dict[int, list] = {}
   prev = 0
   for r in train:
     weight = max(r["step"] - prev, 1)
     prev = r["step"]
-    buckets.setdefault(int(math.ceil(r["epoch"] - 1e-9)), []).append((weight, r))
+    key = int(bounds[np.searchsorted(bounds, r["step"])]) if r["step"] <= bounds[-1] \
+        else r["step"]
+    buckets.setdefault(key, []).append((weight, r))
   for _, items in sorted(buckets.items()):
     w = np.array([x[0] for x in items], float)
     row = {"split": "train", "epoch": max(x[1]["epoch"] for x in items),
@@ -298,8 +313,8 @@ def diagnose(curve, window: float = 0.1, underfit_tol: float = 0.005,
       out["underfit"] = bool(drop > 10 * underfit_tol)
     if out["underfit"]:
       advice.append(f"underfit: train error still falling at the end "
-                    f"({100 * t_err[start]:.2f}% at epoch {t_ep[start]:g} -> "
-                    f"{100 * t_err[-1]:.2f}% at {t_ep[-1]:g}): train longer or add capacity")
+                    f"({100 * t_err[start]:.2f}% at epoch {t_ep[start]:.4g} -> "
+                    f"{100 * t_err[-1]:.2f}% at {t_ep[-1]:.4g}): train longer or add capacity")
   if len(dev) >= 1 and np.isfinite(d_err).any():
     best = int(np.nanargmin(d_err))
     out["dev_best_epoch"] = float(d_ep[best])
@@ -324,14 +339,18 @@ def diagnose(curve, window: float = 0.1, underfit_tol: float = 0.005,
       if improved:
         what = (f"error {100 * d_err[best]:.2f}% -> {100 * d_err[last]:.2f}%" if worse_err
                 else f"loss {d_loss[lbest]:.4f} -> {d_loss[last]:.4f}")
-        advice.append(f"overfit: {dev_split} {what} after epoch {ref_epoch:g} while train "
+        advice.append(f"overfit: {dev_split} {what} after epoch {ref_epoch:.4g} while train "
                       f"kept improving (gap {100 * out['train_dev_gap']:.2f} points): "
-                      f"regularize more or stop near epoch {ref_epoch:g}")
+                      f"regularize more or stop near epoch {ref_epoch:.4g}")
     if out["dev_still_improving"]:
       advice.append(f"{dev_split} error still improving at the end: train longer")
   if not advice and out["dev_best_epoch"] == out["dev_best_epoch"]:
-    advice.append(f"ok: {dev_split} error stopped improving at epoch "
-                  f"{out['dev_best_epoch']:g}")
+    if len(dev) and out["dev_best_epoch"] < d_ep[-1]:
+      advice.append(f"ok: {dev_split} error stopped improving at epoch "
+                    f"{out['dev_best_epoch']:.4g}")
+    else:
+      advice.append(f"{dev_split} error best at the end (within noise of the previous "
+                    f"evaluation)" if len(dev) > 1 else f"one {dev_split} evaluation only")
   out["advice"] = "; ".join(advice)
   return out
 
@@ -369,10 +388,10 @@ def _label(metric: str, percent: bool) -> str:
 
 
 def _fmt(value) -> str:
-  if isinstance(value, float) and value.is_integer():
+  if isinstance(value, (float, np.floating)) and float(value).is_integer():
     return str(int(value))
-  if isinstance(value, float):
-    return f"{value:g}"
+  if isinstance(value, (float, np.floating)):
+    return f"{value:.4g}"
   return str(value)
 
 

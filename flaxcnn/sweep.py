@@ -28,6 +28,7 @@ import importlib.util
 import itertools
 import json
 import os
+import socket
 import time
 import traceback
 import types
@@ -196,8 +197,8 @@ def variants(path, arg: str = "", config=None, sweep=None):
 
 # ----------------------------------------------------------------------------- running
 
-FINISHED, FAILED, RUNNING, INTERRUPTED, PENDING = (
-    "finished", "failed", "running", "interrupted", "pending")
+FINISHED, FAILED, RUNNING, INTERRUPTED, INCOMPLETE, PENDING = (
+    "finished", "failed", "running", "interrupted", "incomplete", "pending")
 
 
 def _write_json(path: str, obj) -> None:
@@ -224,9 +225,24 @@ def _read_json(path: str):
     return None
 
 
+def _alive(record: dict) -> bool:
+  """False when the process that marked the variant running is gone (same host only)."""
+  if record.get("host") != socket.gethostname() or not record.get("pid"):
+    return True
+  try:
+    os.kill(int(record["pid"]), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OSError, ValueError):
+    return True
+  return True
+
+
 def variant_status(variant_dir: str) -> dict:
-  """The record of a variant directory: its variant.json, with status 'finished'
-  whenever summary.json is present (a completed run), 'pending' when never started."""
+  """The record of a variant (or plain run) directory: its variant.json, with status
+  'finished' whenever summary.json is present (a completed run); 'interrupted' when
+  marked running by a process of this host that is gone (killed); 'incomplete' for
+  a run with metrics but neither summary nor record; 'pending' when never started."""
   record = _read_json(os.path.join(variant_dir, "variant.json")) or {}
   record.setdefault("name", os.path.basename(os.path.normpath(variant_dir)))
   if os.path.exists(os.path.join(variant_dir, "summary.json")):
@@ -234,7 +250,9 @@ def variant_status(variant_dir: str) -> dict:
     record["error"] = None
   elif record.get("status") in (None, FINISHED):   # never recorded, or summary.json removed
     started = os.path.exists(os.path.join(variant_dir, "metrics.jsonl"))
-    record["status"] = INTERRUPTED if started else PENDING
+    record["status"] = INCOMPLETE if started else PENDING
+  elif record["status"] == RUNNING and not _alive(record):
+    record["status"] = INTERRUPTED
   return record
 
 
@@ -371,7 +389,7 @@ def _run_variants(specs, workdir, index, retry_failed, train_fn, chief):
       continue
     resumed = os.path.isdir(os.path.join(vdir, "checkpoints"))
     record.update(status=RUNNING, error=None, attempts=record.get("attempts", 0) + 1,
-                  started=time.time())
+                  started=time.time(), host=socket.gethostname(), pid=os.getpid())
     record.setdefault("wall_time", 0.0)
     if chief:
       os.makedirs(vdir, exist_ok=True)
@@ -436,7 +454,7 @@ def summary_line(records: List[dict], workdir: str = "") -> str:
     counts[r["status"]] = counts.get(r["status"], 0) + 1
   skipped = sum(1 for r in records if r.get("skipped") and r["status"] == FINISHED)
   parts = []
-  for s in (FINISHED, FAILED, INTERRUPTED, RUNNING, PENDING):
+  for s in (FINISHED, FAILED, INTERRUPTED, INCOMPLETE, RUNNING, PENDING):
     if counts.get(s):
       extra = f" ({skipped} already)" if s == FINISHED and skipped else ""
       parts.append(f"{counts[s]} {s}{extra}")

@@ -637,6 +637,8 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
           print(f"Received signal {interrupt.signal}: saved checkpoint at step {step}; "
                 f"rerun the same command to resume.", flush=True)
           break
+    if not interrupt.signal and not summary:   # resumed from the final checkpoint
+      state = run_eval(state, step)
   finally:
     ckpt.close()   # waits for an asynchronous save in flight
     writer.close()

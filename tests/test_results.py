@@ -1,0 +1,240 @@
+"""Results: the DataFrame of a sweep, its tables, figures and diagnostics, on runs
+whose metrics.jsonl is written by hand (no training)."""
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from flaxcnn import metrics, results
+
+STEPS_PER_EPOCH = 10
+
+
+def write_run(run_dir, train_error, dev_error, test_error=None, dev_loss=None,
+              train_loss=None, overrides=None, status="finished", count=5000,
+              finished=True, wall_time=12.5, error=None, duplicate_from=None):
+  """A run directory as train/sweep write it: per epoch e (1-based), two train lines
+  (at mid-epoch and end) and one line per evaluated split; summary.json if finished."""
+  os.makedirs(run_dir, exist_ok=True)
+  n = len(train_error)
+  train_loss = train_loss if train_loss is not None else [2 * e for e in train_error]
+  dev_loss = dev_loss if dev_loss is not None else [2 * e for e in dev_error]
+  lines = []
+  t = 1000.0
+  for e in range(1, n + 1):
+    for frac in (0.5, 1.0):
+      step = int((e - 1 + frac) * STEPS_PER_EPOCH)
+      lines.append({"step": step, "split": "train", "epoch": step / STEPS_PER_EPOCH,
+                    "loss": train_loss[e - 1], "accuracy": 1 - train_error[e - 1],
+                    "lr": 0.1, "img_per_sec": 100.0, "time": t})
+      t += 1
+    step = e * STEPS_PER_EPOCH
+    lines.append({"step": step, "split": "validation", "epoch": float(e),
+                  "loss": dev_loss[e - 1], "accuracy": 1 - dev_error[e - 1], "top5": 1.0,
+                  "count": count, "time": t})
+    if test_error is not None:
+      lines.append({"step": step, "split": "test", "epoch": float(e),
+                    "loss": 2 * test_error[e - 1], "accuracy": 1 - test_error[e - 1],
+                    "top5": 0.99, "count": 10000, "time": t})
+  if duplicate_from:     # a resumed run logs the steps after its checkpoint again
+    lines += [dict(l, loss=l["loss"]) for l in lines if l["step"] > duplicate_from]
+  with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(l) + "\n" for l in lines)
+  if finished:
+    summary = {"step": n * STEPS_PER_EPOCH, "epoch": float(n), "seconds": 3.0,
+               "interrupted": False,
+               "validation": {"loss": dev_loss[-1], "accuracy": 1 - dev_error[-1],
+                              "top5": 1.0, "count": count}}
+    if test_error is not None:
+      summary["test"] = {"loss": 2 * test_error[-1], "accuracy": 1 - test_error[-1],
+                         "top5": 0.99, "count": 10000}
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+      json.dump(summary, f)
+  if overrides is not None:
+    with open(os.path.join(run_dir, "variant.json"), "w") as f:
+      json.dump({"name": os.path.basename(run_dir), "overrides": overrides, "status": status,
+                 "error": error, "wall_time": wall_time}, f)
+
+
+def decay(start, end, n, rate=0.5):
+  """n values falling geometrically from start to exactly end."""
+  last = rate ** (n - 1)
+  return [end + (start - end) * (rate ** i - last) / (1 - last) for i in range(n)]
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+  """depth in {8, 14} x 2 seeds, finished, plus a failed variant."""
+  d = tmp_path / "sweep"
+  finals = {(8, 0): 0.10, (8, 1): 0.12, (14, 0): 0.07, (14, 1): 0.08}
+  names = []
+  for (depth, seed), final in finals.items():
+    name = f"depth={depth},seed={seed}"
+    names.append(name)
+    write_run(str(d / name), train_error=decay(0.5, 0.01, 6),
+              dev_error=decay(0.5, final, 6), test_error=decay(0.5, final + 0.01, 6),
+              overrides={"model.kwargs.depth": depth, "seed": seed},
+              duplicate_from=25 if (depth, seed) == (8, 1) else None)
+  os.makedirs(d / "depth=9,seed=0")
+  with open(d / "depth=9,seed=0" / "variant.json", "w") as f:
+    json.dump({"name": "depth=9,seed=0", "overrides": {"model.kwargs.depth": 9, "seed": 0},
+               "status": "failed", "error": "ValueError: depth: must be 6n+2",
+               "wall_time": 0.5}, f)
+  names.append("depth=9,seed=0")
+  with open(d / "sweep.json", "w") as f:
+    json.dump({"variants": [{"index": i, "name": n} for i, n in enumerate(names)]}, f)
+  return d
+
+
+def test_load_one_row_per_run_with_metrics_from_the_jsonl(sweep_dir):
+  runs, curves = results.load(str(sweep_dir), curves=True)
+  assert list(runs["run"]) == ["depth=8,seed=0", "depth=8,seed=1", "depth=14,seed=0",
+                               "depth=14,seed=1", "depth=9,seed=0"]
+  assert runs.attrs["swept"] == ["depth", "seed"]
+  assert runs.attrs["fields"]["depth"] == "model.kwargs.depth"
+  for col in ("status", "depth", "seed", "epochs", "steps", "wall_time", "final_train_error",
+              "final_validation_error", "final_validation_loss", "final_test_error",
+              "best_validation_error", "best_validation_epoch", "best_test_error",
+              "test_error_at_best_validation", "train_dev_gap", "dev_best_epoch", "underfit",
+              "overfit", "advice", "error", "path"):
+    assert col in runs.columns, col
+  assert list(runs["status"]) == ["finished"] * 4 + ["failed"]
+  failed = runs.iloc[-1]
+  assert failed["error"].startswith("ValueError") and np.isnan(failed["final_test_error"])
+
+  for _, row in runs.iloc[:4].iterrows():
+    lines = metrics.read_jsonl(row["path"])
+    val = [l for l in lines if l["split"] == "validation"]
+    test = [l for l in lines if l["split"] == "test"]
+    assert row["final_validation_error"] == pytest.approx(1 - val[-1]["accuracy"])
+    assert row["final_test_error"] == pytest.approx(1 - test[-1]["accuracy"])
+    assert row["final_test_loss"] == pytest.approx(test[-1]["loss"])
+    best = min(val, key=lambda l: 1 - l["accuracy"])
+    assert row["best_validation_error"] == pytest.approx(1 - best["accuracy"])
+    assert row["best_validation_epoch"] == best["epoch"]
+    assert row["epochs"] == 6 and row["steps"] == 60 and row["wall_time"] == 12.5
+    last_epoch = [l for l in lines if l["split"] == "train" and l["epoch"] > 5]
+    assert row["final_train_error"] == pytest.approx(1 - last_epoch[-1]["accuracy"])
+    assert row["train_dev_gap"] == pytest.approx(row["final_validation_error"]
+                                                 - row["final_train_error"])
+
+  # Per-epoch curves: one train point per epoch, duplicates of a resumed run dropped.
+  c = curves[curves.run == "depth=8,seed=1"]
+  assert list(c[c.split == "train"]["epoch"]) == [1, 2, 3, 4, 5, 6]
+  assert list(c[c.split == "validation"]["epoch"]) == [1, 2, 3, 4, 5, 6]
+  assert set(curves["depth"].dropna()) == {8, 14}
+  one = results.load(str(sweep_dir / "depth=14,seed=0"))     # a single run directory
+  assert len(one) == 1 and one.iloc[0]["final_test_error"] == pytest.approx(
+      runs.iloc[2]["final_test_error"])
+
+
+def test_markdown_table_is_mean_and_std_over_seeds(sweep_dir):
+  runs = results.load(str(sweep_dir))
+  text = results.table(runs, path=str(sweep_dir / "table.md"))
+  lines = text.strip().splitlines()
+  assert lines[0] == "| depth | test error (%) | validation error (%) | runs |"
+  assert lines[1].startswith("|---|--:")
+  d8 = runs[runs.depth == 8]["final_test_error"].to_numpy() * 100
+  expected = f"{d8.mean():.2f} ± {d8.std(ddof=1):.2f}"
+  assert lines[2].startswith(f"| 8 | {expected} |") and lines[2].endswith("| 2 |")
+  assert lines[3] == "| 14 | 8.50 ± 0.71 | 7.50 ± 0.71 | 2 |"
+  assert lines[4] == "| 9 | – | – | 0 (1 failed) |"
+  assert (sweep_dir / "table.md").read_text() == text
+  by_seed = results.table(runs, metrics=["final_validation_error"], by=["depth", "seed"])
+  assert "| 8 | 0 | 10.00 | 1 |" in by_seed
+
+
+def test_figures_and_report_are_written(sweep_dir, tmp_path):
+  runs, curves = results.load(str(sweep_dir), curves=True)
+  fig = results.plot_curves(curves, path=str(tmp_path / "c.png"))
+  assert [ax.get_title() for ax in fig.axes] == ["depth=8", "depth=14"]   # 9 failed: no curve
+  fig = results.plot_vs_field(runs, "depth", path=str(tmp_path / "v.png"))
+  assert fig.axes[0].get_xlabel() == "model.kwargs.depth"
+  files = results.report(str(sweep_dir), out_dir=str(tmp_path / "report"))
+  assert set(files) == {"results.md", "results.csv", "curves.png", "test_error_vs_depth.png"}
+  for path in list(files.values()) + [str(tmp_path / "c.png"), str(tmp_path / "v.png")]:
+    assert os.path.getsize(path) > 1000, path
+  with open(files["curves.png"], "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  md = open(files["results.md"]).read()
+  assert "± " in md and "## Diagnostics" in md and "depth=9,seed=0 | failed" in md
+
+
+def _diagnosis(tmp_path, name, **kw):
+  write_run(str(tmp_path / name), **kw)
+  return results.load(str(tmp_path / name)).iloc[0]
+
+
+def test_underfit_run_is_flagged(tmp_path):
+  # Train and dev error still falling steadily when training stops.
+  r = _diagnosis(tmp_path, "under", train_error=[0.6, 0.5, 0.4, 0.3, 0.25, 0.2],
+                 dev_error=[0.62, 0.52, 0.43, 0.34, 0.3, 0.26])
+  assert r["underfit"] and not r["overfit"]
+  assert r["dev_still_improving"] and r["dev_best_epoch"] == 6
+  assert r["train_dev_gap"] == pytest.approx(0.06)
+  assert "underfit" in r["advice"] and "train longer" in r["advice"]
+
+
+def test_overfit_run_is_flagged(tmp_path):
+  # Train keeps improving (loss falls, error ~0); dev error is best at epoch 4, then rises.
+  r = _diagnosis(tmp_path, "over", train_error=[0.3, 0.1, 0.03, 0.01, 0.01, 0.01, 0.01, 0.01],
+                 train_loss=[0.9, 0.3, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005],
+                 dev_error=[0.32, 0.15, 0.1, 0.08, 0.09, 0.1, 0.11, 0.12])
+  assert r["overfit"] and not r["underfit"]
+  assert r["dev_best_epoch"] == 4 and not r["dev_still_improving"]
+  assert r["train_dev_gap"] == pytest.approx(0.11)
+  assert "overfit" in r["advice"] and "epoch 4" in r["advice"]
+  # Rising dev loss at a flat dev error is overfitting too.
+  r = _diagnosis(tmp_path, "over_loss", train_error=[0.3, 0.1, 0.02, 0.01, 0.01, 0.01],
+                 train_loss=[0.9, 0.3, 0.1, 0.05, 0.02, 0.01],
+                 dev_error=[0.3, 0.12, 0.08, 0.08, 0.08, 0.08],
+                 dev_loss=[0.8, 0.4, 0.3, 0.35, 0.4, 0.5])
+  assert r["overfit"] and "loss" in r["advice"]
+
+
+def test_converged_and_noisy_runs_are_not_flagged(tmp_path):
+  # Both curves flat at the end: neither flag, the best dev epoch reported.
+  r = _diagnosis(tmp_path, "ok", train_error=[0.3, 0.1, 0.05, 0.04, 0.04, 0.04],
+                 train_loss=[0.9, 0.3, 0.15, 0.12, 0.12, 0.12],
+                 dev_error=[0.32, 0.12, 0.07, 0.06, 0.06, 0.06])
+  assert (r["underfit"], r["overfit"]) == (False, False)
+  assert r["dev_best_epoch"] == 4 and r["advice"].startswith("ok")
+  # One example of 180 worse: within the dev set's noise, not overfitting.
+  r = _diagnosis(tmp_path, "noisy", train_error=[0.3, 0.1, 0.05, 0.04, 0.04, 0.04],
+                 train_loss=[0.9, 0.3, 0.15, 0.1, 0.08, 0.07],
+                 dev_error=[0.3, 0.1, 0.05, 0.0333, 0.0389, 0.0389],
+                 dev_loss=[0.9, 0.3, 0.15, 0.11, 0.115, 0.118], count=180)
+  assert r["overfit"] == False  # noqa: E712 (a numpy bool)
+  # The same rise on 5,000 dev examples is a trend.
+  r = _diagnosis(tmp_path, "big", train_error=[0.3, 0.1, 0.05, 0.04, 0.04, 0.04],
+                 train_loss=[0.9, 0.3, 0.15, 0.1, 0.08, 0.07],
+                 dev_error=[0.3, 0.1, 0.05, 0.0333, 0.0389, 0.0489],
+                 dev_loss=[0.9, 0.3, 0.15, 0.11, 0.115, 0.118], count=5000)
+  assert r["overfit"] == True  # noqa: E712
+  d = results.diagnose(metrics.read_jsonl(str(tmp_path / "big")))
+  assert d["overfit"] is True and d["dev_split"] == "validation"
+
+
+def test_train_curve_follows_evaluations_within_an_epoch(tmp_path):
+  """A run shorter than an epoch (evaluated every 25 of its 100 steps per epoch): the
+  train curve has a point per evaluation interval, averaged over its lines."""
+  run = tmp_path / "short"
+  run.mkdir()
+  lines = []
+  for step in range(5, 51, 5):
+    lines.append({"step": step, "split": "train", "epoch": step / 100, "loss": 1.0 - step / 100,
+                  "accuracy": step / 100, "lr": 0.1})
+    if step % 25 == 0:
+      lines.append({"step": step, "split": "validation", "epoch": step / 100, "loss": 1.0,
+                    "accuracy": step / 200, "top5": 1.0, "count": 1000})
+  (run / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+  runs, curves = results.load(str(run), curves=True)
+  train = curves[curves.split == "train"]
+  assert list(train["step"]) == [25, 50]
+  assert train["accuracy"].tolist() == pytest.approx([0.15, 0.40])   # means of 5..25, 30..50
+  assert runs.iloc[0]["status"] == "incomplete" and runs.iloc[0]["underfit"]
