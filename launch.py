@@ -54,9 +54,11 @@ def main(argv):
     from flaxcnn import sweep
     sys.exit(sweep.main(FLAGS["config"].config_filename, FLAGS.config, FLAGS.workdir,
                         index=FLAGS.sweep_index))
+  from flaxcnn import segmentation
   config = FLAGS.config
   try:
-    config_lib.validate(config, jax.device_count())
+    seg = segmentation.is_segmentation(config)
+    (segmentation.validate if seg else config_lib.validate)(config, jax.device_count())
   except ValueError as e:
     sys.exit(f"error: {e}")
   if jax.process_index() == 0:
@@ -64,10 +66,11 @@ def main(argv):
     print(f"{jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
           f"device(s); workdir {FLAGS.workdir}", flush=True)
   try:
+    task = segmentation if seg else train
     if config.mode == "eval":
-      train.evaluate_checkpoint(config, FLAGS.workdir)
+      task.evaluate_checkpoint(config, FLAGS.workdir)
     else:
-      train.train_and_evaluate(config, FLAGS.workdir)
+      task.train_and_evaluate(config, FLAGS.workdir)
   except (FileNotFoundError, ValueError, train.NonFiniteLoss) as e:
     sys.exit(f"error: {e}")
 

@@ -100,7 +100,7 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
                         "needs PyTorch (pip install torch); or save it as .safetensors "
                         "and read that without torch") from None
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict_ema", "state_dict", "model_ema", "model"):
+    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
       if isinstance(obj, dict) and isinstance(obj.get(key), dict):
         obj = obj[key]
         break
@@ -347,7 +347,8 @@ def convert(preset_name: str, state_dict: Mapping[str, np.ndarray],
 
   num_classes None keeps the checkpoint's classifier; another number than the
   checkpoint's gives a freshly initialized head (LeCun-normal kernel, zero bias,
-  from `seed`) for fine-tuning. `model_kwargs` override the preset's arguments
+  from `seed`) for fine-tuning, as does a file without classifier (num_classes
+  None: the preset's). `model_kwargs` override the preset's arguments
   (tests use smaller variants of a family).
   Raises ConversionError naming missing / unexpected keys and shape mismatches.
   """
@@ -367,6 +368,8 @@ def convert(preset_name: str, state_dict: Mapping[str, np.ndarray],
   if w in sd and np.ndim(sd[w]) == 2 and np.shape(sd[w])[0] != kmap[w][2][0] \
       and np.shape(sd[w])[1] == kmap[w][2][1]:
     fresh_head = set(head_keys)   # a new head of num_classes outputs
+  elif not any(k in sd for k in head_keys):
+    fresh_head = set(head_keys)   # a headless file (timm num_classes=0): a fresh head
 
   missing = [k for k in kmap if k not in sd and k not in fresh_head]
   unexpected = [k for k in sd if k not in kmap]

@@ -1,0 +1,421 @@
+"""Feature extraction: a trained backbone's pooled features, cached, and a
+linear classifier (logistic regression) trained on them.
+
+    python -m flaxcnn.features --config=experiments/feature_extraction.py \
+        --workdir=runs/features --config.features.backbone=runs/quickstart
+
+1. The backbone: a flaxcnn workdir (its latest checkpoint, read as raw arrays
+   like `checkpoint.load_raw`, with the run's own workdir/config.json), or imported
+   weights (`flaxcnn.pretrained`: .safetensors / .pth / .npz of torchvision /
+   timm models, preset `config.model.name`).
+2. Its classifier is dropped: every classification family ends with
+   `layers.Classifier` (global average pooling, dropout, dense; named
+   'Classifier_0' in ResNet / DenseNet / EfficientNet, 'classifier' in WRN /
+   PyramidNet), so `pooled_features` runs the model with that module's call
+   intercepted (`flax.linen.intercept_methods`) and returns what it would have
+   pooled: the (N, D) global-average-pooled features. No model needs a
+   `features` method, and the classifier's parameters are never read.
+3. The features of every split of `config.data` are computed once (jitted,
+   batches of config.eval_batch_size sharded over the devices) and cached in
+   CACHE/features/<backbone key>/<dataset key>.npz, keyed by the backbone (preset,
+   checkpoint step, a hash of its variables) and the dataset (source, name, a
+   hash of the images and labels of every split, the preprocessing). A second
+   call with the same backbone and data reads the cache and never runs the
+   backbone.
+4. A logistic-regression head (softmax over classes, L2 penalty
+   `config.features.head_l2`) is trained on the standardized train features
+   with optax (Adam, `config.features.head_steps` full-batch steps, one jitted
+   loop) and evaluated on the validation / test features.
+
+Results: WORKDIR/summary.json ({'validation', 'test'}: loss, accuracy, count;
+'cache': path, 'from_cache'), WORKDIR/metrics.jsonl, WORKDIR/head.npz (kernel,
+bias, feature mean and std).
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass
+class Backbone:
+  model: Any               # the flaxcnn module (its classifier is not used)
+  variables: Dict          # {'params', 'batch_stats'}
+  mean: Tuple[float, ...]  # the input normalization it was trained with
+  std: Tuple[float, ...]
+  key: str                 # cache key: preset, checkpoint step, hash of the variables
+  description: str = ""
+
+
+@dataclasses.dataclass
+class FeatureSet:
+  splits: Dict[str, Tuple[np.ndarray, np.ndarray]]   # split -> (features (N, D), labels (N,))
+  path: str
+  from_cache: bool
+
+  @property
+  def dim(self) -> int:
+    return next(iter(self.splits.values()))[0].shape[1]
+
+
+# ----------------------------------------------------------------------------- backbones
+
+def _hash_tree(tree) -> str:
+  h = hashlib.sha1()
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+  for path, leaf in sorted(flat, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(str((a.dtype, a.shape)).encode())
+    h.update(a.tobytes())
+  return h.hexdigest()[:12]
+
+
+def _tupled(v):
+  return tuple(_tupled(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def load_run_config(workdir: str):
+  """The config of the run in `workdir` (workdir/config.json, written when it
+  started) over default_config(); fields this version does not know are skipped."""
+  from flaxcnn.config import default_config
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config.features.backbone={workdir}: no config.json there; "
+                            "give a flaxcnn training workdir or a weights file")
+  with open(path) as f:
+    saved = json.load(f)
+  config = default_config()
+
+  def merge(node, values, open_dict=False):
+    for k, v in values.items():
+      if open_dict:
+        node[k] = _tupled(v)
+      elif k not in node:
+        continue
+      elif hasattr(node[k], "items") and isinstance(v, dict):
+        merge(node[k], v, open_dict=(k == "kwargs"))
+      else:
+        try:
+          node[k] = _tupled(v) if isinstance(node[k], tuple) or v is None else v
+        except (TypeError, ValueError, AttributeError):
+          continue
+  merge(config, saved)
+  return config
+
+
+def latest_checkpoint(workdir: str):
+  """(step, {'params', 'batch_stats'}) of the newest readable checkpoint in
+  workdir/checkpoints, read without building the train state (no compilation)."""
+  import orbax.checkpoint as ocp
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint in {directory}; train the backbone first")
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        restored = jax.device_get(manager.restore(step, args=ocp.args.StandardRestore()))
+      except Exception as e:  # unreadable (cut short, corrupt): the previous one
+        print(f"WARNING: checkpoint {step} in {directory} is unreadable ({type(e).__name__}); "
+              "trying the previous one", flush=True)
+        continue
+      return int(step), {"params": restored["params"],
+                         "batch_stats": restored.get("batch_stats", {})}
+  finally:
+    manager.close()
+  raise FileNotFoundError(f"no readable checkpoint in {directory}")
+
+
+def backbone_from_workdir(workdir: str, run_config=None) -> Backbone:
+  """The latest checkpoint of a flaxcnn training run (the run's model and the
+  input normalization of its training data, from workdir/config.json)."""
+  from flaxcnn import config as config_lib, data as data_lib
+  run_config = run_config or load_run_config(workdir)
+  step, variables = latest_checkpoint(workdir)
+  dataset = data_lib.load(run_config)           # its normalization statistics
+  model = config_lib.build_model(run_config, dataset.num_classes)
+  key = f"{run_config.model.name}-step{step}-{_hash_tree(variables)}"
+  return Backbone(model, variables, tuple(dataset.mean), tuple(dataset.std), key,
+                  f"{run_config.model.name} from {workdir} (step {step})")
+
+
+def backbone_from_weights(preset: str, path: str, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                          **model_kwargs) -> Backbone:
+  """Imported torchvision / timm weights (flaxcnn.pretrained) of `preset`."""
+  from flaxcnn import models, pretrained
+  variables = pretrained.load(preset, path, **model_kwargs)
+  num_classes = _head_outputs(variables["params"])
+  model = models.create_model(preset, num_classes=num_classes, **model_kwargs)
+  key = f"{preset}-imported-{_hash_tree(variables)}"
+  return Backbone(model, variables, tuple(mean), tuple(std), key,
+                  f"{preset} from {os.path.basename(path)}")
+
+
+def _head_outputs(params) -> int:
+  for name in ("Classifier_0", "classifier"):
+    if name in params:
+      return int(params[name]["head"]["kernel"].shape[-1])
+  return 1000
+
+
+def backbone_from_config(config) -> Backbone:
+  """config.features.backbone: a workdir (has config.json) or a weights file."""
+  source = config.features.backbone
+  if not source:
+    raise ValueError("config.features.backbone must name a flaxcnn workdir or a weights "
+                     "file (.safetensors / .pth / .npz)")
+  if os.path.isdir(source):
+    return backbone_from_workdir(source)
+  if not os.path.exists(source):
+    raise FileNotFoundError(f"config.features.backbone={source} does not exist")
+  mean = tuple(config.features.mean) if config.features.mean else IMAGENET_MEAN
+  std = tuple(config.features.std) if config.features.std else IMAGENET_STD
+  return backbone_from_weights(config.model.name, source, mean, std)
+
+
+# ----------------------------------------------------------------------------- features
+
+class NoClassifier(ValueError):
+  pass
+
+
+def pooled_features(model, variables, x):
+  """The global-average-pooled features that `model`'s final `layers.Classifier`
+  receives (its dense layer and dropout are skipped): (N, D) float32."""
+  from flaxcnn.models import layers
+  seen = []
+
+  def intercept(next_fun, args, kwargs, context):
+    if isinstance(context.module, layers.Classifier) and context.method_name == "__call__":
+      seen.append(True)
+      return jnp.mean(args[0].astype(jnp.float32), axis=(1, 2))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(intercept):
+    out = model.apply(variables, x, train=False)
+  if not seen:
+    raise NoClassifier(f"{type(model).__name__} has no layers.Classifier to drop")
+  return out
+
+
+def _input_channels(backbone: Backbone, image_shape) -> int:
+  """The channels the backbone takes: the data's, or 3 for grayscale data and
+  an RGB backbone (the gray channel is repeated)."""
+  h, w, c = image_shape
+  for channels in ([c, 3] if c == 1 else [c]):
+    try:
+      jax.eval_shape(lambda x: pooled_features(backbone.model, backbone.variables, x),
+                     jax.ShapeDtypeStruct((1, h, w, channels), jnp.float32))
+      return channels
+    except NoClassifier:
+      raise
+    except Exception:  # a kernel shape mismatch (flax raises several kinds)
+      continue
+  raise ValueError(f"the backbone {backbone.description} does not take images of shape "
+                   f"{tuple(image_shape)}")
+
+
+def extract_features(backbone: Backbone, dataset, batch_size: int,
+                     image_size: Optional[int] = None) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+  """Runs the backbone once over every split: {split: (features, labels)}."""
+  from flaxcnn import augment, train
+  mesh = train.make_mesh()
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  batch_sharding = NamedSharding(mesh, P("data"))
+  channels = _input_channels(backbone, dataset.image_shape if not image_size else
+                             (image_size, image_size, dataset.image_shape[-1]))
+  mean = np.resize(np.asarray(backbone.mean, np.float32), channels)
+  std = np.resize(np.asarray(backbone.std, np.float32), channels)
+
+  @jax.jit
+  def features(variables, images):
+    x = images
+    if x.shape[-1] != channels:
+      x = jnp.repeat(x, channels, axis=-1)
+    if image_size:
+      x = augment.resize(x, image_size)
+    x = augment.normalize(x, mean, std)
+    return pooled_features(backbone.model, variables, x)
+
+  variables = jax.device_put(backbone.variables, NamedSharding(mesh, P()))
+  out = {}
+  for name, split in dataset.splits.items():
+    chunks = []
+    for images, labels, mask in train.padded_batches(split, batch_size):
+      f = features(variables, train.global_array(images, batch_sharding))
+      chunks.append(np.asarray(jax.device_get(f))[mask > 0])
+    out[name] = (np.concatenate(chunks).astype(np.float32), np.asarray(split.labels))
+  return out
+
+
+def dataset_key(config, dataset, image_size=None) -> str:
+  """The dataset part of the cache key: source, name and a hash of the data."""
+  h = hashlib.sha1()
+  for name in sorted(dataset.splits):
+    split = dataset.splits[name]
+    h.update(name.encode())
+    for a in (split.images, split.labels):
+      a = np.ascontiguousarray(a)
+      h.update(str((a.dtype, a.shape)).encode())
+      h.update(a.tobytes())
+  h.update(str(image_size).encode())
+  label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in
+                  f"{config.data.source}-{config.data.name}")
+  return f"{label}-{h.hexdigest()[:12]}"
+
+
+def cache_dir(config) -> str:
+  from flaxcnn.data.sources import default_cache_dir
+  return config.features.cache_dir or os.path.join(default_cache_dir(config.data.cache_dir),
+                                                   "features")
+
+
+def cached_features(config, backbone: Backbone, dataset) -> FeatureSet:
+  """The pooled features of every split, from the cache or computed once and cached."""
+  image_size = config.features.image_size
+  path = os.path.join(cache_dir(config), backbone.key,
+                      dataset_key(config, dataset, image_size) + ".npz")
+  if os.path.exists(path):
+    try:
+      with np.load(path, allow_pickle=False) as z:
+        names = sorted({k.split("/")[0] for k in z.files})
+        splits = {s: (z[f"{s}/features"], z[f"{s}/labels"]) for s in names}
+      return FeatureSet(splits, path, True)
+    except Exception as e:  # a truncated file: compute again
+      print(f"WARNING: unreadable feature cache {path} ({e}); recomputing", flush=True)
+  splits = extract_features(backbone, dataset, config.eval_batch_size, image_size)
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + f".tmp{os.getpid()}.npz"
+    arrays = {}
+    for s, (f, y) in splits.items():
+      arrays[f"{s}/features"], arrays[f"{s}/labels"] = f, y
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+  return FeatureSet(splits, path, False)
+
+
+# ----------------------------------------------------------------------------- the head
+
+def train_head(features: np.ndarray, labels: np.ndarray, num_classes: int, steps: int = 500,
+               lr: float = 0.05, l2: float = 1e-4, seed: int = 0) -> Dict[str, np.ndarray]:
+  """Multinomial logistic regression on standardized features, full-batch Adam.
+
+  Minimizes mean cross-entropy + l2/2 ||W||^2. Returns {'kernel' (D, K),
+  'bias' (K,), 'mean', 'std'} (the standardization is part of the head).
+  """
+  mu = features.mean(0)
+  sd = features.std(0) + 1e-6
+  x = jnp.asarray((features - mu) / sd, jnp.float32)
+  y = jnp.asarray(labels, jnp.int32)
+  tx = optax.adam(optax.cosine_decay_schedule(lr, steps))
+  params = {"kernel": jnp.zeros((x.shape[1], num_classes), jnp.float32),
+            "bias": jnp.zeros((num_classes,), jnp.float32)}
+
+  def loss_fn(p):
+    logits = x @ p["kernel"] + p["bias"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return ce + 0.5 * l2 * jnp.sum(p["kernel"] ** 2)
+
+  @jax.jit
+  def fit(params):
+    def body(_, carry):
+      p, s = carry
+      g = jax.grad(loss_fn)(p)
+      u, s = tx.update(g, s, p)
+      return optax.apply_updates(p, u), s
+    return jax.lax.fori_loop(0, steps, body, (params, tx.init(params)))[0]
+
+  del seed  # zero initialization: the convex problem needs no random start
+  head = jax.device_get(fit(params))
+  return {"kernel": np.asarray(head["kernel"]), "bias": np.asarray(head["bias"]),
+          "mean": mu.astype(np.float32), "std": sd.astype(np.float32)}
+
+
+def head_logits(head, features):
+  return ((features - head["mean"]) / head["std"]) @ head["kernel"] + head["bias"]
+
+
+def evaluate_head(head, features, labels) -> dict:
+  logits = head_logits(head, np.asarray(features, np.float32))
+  logp = logits - logits.max(-1, keepdims=True)
+  logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+  return {"loss": float(-logp[np.arange(len(labels)), labels].mean()),
+          "accuracy": float((logits.argmax(-1) == labels).mean()),
+          "count": float(len(labels))}
+
+
+# ----------------------------------------------------------------------------- the command
+
+def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None) -> dict:
+  """Backbone -> cached features -> logistic-regression head; returns the summary."""
+  from flaxcnn import data as data_lib
+  from flaxcnn.metrics import MetricWriter
+  t0 = time.time()
+  if backbone is None:
+    backbone = backbone_from_config(config)
+  if dataset is None:
+    dataset = data_lib.load(config)
+  feats = cached_features(config, backbone, dataset)
+  print(f"features: {backbone.description}, {feats.dim} dims, "
+        f"{'read from' if feats.from_cache else 'computed and cached in'} {feats.path}",
+        flush=True)
+  f = config.features
+  x_train, y_train = feats.splits["train"]
+  head = train_head(x_train, y_train, dataset.num_classes, f.head_steps, f.head_lr, f.head_l2)
+  summary = {"train": evaluate_head(head, x_train, y_train)}
+  os.makedirs(workdir, exist_ok=True)
+  writer = MetricWriter(workdir)
+  for name in ("validation", "test"):
+    if name in feats.splits:
+      summary[name] = evaluate_head(head, *feats.splits[name])
+      writer.write(f.head_steps, name, summary[name])
+      print(f"head {name:10s} accuracy {summary[name]['accuracy']:.4f}  loss "
+            f"{summary[name]['loss']:.4f}  ({int(summary[name]['count'])} examples)", flush=True)
+  writer.close()
+  summary.update(backbone=backbone.key, cache=feats.path, from_cache=feats.from_cache,
+                 feature_dim=feats.dim, seconds=time.time() - t0)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as fh:
+      fh.write(config.to_json_best_effort(indent=2))
+    np.savez(os.path.join(workdir, "head.npz"), **head)
+    with open(os.path.join(workdir, "summary.json"), "w") as fh:
+      json.dump(summary, fh, indent=2)
+  return summary
+
+
+def main(argv):
+  import sys
+  from absl import flags
+  if len(argv) > 1:
+    raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = flags.FLAGS.config
+  if "features" not in config:
+    sys.exit("error: the config has no `features` section; start from "
+             "experiments/feature_extraction.py")
+  try:
+    run(config, flags.FLAGS.workdir)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file("config", None, "feature-extraction config "
+                                  "(experiments/feature_extraction.py)", lock_config=False)
+  flags.DEFINE_string("workdir", None, "directory for the head, metrics and summary")
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
