@@ -1,0 +1,54 @@
+"""Ablation: where BN and ReLU go in the residual unit (He et al. 2016, "Identity
+Mappings in Deep Residual Networks", Section 4, Figure 4 (a)-(e) and Table 2:
+ResNet-110 and ResNet-164 on CIFAR-10, test error).
+
+model.kwargs.placement:
+  (a) original              conv-BN-ReLU-conv-BN, add, ReLU
+  (b) bn_after_addition     ... conv, add, BN, ReLU
+  (c) relu_before_addition  ... conv-BN-ReLU, add
+  (d) relu_only_preact      ReLU-conv-BN ..., add
+  (e) full_preact           BN-ReLU-conv ..., add
+for ResNet-110 (basic units) and ResNet-164 (bottleneck units). The paper: (e) is
+best on both, (b) and (c) are worse than the original.
+
+Recipe: experiments/preact_resnet.py:110 (He et al. 2016 CIFAR recipe, with the
+ResNet-110 warmup for both depths), projection shortcuts where the shape changes.
+`seeds=N` repeats every variant (the paper reports medians of 5 runs for some
+entries).
+
+  python launch.py --config=experiments/ablations/preact_activations.py --workdir=runs/preact_activations --sweep
+  python launch.py --config=experiments/ablations/preact_activations.py --workdir=runs/preact_activations --list_variants
+  python launch.py --config=experiments/ablations/preact_activations.py --workdir=runs/preact_activations --sweep_index=0
+"""
+import os
+
+from flaxcnn import sweep
+from flaxcnn.models.resnet import PLACEMENTS
+
+_EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+MODELS = ("resnet110_cifar", "resnet164_cifar")
+
+
+def _seeds(arg):
+  n = 1
+  for p in (p.strip() for p in arg.split(",") if p.strip()):
+    if p.startswith("seeds="):
+      n = int(p.split("=", 1)[1])
+    else:
+      raise ValueError(f"preact_activations.py: unknown argument {p!r}; use seeds=N")
+  return n
+
+
+def get_config(arg: str = ""):
+  _seeds(arg)
+  config = sweep.load_module(os.path.join(_EXP, "preact_resnet.py")).get_config("110")
+  config.model.name = "resnet110_cifar"
+  config.model.kwargs.shortcut = "B"
+  config.model.kwargs.placement = "original"
+  return config
+
+
+def get_sweep(arg: str = ""):
+  return sweep.product(sweep.axis("model.name", list(MODELS)),
+                       sweep.axis("model.kwargs.placement", list(PLACEMENTS)),
+                       sweep.seeds(_seeds(arg)))

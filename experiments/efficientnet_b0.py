@@ -1,0 +1,92 @@
+"""EfficientNet-B0 (to B7) on ImageNet (Tan & Le 2019, "EfficientNet: Rethinking
+Model Scaling for Convolutional Neural Networks", Section 5.2 "ImageNet Results";
+model and scaling in Table 1 / Section 4, results in Table 2).
+
+The paper's recipe (Sec. 5.2), completed from the TF reference implementation
+(tensorflow/tpu models/official/efficientnet, which the paper's numbers come from):
+- RMSProp in TensorFlow's form (optimizer 'rmsprop_tf'): decay 0.9, momentum 0.9,
+  epsilon 1e-3; BatchNorm momentum 0.99 (the model's default);
+- weight decay 1e-5 (coupled L2, not on BatchNorm parameters);
+- learning rate 0.256 for a batch of 4096 (the reference: 0.016 per 256 images),
+  decayed by 0.97 every 2.4 epochs, after a linear warmup of 5 epochs (reference);
+  350 epochs (reference);
+- swish activations, dropout before the classifier 0.2 for B0 (per preset: 0.2,
+  0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5 for B0-B7), stochastic depth with survival
+  probability 0.8 (linear over the blocks, as the reference's drop connect);
+- label smoothing 0.1 and an exponential moving average of the weights with decay
+  0.9999, evaluated (both from the reference);
+- image size per preset (224, 240, 260, 300, 380, 456, 528, 600 for B0-B7).
+
+The batch is the paper's 4096; with `batch=N` the learning rate is scaled
+linearly, 0.016 * N / 256 (the reference's rule):
+
+  python launch.py --config=experiments/efficientnet_b0.py --workdir=runs/b0
+  python launch.py --config=experiments/efficientnet_b0.py:b3,batch=1024 --workdir=runs/b3
+
+Approximations (flaxcnn lacks the exact feature; see the module README/report):
+- the paper uses AutoAugment (ImageNet policy); flaxcnn has no AutoAugment, so
+  RandAugment with the reference's defaults (2 layers, magnitude 10) stands in;
+- the reference crops Inception-style (random area 8%-100%, aspect 3/4-4/3, resized
+  to the image size); flaxcnn's streaming input resizes the shorter side to a random
+  size and crops. The range (s, s / sqrt(0.08)) makes the crop cover from 100% down
+  to about 8% of a square image, the same area range without the aspect jitter.
+"""
+import math
+
+from flaxcnn.config import default_config
+from flaxcnn.models import get_preset
+
+VARIANTS = tuple(f"b{i}" for i in range(8))
+PAPER_BATCH = 4096
+LR_PER_256 = 0.016          # 0.256 at batch 4096
+
+
+def get_config(arg: str = ""):
+  variant, batch = "b0", PAPER_BATCH
+  for p in (p.strip() for p in arg.split(",") if p.strip()):
+    if p in VARIANTS:
+      variant = p
+    elif p.startswith("batch="):
+      batch = int(p.split("=", 1)[1])
+    else:
+      raise ValueError(f"efficientnet_b0.py: unknown argument {p!r}; use one of "
+                       f"{', '.join(VARIANTS)} and/or batch=N")
+  name = f"efficientnet_{variant}"
+  size = get_preset(name).image_size
+
+  config = default_config()
+  config.model.name = name                 # dropout, width/depth multipliers per preset
+  config.model.kwargs.stochastic_depth = 0.8
+  config.model.kwargs.stochastic_depth_decay = "linear"
+  config.data.source = "tfds"
+  config.data.name = "imagenet2012"
+  config.data.in_memory = False
+  config.data.image_size = size
+  config.data.validation_split = "validation"
+  config.augment.scale_range = (size, int(round(size / math.sqrt(0.08))))
+  config.augment.flip = True
+  config.augment.crop_padding = 0
+  config.augment.randaugment_layers = 2    # stand-in for AutoAugment (see docstring)
+  config.augment.randaugment_magnitude = 10.0
+
+  config.batch_size = batch
+  config.eval_batch_size = 512         # divisible by 1-8 devices
+  config.num_epochs = 350.0
+  config.label_smoothing = 0.1
+  config.ema_decay = 0.9999
+  config.optimizer.name = "rmsprop_tf"
+  config.optimizer.lr = LR_PER_256 * batch / 256
+  config.optimizer.rms_decay = 0.9
+  config.optimizer.momentum = 0.9
+  config.optimizer.eps = 1e-3
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 1e-5
+  config.schedule.name = "exponential"
+  config.schedule.decay_rate = 0.97
+  config.schedule.decay_epochs = 2.4
+  config.schedule.warmup_epochs = 5.0
+
+  config.eval_every_epochs = 5.0
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 2000
+  return config

@@ -1,0 +1,57 @@
+"""Pre-activation ResNet-164 / ResNet-1001 on CIFAR (He, Zhang, Ren, Sun 2016,
+"Identity Mappings in Deep Residual Networks", Section 4 and Appendix; Table 3).
+
+Full pre-activation bottleneck networks (BN-ReLU-conv units), projection shortcuts
+where the shape changes. The paper's recipe (trained in Caffe: plain momentum):
+batch 128, SGD momentum 0.9, weight decay 1e-4, learning rate 0.1 divided by 10
+at 32k and 48k iterations, stopped at 64k, i.e. on the 50,000 training images
+164 epochs with drops at epochs 81 and 122 (the epochs of fb.resnet.torch, which the
+authors' released code resnet-1k-layers uses); pad-4 random crop + flip.
+ResNet-1001 (and, as in He et al. 2015, ResNet-110) starts with learning rate 0.01
+for the first 400 iterations: here a linear warmup over 400 iterations (about one
+epoch), since flaxcnn has no constant-lr warmup.
+
+  python launch.py --config=experiments/preact_resnet.py --workdir=runs/preact164
+  python launch.py --config=experiments/preact_resnet.py:1001,cifar100 --workdir=runs/p1001
+
+Arguments: depth 164 (default), 1001 or 110; `cifar100`.
+"""
+from flaxcnn.config import default_config
+
+DEPTHS = (110, 164, 1001)
+STEPS_PER_EPOCH = 50000 // 128    # 390
+
+
+def get_config(arg: str = ""):
+  depth, dataset = 164, "cifar10"
+  for p in (p.strip() for p in arg.split(",") if p.strip()):
+    if p.isdigit() and int(p) in DEPTHS:
+      depth = int(p)
+    elif p in ("cifar10", "cifar100"):
+      dataset = p
+    else:
+      raise ValueError(f"preact_resnet.py: unknown argument {p!r}; use a depth {DEPTHS} "
+                       "and/or cifar100")
+  config = default_config()
+  config.model.name = f"preact_resnet{depth}_cifar"
+  config.data.source = "tfds"
+  config.data.name = dataset
+  config.data.validation_size = 0
+  config.augment.crop_padding = 4
+  config.augment.flip = True
+  config.batch_size = 128
+  config.eval_batch_size = 512         # divisible by 1-8 devices
+  config.num_epochs = 164.0
+  config.optimizer.name = "sgd"
+  config.optimizer.lr = 0.1
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 1e-4
+  config.schedule.name = "piecewise"
+  config.schedule.boundaries = (81.0, 122.0)
+  config.schedule.factor = 0.1
+  config.schedule.warmup_epochs = 400 / STEPS_PER_EPOCH if depth in (110, 1001) else 0.0
+  config.log_every_steps = 100
+  config.eval_every_epochs = 5.0
+  config.checkpoint_every_steps = 2000
+  return config
