@@ -366,7 +366,12 @@ def stage_plan(config, total_steps: int):
   for i in range(p.stages):
     t = i / (p.stages - 1) if p.stages > 1 else 1.0
     lerp = lambda pair: pair[0] + (pair[1] - pair[0]) * t
-    overrides = {"data.image_size": int(round(lerp(p.image_size))),
+    size = int(round(lerp(p.image_size)))
+    # streaming: the scale-augmentation range shrinks with the stage's image size
+    ratio = size / p.image_size[1]   # scale_range is set for the last stage
+    overrides = {"data.image_size": size,
+                 "augment.scale_range": tuple(max(size, int(round(r * ratio)))
+                                              for r in config.augment.scale_range),
                  "model.kwargs.dropout": float(lerp(p.dropout)),
                  "augment.randaugment_magnitude": float(lerp(p.randaugment_magnitude)),
                  "augment.mixup_alpha": float(lerp(p.mixup_alpha))}
@@ -618,7 +623,8 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
           feed = make_feed(run, stage_data, arrays=getattr(feed, "arrays", None))
           if len(plan) > 1 and jax.process_index() == 0:
             print(f"stage {stage + 1}/{len(plan)} from step {step}: "
-                  + ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()),
+                  + ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()
+                        if not isinstance(v, tuple)),
                   flush=True)
         if head_steps and step == head_steps:   # head trained: fresh optimizer for all
           state = state.replace(opt_state=jax.jit(base.tx.init, out_shardings=base.replicated)(

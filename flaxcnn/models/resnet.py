@@ -105,6 +105,7 @@ class ResidualBlock(nn.Module):
   stochastic_depth_mode: str = "train_scale"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
+  dropblock_per_channel: bool = False
   dtype: Dtype = jnp.float32
 
   expansion = 4  # bottleneck output channels / planes
@@ -126,7 +127,8 @@ class ResidualBlock(nn.Module):
     def dropblock(y):
       if self.dropblock_keep_prob >= 1.0:
         return y
-      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
+      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size,
+                              self.dropblock_per_channel)(y, train)
 
     preact = self.placement in PREACT_PLACEMENTS
     full_preact = self.placement == "full_preact"
@@ -227,6 +229,7 @@ class ResNet(nn.Module):
   stochastic_depth_mode: str = "train_scale"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
+  dropblock_per_channel: bool = False
   dropblock_stages: Sequence[int] = ()
   dtype: Dtype = jnp.float32
 
@@ -302,6 +305,7 @@ class ResNet(nn.Module):
             dropblock_keep_prob=(self.dropblock_keep_prob
                                  if stage + 1 in self.dropblock_stages else 1.0),
             dropblock_size=self.dropblock_size,
+            dropblock_per_channel=self.dropblock_per_channel,
             dtype=self.dtype,
         )(x, train)
 
