@@ -42,7 +42,6 @@ loss, accuracy, mean_iou, iou/<class>, count = images).
 import dataclasses
 import json
 import os
-import signal
 import time
 from typing import Any, Optional
 
@@ -53,7 +52,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from flaxcnn import augment, config as config_lib, optim
+from flaxcnn import augment, config as config_lib, optim, train as train_lib
 from flaxcnn.checkpoint import Checkpointer
 from flaxcnn.metrics import MetricWriter, format_duration
 
@@ -347,26 +346,8 @@ def evaluate(run: Run, eval_step, state, split, class_names=None) -> dict:
 
 # ----------------------------------------------------------------------------- loop
 
-class _Interrupt:
-  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits cleanly."""
-
-  def __init__(self):
-    self.signal, self._old = None, {}
-
-  def __enter__(self):
-    for s in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._old[s] = signal.signal(s, self._handle)
-      except ValueError:  # not the main thread
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    self.signal = signum
-
-  def __exit__(self, *exc):
-    for s, h in self._old.items():
-      signal.signal(s, h)
+# SIGTERM/SIGINT handling is the classification loop's.
+_Interrupt = train_lib._Interrupt
 
 
 def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
