@@ -289,6 +289,8 @@ class InMemoryFeed:
     self.arrays = arrays                 # put on the devices at the first step
     self.step_fn = make_train_step(run)
     self.perm, self.perm_epoch = None, None
+    self._permute = jax.jit(lambda k: jax.random.permutation(k, self.n).astype(jnp.int32),
+                            out_shardings=run.replicated)   # compiled once per run
 
   def train_step(self, state, step: int):
     if self.arrays is None:
@@ -298,8 +300,7 @@ class InMemoryFeed:
     epoch = step // self.run.steps_per_epoch
     if self.perm_epoch != epoch:
       key = jax.random.fold_in(jax.random.PRNGKey(self.run.config.seed + 2), epoch)
-      self.perm = jax.jit(lambda k: jax.random.permutation(k, self.n).astype(jnp.int32),
-                          out_shardings=self.run.replicated)(key)
+      self.perm = self._permute(key)
       self.perm_epoch = epoch
     return self.step_fn(state, *self.arrays, self.perm)
 
