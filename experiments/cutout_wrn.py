@@ -7,7 +7,9 @@ weight decay 5e-4, pad-4 random crop + flip, mean/std normalization) with the
 authors' additions (uoguelph-mlrg/Cutout train.py): dropout 0.3 inside the blocks,
 one Cutout square per image after normalization (zero = the dataset mean), with its
 centre uniform over the image and clipped at the border; side 16 on CIFAR-10 and
-8 on CIFAR-100. Trained on all 50,000 training images, test error reported.
+8 on CIFAR-100. Trained on all 50,000 training images, test error reported. Weight
+decay on every parameter, BatchNorm included (decay_all: the authors' PyTorch SGD
+gets model.parameters() with weight_decay=5e-4).
 
   python launch.py --config=experiments/cutout_wrn.py --workdir=runs/wrn_cutout
   python launch.py --config=experiments/cutout_wrn.py:cifar100 --workdir=runs/wrn_cutout100
@@ -18,27 +20,28 @@ pooling, 64-512 channels; same optimizer and schedule, no dropout).
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 CUTOUT = {"cifar10": 16, "cifar100": 8}
+_NETS = {"WRN-28-10": {"model.name": "wrn28_10"}, "ResNet-18": {"model.name": "resnet18"}}
+PAPER = [row for table, dataset in ((papers.CUTOUT_T1_C10, "cifar10"),
+                                    (papers.CUTOUT_T1_C100, "cifar100"))
+         for label, match in _NETS.items()
+         for row in papers.rows(table, {f"{label} + cutout": {
+             **match, "augment.cutout": CUTOUT[dataset]}},
+             arg=",".join([dataset] + (["resnet18"] if label == "ResNet-18" else [])))]
 
 
 def get_config(arg: str = ""):
-  dataset, model = "cifar10", "wrn"
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p in CUTOUT:
-      dataset = p
-    elif p in ("wrn", "resnet18"):
-      model = p
-    else:
-      raise ValueError(f"cutout_wrn.py: unknown argument {p!r}; use cifar10/cifar100 "
-                       "and/or wrn/resnet18")
+  opts = parse_arg(arg, "cutout_wrn.py", dataset=("cifar10", "cifar100"),
+                   model=("wrn", "resnet18"))
   wrn = sweep.load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                        "wrn_28_10.py"))
-  config = wrn.get_config("dropout,cifar100" if dataset == "cifar100" else "dropout")
-  if model == "resnet18":
+  config = wrn.get_config(f"{opts['dataset']},dropout")
+  if opts["model"] == "resnet18":
     config.model.name = "resnet18"
     config.model.kwargs = {"stem": "cifar"}
-  config.augment.cutout = CUTOUT[dataset]
+  config.augment.cutout = CUTOUT[opts["dataset"]]
   config.data.validation_size = 0          # all 50k training images, test error reported
   return config

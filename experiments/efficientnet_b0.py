@@ -6,10 +6,12 @@ The paper's recipe (Sec. 5.2), completed from the TF reference implementation
 (tensorflow/tpu models/official/efficientnet, which the paper's numbers come from):
 - RMSProp in TensorFlow's form (optimizer 'rmsprop_tf'): decay 0.9, momentum 0.9,
   epsilon 1e-3; BatchNorm momentum 0.99 (the model's default);
-- weight decay 1e-5 (coupled L2, not on BatchNorm parameters);
+- weight decay 1e-5 (coupled L2; decay_all False: the reference leaves out the
+  'batch_normalization' variables; it does decay the few biases, which ours skip);
 - learning rate 0.256 for a batch of 4096 (the reference: 0.016 per 256 images),
-  decayed by 0.97 every 2.4 epochs, after a linear warmup of 5 epochs (reference);
-  350 epochs (reference);
+  decayed by 0.97 every 2.4 epochs counted from step 0 (schedule.decay_begin =
+  'start': the reference's exponential_decay of the global step), the first 5
+  epochs replaced by a linear warmup (reference); 350 epochs (reference);
 - swish activations, dropout before the classifier 0.2 for B0 (per preset: 0.2,
   0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5 for B0-B7), stochastic depth with survival
   probability 0.8 (linear over the blocks, as the reference's drop connect);
@@ -25,52 +27,46 @@ linearly, 0.016 * N / 256 (the reference's rule):
 
 Approximations (flaxcnn lacks the exact feature; see the module README/report):
 - the paper uses AutoAugment (ImageNet policy); flaxcnn has no AutoAugment, so
-  RandAugment with the reference's defaults (2 layers, magnitude 10) stands in;
-- the reference crops Inception-style (random area 8%-100%, aspect 3/4-4/3, resized
-  to the image size); flaxcnn's streaming input resizes the shorter side to a random
-  size and crops. The range (s, s / sqrt(0.08)) makes the crop cover from 100% down
-  to about 8% of a square image, the same area range without the aspect jitter.
-"""
-import math
+  RandAugment with the reference's defaults (2 layers, magnitude 10 on TF's 0-10
+  scale, i.e. 30 on ours: randaugment.from_tf_level) stands in;
 
-from flaxcnn.config import default_config
+Crops as the reference: Inception-style random-resized crops
+(`sample_distorted_bounding_box`, area 8%-100%, aspect 3/4-4/3, fused
+`decode_and_crop_jpeg`, bicubic resize; `config.augment.train_crop="inception"`).
+"""
+
+from flaxcnn import papers
+from flaxcnn.config import default_config, parse_arg
 from flaxcnn.models import get_preset
+from flaxcnn.randaugment import from_tf_level
 
 VARIANTS = tuple(f"b{i}" for i in range(8))
 PAPER_BATCH = 4096
 LR_PER_256 = 0.016          # 0.256 at batch 4096
+PAPER = [row for i, v in enumerate(VARIANTS) for row in papers.rows(
+    papers.EFFICIENTNET_T2, {f"EfficientNet-B{i}": {"model.name": f"efficientnet_{v}"}}, arg=v)]
 
 
 def get_config(arg: str = ""):
-  variant, batch = "b0", PAPER_BATCH
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p in VARIANTS:
-      variant = p
-    elif p.startswith("batch="):
-      batch = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"efficientnet_b0.py: unknown argument {p!r}; use one of "
-                       f"{', '.join(VARIANTS)} and/or batch=N")
-  name = f"efficientnet_{variant}"
+  opts = parse_arg(arg, "efficientnet_b0.py", variant=VARIANTS, batch=PAPER_BATCH)
+  name, batch = f"efficientnet_{opts['variant']}", opts["batch"]
   size = get_preset(name).image_size
 
   config = default_config()
   config.model.name = name                 # dropout, width/depth multipliers per preset
   config.model.kwargs.stochastic_depth = 0.8
   config.model.kwargs.stochastic_depth_decay = "linear"
-  config.data.source = "tfds"
   config.data.name = "imagenet2012"
   config.data.in_memory = False
   config.data.image_size = size
   config.data.validation_split = "validation"
-  config.augment.scale_range = (size, int(round(size / math.sqrt(0.08))))
-  config.augment.flip = True
+  config.augment.train_crop = "inception"   # the reference's random-resized crop
   config.augment.crop_padding = 0
   config.augment.randaugment_layers = 2    # stand-in for AutoAugment (see docstring)
-  config.augment.randaugment_magnitude = 10.0
+  config.augment.randaugment_magnitude = from_tf_level(10)
 
   config.batch_size = batch
-  config.eval_batch_size = 512         # divisible by 1-8 devices
+  config.eval_batch_size = 512             # divisible by 1-8 devices
   config.num_epochs = 350.0
   config.label_smoothing = 0.1
   config.ema_decay = 0.9999
@@ -84,6 +80,7 @@ def get_config(arg: str = ""):
   config.schedule.name = "exponential"
   config.schedule.decay_rate = 0.97
   config.schedule.decay_epochs = 2.4
+  config.schedule.decay_begin = "start"
   config.schedule.warmup_epochs = 5.0
 
   config.eval_every_epochs = 5.0

@@ -15,6 +15,13 @@ mixup, dropout, stochastic depth with survival probability 0.8. From the officia
 code (google/automl efficientnetv2 hparams.py): 5 warmup epochs, label smoothing
 0.1, RandAugment with 2 layers; the evaluation size is 384 (S) / 480 (M, L).
 
+RandAugment magnitudes: the paper's (and the official code's) are levels on TF's
+autoaugment scale, 0-10 (_MAX_LEVEL = 10); ours is 0-30, so level m is 3 m here
+(randaugment.from_tf_level). Levels above 10 saturate at our 30: S's 5 -> 15 becomes
+15 -> 30 (the last stages at full strength), M's and L's likewise. Learning rate
+decay counted from step 0 as the reference (schedule.decay_begin='start'); weight
+decay not on BatchNorm (decay_all False), as the reference's l2 loss.
+
 Note: the official code's schedule differs from Table 6 (S: RandAugment 5 -> 10,
 dropout fixed at 0.2, image size ibase + (300 - ibase) * (stage + 1) / 4); these
 configs follow the paper's table.
@@ -23,13 +30,15 @@ configs follow the paper's table.
   python launch.py --config=experiments/efficientnetv2_s.py:m,batch=1024 --workdir=runs/v2m
 
 With `batch=N` the learning rate is 0.016 * N / 256 (0.256 at the paper's 4096).
-Crops: see efficientnet_b0.py (shorter-side scale range approximating Inception crops).
+Crops: the reference's Inception-style random-resized crops at each stage's size
+(`config.augment.train_crop="inception"`, see efficientnet_b0.py).
 """
-import math
 
-from flaxcnn.config import default_config
+from flaxcnn import papers
+from flaxcnn.config import default_config, parse_arg
+from flaxcnn.randaugment import from_tf_level
 
-# Table 6 of the paper: (min, max) per model.
+# Table 6 of the paper: (min, max) per model; RandAugment in TF levels (0-10 scale).
 PROGRESSIVE = {
     "s": dict(image_size=(128, 300), randaugment_magnitude=(5.0, 15.0),
               mixup_alpha=(0.0, 0.0), dropout=(0.1, 0.3)),
@@ -41,45 +50,38 @@ PROGRESSIVE = {
 EVAL_SIZE = {"s": 384, "m": 480, "l": 480}
 PAPER_BATCH = 4096
 LR_PER_256 = 0.016
+PAPER = [row for v in PROGRESSIVE for row in papers.rows(papers.EFFICIENTNETV2_T7, {
+    f"EfficientNetV2-{v.upper()}": {"model.name": f"efficientnetv2_{v}"}}, arg=v)]
 
 
 def get_config(arg: str = ""):
-  size, batch = "s", PAPER_BATCH
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p in PROGRESSIVE:
-      size = p
-    elif p.startswith("batch="):
-      batch = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"efficientnetv2_s.py: unknown argument {p!r}; use s, m or l "
-                       "and/or batch=N")
+  opts = parse_arg(arg, "efficientnetv2_s.py", size=tuple(PROGRESSIVE), batch=PAPER_BATCH)
+  size, batch = opts["size"], opts["batch"]
   prog = PROGRESSIVE[size]
+  magnitudes = tuple(from_tf_level(m) for m in prog["randaugment_magnitude"])
 
   config = default_config()
   config.model.name = f"efficientnetv2_{size}"
   config.model.kwargs.dropout = prog["dropout"][1]   # the final stage's; grown by progressive
   config.model.kwargs.stochastic_depth = 0.8
-  config.data.source = "tfds"
   config.data.name = "imagenet2012"
   config.data.in_memory = False
   config.data.image_size = EVAL_SIZE[size]           # evaluation size
   config.data.validation_split = "validation"
-  train_max = prog["image_size"][1]
-  config.augment.scale_range = (train_max, int(round(train_max / math.sqrt(0.08))))
-  config.augment.flip = True
+  config.augment.train_crop = "inception"   # the reference's random-resized crop
   config.augment.crop_padding = 0
   config.augment.randaugment_layers = 2
-  config.augment.randaugment_magnitude = prog["randaugment_magnitude"][1]
+  config.augment.randaugment_magnitude = magnitudes[1]
   config.augment.mixup_alpha = prog["mixup_alpha"][1]
 
   config.progressive.stages = 4
   config.progressive.image_size = prog["image_size"]
   config.progressive.dropout = prog["dropout"]
-  config.progressive.randaugment_magnitude = prog["randaugment_magnitude"]
+  config.progressive.randaugment_magnitude = magnitudes
   config.progressive.mixup_alpha = prog["mixup_alpha"]
 
   config.batch_size = batch
-  config.eval_batch_size = 512         # divisible by 1-8 devices
+  config.eval_batch_size = 512             # divisible by 1-8 devices
   config.num_epochs = 350.0
   config.label_smoothing = 0.1
   config.ema_decay = 0.9999
@@ -93,6 +95,7 @@ def get_config(arg: str = ""):
   config.schedule.name = "exponential"
   config.schedule.decay_rate = 0.97
   config.schedule.decay_epochs = 2.4
+  config.schedule.decay_begin = "start"
   config.schedule.warmup_epochs = 5.0
 
   config.eval_every_epochs = 5.0

@@ -55,3 +55,19 @@ def get_config(arg: str = ""):
   config.eval_every_epochs = 5.0
   config.checkpoint_every_steps = 2000
   return config
+
+
+# ----------------------------------------------------------------------------- paper rows
+# The published results this recipe reproduces (flaxcnn.papers; compared by
+# `python -m flaxcnn.results DIR --paper`): He et al. 2016, Tables 2 (e) and 3.
+from flaxcnn import papers  # noqa: E402
+
+PAPER = (papers.rows(papers.HE2016_T2_110, {"(e) full pre-activation": {
+             "model.name": "preact_resnet110_cifar"}}, arg="110")
+         + papers.rows(papers.HE2016_T2_164, {"(e) full pre-activation": {
+             "model.name": "preact_resnet164_cifar"}})
+         + papers.rows(papers.HE2016_T3_C10, {"pre-act ResNet-1001": {
+             "model.name": "preact_resnet1001_cifar"}}, arg="1001")
+         + [row for d in (164, 1001) for row in papers.rows(papers.HE2016_T3_C100, {
+             f"pre-act ResNet-{d}": {"model.name": f"preact_resnet{d}_cifar"}},
+             arg=f"{d},cifar100")])

@@ -80,3 +80,14 @@ def get_config(arg: str = ""):
   config.log_every_steps = 100
   config.checkpoint_every_steps = 2000
   return config
+
+
+# ----------------------------------------------------------------------------- paper rows
+# The published results these recipes reproduce (flaxcnn.papers; compared by
+# `python -m flaxcnn.results DIR --paper`): 10-crop (Table 3) and multi-scale (Table 4).
+from flaxcnn import papers  # noqa: E402
+
+PAPER = [row for table, mode in ((papers.HE2015_T3, "ten_crop"), (papers.HE2015_T4, "multiscale"))
+         for depth in (34, 50, 101, 152)
+         for row in papers.rows(table, {f"ResNet-{depth}{' B' if depth == 34 else ''}": {
+             "model.name": f"resnet{depth}", "eval_mode": mode}}, arg=f"{depth},{mode}")]

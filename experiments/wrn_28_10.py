@@ -1,9 +1,11 @@
-"""WRN-28-10 on CIFAR-10 (Zagoruyko & Komodakis 2016, Table 4 / Section 3).
+"""WRN-28-10 on CIFAR-10/100 (Zagoruyko & Komodakis 2016, Table 4 / Section 3).
 
 The paper's recipe: 200 epochs, batch 128, SGD with Nesterov momentum 0.9,
-lr 0.1 multiplied by 0.2 at epochs 60, 120 and 160, weight decay 5e-4, pad-4
-random crop + horizontal flip, mean/std normalization. Dropout 0.3 between the
-convolutions of each block is the paper's "WRN-28-10-dropout":
+lr 0.1 multiplied by 0.2 at epochs 60, 120 and 160, weight decay 5e-4 on every
+parameter, BatchNorm included (decay_all: the authors' Torch code passes all
+parameters to optim.sgd's weightDecay), pad-4 random crop + horizontal flip,
+mean/std normalization. Dropout 0.3 between the convolutions of each block is the
+paper's "WRN-28-10-dropout" (Table 6):
 
   python launch.py --config=experiments/wrn_28_10.py --workdir=runs/wrn28_10
   python launch.py --config=experiments/wrn_28_10.py:dropout --workdir=runs/wrn28_10_d
@@ -12,31 +14,29 @@ convolutions of each block is the paper's "WRN-28-10-dropout":
 Reads CIFAR-10 from TFDS (prepared in --config.data.data_dir); to use an image
 folder instead: --config.data.source=folder --config.data.root=PATH.
 """
-from flaxcnn.config import default_config
+from flaxcnn import papers
+from flaxcnn.config import default_config, parse_arg
+
+_PLAIN = {"model.name": "wrn28_10", "model.kwargs.dropout": 0.0}
+_DROPOUT = {"model.name": "wrn28_10", "model.kwargs.dropout": 0.3}
+PAPER = (papers.rows(papers.WRN_T4_C10, {"WRN-28-10": _PLAIN})
+         + papers.rows(papers.WRN_T6_C10, {"WRN-28-10 dropout": _DROPOUT}, arg="dropout")
+         + papers.rows(papers.WRN_T4_C100, {"WRN-28-10": _PLAIN}, arg="cifar100")
+         + papers.rows(papers.WRN_T6_C100, {"WRN-28-10 dropout": _DROPOUT},
+                       arg="cifar100,dropout"))
 
 
 def get_config(arg: str = ""):
-  options = set(filter(None, arg.split(",")))
-  unknown = options - {"dropout", "cifar100"}
-  if unknown:
-    raise ValueError(f"wrn_28_10.py: unknown config argument(s) {sorted(unknown)}; "
-                     "use 'dropout' and/or 'cifar100'")
+  opts = parse_arg(arg, "wrn_28_10.py", dataset=("cifar10", "cifar100"), dropout=False)
   config = default_config()
   config.model.name = "wrn28_10"
-  config.model.kwargs.dropout = 0.3 if "dropout" in options else 0.0
-  config.data.source = "tfds"
-  config.data.name = "cifar100" if "cifar100" in options else "cifar10"
-  config.data.validation_size = 5000
-  config.augment.crop_padding = 4
-  config.augment.flip = True
-  config.batch_size = 128
+  config.model.kwargs.dropout = 0.3 if opts["dropout"] else 0.0
+  config.data.name = opts["dataset"]
   config.num_epochs = 200.0
-  config.optimizer.name = "sgd"
   config.optimizer.lr = 0.1
-  config.optimizer.momentum = 0.9
   config.optimizer.nesterov = True
   config.optimizer.weight_decay = 5e-4
-  config.schedule.name = "piecewise"
+  config.optimizer.decay_all = True
   config.schedule.boundaries = (60.0, 120.0, 160.0)
   config.schedule.factor = 0.2
   config.log_every_steps = 100

@@ -1,15 +1,35 @@
 """Orbax checkpoints of the whole train state: periodic, final, atomic, last K kept.
 
-`restore_latest` falls back to the previous checkpoint, with a warning, when the
-latest one cannot be read (a write cut short, a corrupt file), so a run never
-loses more than one checkpoint interval of work.
+`restore_latest` restores the newest checkpoint that is readable and finite. An
+unreadable one (a write cut short, a corrupt file) is moved aside to
+`checkpoints/corrupt-<step>/` and one with NaN/Inf arrays to
+`checkpoints/nonfinite-<step>/`, with a warning, so that no later run or
+evaluation silently reads an older step while the newer one stays on disk; the
+run then writes that step again. A checkpoint of another model or optimizer (its
+arrays do not match the config's) is never moved: that is `StructureMismatch`.
 """
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import serialization
+
+
+class StructureMismatch(ValueError):
+  """The checkpoints in a workdir hold another model's or optimizer's arrays."""
+
+
+def _shapes(tree) -> dict:
+  """{path: shape} of a (state dict or metadata) tree."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(p): tuple(getattr(x, "shape", np.shape(x))) for p, x in flat}
+
+
+def all_finite(tree) -> bool:
+  return all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(jax.device_get(tree))
+             if np.issubdtype(np.asarray(x).dtype, np.floating))
 
 
 class Checkpointer:
@@ -19,14 +39,20 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=True))
+                                             enable_async_checkpointing=True),
+        item_handlers=ocp.StandardCheckpointHandler())
 
-  def save(self, state, force: bool = False) -> None:
+  def save(self, state) -> None:
     step = int(jax.device_get(state.step))
     if step in self.manager.all_steps():
       return
     self.manager.save(step, args=ocp.args.StandardSave(serialization.to_state_dict(state)),
                       force=True)
+
+  def reached_preemption(self, step: int) -> bool:
+    """True on every process once any of them was told of a preemption (Orbax's
+    own check), so all processes of a multi-host run save the same step."""
+    return self.manager.reached_preemption(step)
 
   def wait(self):
     self.manager.wait_until_finished()
@@ -34,24 +60,60 @@ class Checkpointer:
   def steps(self):
     return sorted(self.manager.all_steps())
 
+  def _set_aside(self, step: int, kind: str, reason: str) -> None:
+    src = os.path.join(self.directory, str(step))
+    dst = os.path.join(self.directory, f"{kind}-{step}")
+    if jax.process_index() == 0 and os.path.exists(src):
+      n = 1
+      while os.path.exists(dst):
+        dst = os.path.join(self.directory, f"{kind}-{step}.{n}")
+        n += 1
+      os.replace(src, dst)
+    print(f"WARNING: checkpoint {step} is {reason}; moved it to {dst} and trying the "
+          "previous one", flush=True)
+    logging.warning("checkpoint %d in %s is %s; moved to %s", step, self.directory, reason, dst)
+    self.manager.reload()
+
+  def _check_structure(self, step: int, target: dict) -> None:
+    try:
+      saved = _shapes(self.manager.item_metadata(step).tree)
+    except Exception:  # unreadable metadata: treated as corrupt by the caller
+      return
+    wanted = _shapes(target)
+    if saved != wanted:
+      missing = sorted(set(wanted) - set(saved))
+      extra = sorted(set(saved) - set(wanted))
+      shape = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+      detail = (f"{len(missing)} arrays missing, {len(extra)} unexpected, "
+                f"{len(shape)} of another shape; e.g. "
+                + ", ".join((missing + extra + shape)[:2]))
+      raise StructureMismatch(f"the checkpoints in {self.directory} are of another model or "
+                              f"optimizer than the config ({detail})")
+
   def restore_latest(self, abstract_state):
-    """Restores the newest readable checkpoint into the structure (and shardings) of
-    `abstract_state`; returns (state, step) or (None, None) when there is none."""
+    """Restores the newest readable, finite checkpoint into the structure (and
+    shardings) of `abstract_state`; returns (state, step) or (None, None) when there
+    is none. Raises StructureMismatch when the saved arrays belong to another
+    model, and RuntimeError when checkpoints exist but none can be used."""
     target = serialization.to_state_dict(abstract_state)
-    for step in reversed(self.steps()):
+    steps = self.steps()
+    for step in reversed(steps):
+      self._check_structure(step, target)
       try:
         restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
       except Exception as e:  # orbax raises many kinds for unreadable files
-        logging.warning("checkpoint %d in %s is unreadable (%s: %s); falling back to "
-                        "the previous one", step, self.directory, type(e).__name__,
-                        str(e).splitlines()[0][:200] if str(e) else "")
-        print(f"WARNING: checkpoint {step} is unreadable; trying the previous one",
-              flush=True)
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        logging.warning("checkpoint %d unreadable: %s: %s", step, type(e).__name__, first)
+        self._set_aside(step, "corrupt", "unreadable")
+        continue
+      if not all_finite({"params": restored["params"],
+                         "batch_stats": restored.get("batch_stats", {})}):
+        self._set_aside(step, "nonfinite", "not finite (NaN/Inf parameters)")
         continue
       return serialization.from_state_dict(abstract_state, restored), step
-    if self.steps():
-      raise RuntimeError(f"no readable checkpoint in {self.directory} (steps "
-                         f"{self.steps()}); move the directory away to start afresh")
+    if steps:
+      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} is readable "
+                         "and finite (they were moved aside); rerun to start from scratch")
     return None, None
 
   def close(self):
@@ -59,21 +121,26 @@ class Checkpointer:
     self.manager.close()
 
 
-def load_raw(workdir: str) -> dict:
+def load_raw(workdir: str, with_step: bool = False):
   """{'params', 'batch_stats'} (numpy) of the latest readable checkpoint of a run in
-  `workdir`, whatever its model, for initializing another run (fine-tuning)."""
-  directory = os.path.join(workdir, "checkpoints")
+  `workdir`, whatever its model (fine-tuning, feature extraction); with
+  `with_step`, (step, variables). Read-only: nothing is moved."""
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint in {directory}; train that run first")
   manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       read_only=True))
   try:
     for step in sorted(manager.all_steps(), reverse=True):
       try:
-        restored = manager.restore(step, args=ocp.args.StandardRestore())
+        restored = jax.device_get(manager.restore(step, args=ocp.args.StandardRestore()))
       except Exception as e:  # unreadable: try the previous one
-        logging.warning("checkpoint %d in %s is unreadable (%s)", step, directory, e)
+        print(f"WARNING: checkpoint {step} in {directory} is unreadable "
+              f"({type(e).__name__}); trying the previous one", flush=True)
         continue
-      restored = jax.device_get(restored)
-      return {"params": restored["params"], "batch_stats": restored.get("batch_stats", {})}
+      variables = {"params": restored["params"],
+                   "batch_stats": restored.get("batch_stats", {})}
+      return (int(step), variables) if with_step else variables
   finally:
     manager.close()
-  raise FileNotFoundError(f"config.init_from: no readable checkpoint in {directory}")
+  raise FileNotFoundError(f"no readable checkpoint in {directory}")

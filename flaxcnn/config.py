@@ -51,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment.crop_padding = 4       # in-memory: pad-and-random-crop (0 = off)
   c.augment.flip = True            # random horizontal flip
   c.augment.scale_range = (256, 480)   # streaming: shorter side random in this range, then random crop
+  c.augment.train_crop = "scale"   # streaming: scale (He et al. 2015) | inception (random-resized crop, EfficientNet reference)
   c.augment.cutout = 0             # Cutout square side in pixels (0 = off)
   c.augment.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
   c.augment.randaugment_layers = 0     # RandAugment N (0 = off), on the device
@@ -99,7 +100,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.schedule.factor = 0.2          # piecewise: lr multiplied at each boundary; plateau: on plateau
   c.schedule.decay_rate = 0.97     # exponential: lr * decay_rate every decay_epochs
   c.schedule.decay_epochs = 2.4
-  c.schedule.warmup_epochs = 0.0   # linear warmup from 0
+  # exponential: decay periods counted from the warm-up's end ("warmup") or from
+  # step 0 ("start", as the TF EfficientNet reference)
+  c.schedule.decay_begin = "warmup"
+  c.schedule.warmup_epochs = 0.0   # warm-up length (0 = none)
+  c.schedule.warmup = "linear"     # linear: lr (t+1)/T to the peak | constant: factor x peak
+  c.schedule.warmup_factor = 0.1   # constant warm-up (He et al. 2015: 0.01, then 0.1)
   c.schedule.patience = 5          # plateau: evaluations without improvement before decaying
   c.schedule.min_lr = 0.0
 
@@ -117,9 +123,32 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
+  # > 0: a jax.profiler trace of this many steps (after the first, compiling one)
+  # into WORKDIR/profile, for TensorBoard's profiler.
+  c.profile_steps = 0
   c.lock()
   c.model.kwargs.unlock()
   return c
+
+
+def apply_overrides(config, overrides):
+  """A copy of `config` with dotted-field overrides ({'optimizer.lr': 0.05}) applied;
+  a field the config lacks is a ValueError naming it (model.kwargs is open)."""
+  import copy
+  config = copy.deepcopy(config)
+  for field, value in overrides.items():
+    node = config
+    parts = field.split(".")
+    for p in parts[:-1]:
+      if p not in node:
+        raise ValueError(f"override {field!r}: config has no field {p!r}")
+      node = node[p]
+    if parts[-1] not in node and not (parts[-2:-1] == ["kwargs"]):
+      raise ValueError(f"override {field!r}: config has no field {parts[-1]!r}")
+    if isinstance(value, list):
+      value = tuple(value)
+    node[parts[-1]] = value
+  return config
 
 
 _CHOICES = {
@@ -130,6 +159,9 @@ _CHOICES = {
     "data.source": ("tfds", "folder", "digits", "synthetic"),
     "optimizer.name": ("sgd", "rmsprop_tf", "rmsprop", "adam", "adamw"),
     "schedule.name": ("constant", "piecewise", "cosine", "exponential", "plateau"),
+    "schedule.warmup": ("linear", "constant"),
+    "schedule.decay_begin": ("warmup", "start"),
+    "augment.train_crop": ("scale", "inception"),
 }
 
 
@@ -190,6 +222,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                                             or config.data.num_classes is None):
     raise ValueError("config.data.image_size and config.data.num_classes must be set for "
                      "config.data.source='synthetic'")
+  from flaxcnn import data as data_lib
+  data_lib.check_config(config)
   check_model(config)
 
 
@@ -216,3 +250,66 @@ def build_model(config, num_classes: int):
   kwargs.setdefault("num_classes", num_classes)
   kwargs.setdefault("dtype", jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
   return models.create_model(config.model.name, **kwargs)
+
+
+def parse_arg(arg: str, file: str, **options) -> dict:
+  """The options of a config file's ':arg' string ('b3,batch=1024'), one parser for
+  every file. Each keyword names an option and gives its default:
+
+    a tuple   one of these words (its first is the default), e.g. dataset=("cifar10", "cifar100")
+    a bool    a flag, True when its name is given, e.g. plain=False
+    a number  name=N, e.g. seeds=1, batch=4096
+
+  Any option may also be written name=value. Returns {option: value}; an unknown or
+  repeated word raises ValueError naming `file` and the accepted words.
+  """
+  out, given = {}, set()
+  for name, spec in options.items():
+    out[name] = spec[0] if isinstance(spec, tuple) else spec
+
+  def usage():
+    words = []
+    for name, spec in options.items():
+      if isinstance(spec, tuple):
+        words.append("/".join(str(v) for v in spec))
+      elif isinstance(spec, bool):
+        words.append(name)
+      else:
+        words.append(f"{name}=N")
+    return ", ".join(words)
+
+  for part in (p.strip() for p in (arg or "").split(",")):
+    if not part:
+      continue
+    key, _, value = part.partition("=")
+    name = None
+    if value and key in options:
+      name, spec = key, options[key]
+      if isinstance(spec, tuple):
+        match = [v for v in spec if str(v) == value]
+        if not match:
+          raise ValueError(f"{file}: unknown argument {part!r}; use {usage()}")
+        found = match[0]
+      elif isinstance(spec, bool):
+        found = value.lower() in ("1", "true", "yes")
+      else:
+        try:
+          found = type(spec)(value)
+        except ValueError:
+          raise ValueError(f"{file}: argument {part!r} is not a {type(spec).__name__}; "
+                           f"use {usage()}") from None
+    elif not value:
+      for n, spec in options.items():
+        if isinstance(spec, tuple) and any(str(v) == part for v in spec):
+          name, found = n, next(v for v in spec if str(v) == part)
+          break
+        if isinstance(spec, bool) and n == part:
+          name, found = n, True
+          break
+    if name is None:
+      raise ValueError(f"{file}: unknown argument {part!r}; use {usage()}")
+    if name in given:
+      raise ValueError(f"{file}: argument {name!r} given twice in {arg!r}")
+    given.add(name)
+    out[name] = found
+  return out

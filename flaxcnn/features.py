@@ -8,13 +8,10 @@ linear classifier (logistic regression) trained on them.
    like `checkpoint.load_raw`, with the run's own workdir/config.json), or imported
    weights (`flaxcnn.pretrained`: .safetensors / .pth / .npz of torchvision /
    timm models, preset `config.model.name`).
-2. Its classifier is dropped: every classification family ends with
-   `layers.Classifier` (global average pooling, dropout, dense; named
-   'Classifier_0' in ResNet / DenseNet / EfficientNet, 'classifier' in WRN /
-   PyramidNet), so `pooled_features` runs the model with that module's call
-   intercepted (`flax.linen.intercept_methods`) and returns what it would have
-   pooled: the (N, D) global-average-pooled features. No model needs a
-   `features` method, and the classifier's parameters are never read.
+2. Its classifier is dropped: every classification model's classifier is the
+   module `head` and `model.apply(..., pre_logits=True)` returns what it would
+   receive, the (N, D) global-average-pooled features; the head's parameters are
+   never read.
 3. The features of every split of `config.data` are computed once (jitted,
    batches of config.eval_batch_size sharded over the devices) and cached in
    CACHE/features/<backbone key>/<dataset key>.npz, keyed by the backbone (preset,
@@ -38,7 +35,6 @@ import os
 import time
 from typing import Any, Dict, Optional, Tuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,24 +114,8 @@ def load_run_config(workdir: str):
 def latest_checkpoint(workdir: str):
   """(step, {'params', 'batch_stats'}) of the newest readable checkpoint in
   workdir/checkpoints, read without building the train state (no compilation)."""
-  import orbax.checkpoint as ocp
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"no checkpoint in {directory}; train the backbone first")
-  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
-  try:
-    for step in sorted(manager.all_steps(), reverse=True):
-      try:
-        restored = jax.device_get(manager.restore(step, args=ocp.args.StandardRestore()))
-      except Exception as e:  # unreadable (cut short, corrupt): the previous one
-        print(f"WARNING: checkpoint {step} in {directory} is unreadable ({type(e).__name__}); "
-              "trying the previous one", flush=True)
-        continue
-      return int(step), {"params": restored["params"],
-                         "batch_stats": restored.get("batch_stats", {})}
-  finally:
-    manager.close()
-  raise FileNotFoundError(f"no readable checkpoint in {directory}")
+  from flaxcnn import checkpoint
+  return checkpoint.load_raw(workdir, with_step=True)
 
 
 def backbone_from_workdir(workdir: str, run_config=None) -> Backbone:
@@ -164,10 +144,9 @@ def backbone_from_weights(preset: str, path: str, mean=IMAGENET_MEAN, std=IMAGEN
 
 
 def _head_outputs(params) -> int:
-  for name in ("Classifier_0", "classifier"):
-    if name in params:
-      return int(params[name]["head"]["kernel"].shape[-1])
-  return 1000
+  """The number of classes of a model's classifier (params['head'])."""
+  kernels = [x for x in jax.tree.leaves(params.get("head", {})) if np.ndim(x) == 2]
+  return int(kernels[-1].shape[-1]) if kernels else 1000
 
 
 def backbone_from_config(config) -> Backbone:
@@ -192,22 +171,12 @@ class NoClassifier(ValueError):
 
 
 def pooled_features(model, variables, x):
-  """The global-average-pooled features that `model`'s final `layers.Classifier`
-  receives (its dense layer and dropout are skipped): (N, D) float32."""
-  from flaxcnn.models import layers
-  seen = []
-
-  def intercept(next_fun, args, kwargs, context):
-    if isinstance(context.module, layers.Classifier) and context.method_name == "__call__":
-      seen.append(True)
-      return jnp.mean(args[0].astype(jnp.float32), axis=(1, 2))
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(intercept):
-    out = model.apply(variables, x, train=False)
-  if not seen:
-    raise NoClassifier(f"{type(model).__name__} has no layers.Classifier to drop")
-  return out
+  """The global-average-pooled features the model's classifier (`head`) receives:
+  `model.apply(..., pre_logits=True)`, (N, D) float32."""
+  import inspect
+  if "pre_logits" not in inspect.signature(type(model).__call__).parameters:
+    raise NoClassifier(f"{type(model).__name__} has no classifier head to drop")
+  return model.apply(variables, x, train=False, pre_logits=True).astype(jnp.float32)
 
 
 def _input_channels(backbone: Backbone, image_shape) -> int:
@@ -230,10 +199,9 @@ def _input_channels(backbone: Backbone, image_shape) -> int:
 def extract_features(backbone: Backbone, dataset, batch_size: int,
                      image_size: Optional[int] = None) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
   """Runs the backbone once over every split: {split: (features, labels)}."""
-  from flaxcnn import augment, train
-  mesh = train.make_mesh()
-  from jax.sharding import NamedSharding, PartitionSpec as P
-  batch_sharding = NamedSharding(mesh, P("data"))
+  from flaxcnn import augment, parallel
+  mesh = parallel.make_mesh()
+  batch_sharding = parallel.batch_sharded(mesh)
   channels = _input_channels(backbone, dataset.image_shape if not image_size else
                              (image_size, image_size, dataset.image_shape[-1]))
   mean = np.resize(np.asarray(backbone.mean, np.float32), channels)
@@ -249,12 +217,12 @@ def extract_features(backbone: Backbone, dataset, batch_size: int,
     x = augment.normalize(x, mean, std)
     return pooled_features(backbone.model, variables, x)
 
-  variables = jax.device_put(backbone.variables, NamedSharding(mesh, P()))
+  variables = jax.device_put(backbone.variables, parallel.replicated(mesh))
   out = {}
   for name, split in dataset.splits.items():
     chunks = []
-    for images, labels, mask in train.padded_batches(split, batch_size):
-      f = features(variables, train.global_array(images, batch_sharding))
+    for images, labels, mask in parallel.padded_batches(split, batch_size):
+      f = features(variables, parallel.global_array(images, batch_sharding))
       chunks.append(np.asarray(jax.device_get(f))[mask > 0])
     out[name] = (np.concatenate(chunks).astype(np.float32), np.asarray(split.labels))
   return out
@@ -396,26 +364,6 @@ def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None)
   return summary
 
 
-def main(argv):
-  import sys
-  from absl import flags
-  if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = flags.FLAGS.config
-  if "features" not in config:
-    sys.exit("error: the config has no `features` section; start from "
-             "experiments/feature_extraction.py")
-  try:
-    run(config, flags.FLAGS.workdir)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", None, "feature-extraction config "
-                                  "(experiments/feature_extraction.py)", lock_config=False)
-  flags.DEFINE_string("workdir", None, "directory for the head, metrics and summary")
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+if __name__ == "__main__":   # the same command line as launch.py
+  from flaxcnn import cli
+  cli.run()

@@ -1,40 +1,95 @@
-"""Run outputs: WORKDIR/metrics.jsonl, TensorBoard event files, the console line.
+"""Run outputs: WORKDIR/metrics.jsonl, TensorBoard event files, durations.
 
 Only process 0 writes. TensorBoard event files are written with tensorboard's
 pure-Python record writer onto a plain file (TensorFlow is never imported, so the
 GPU/TPU path stays free of it); without tensorboard only metrics.jsonl is written.
+
+The history always matches the checkpoints: a run that resumes at step S drops the
+lines after S (steps repeated after a SIGKILL are written once), and a run that
+starts from scratch in a workdir with an old history moves it aside
+(`metrics.jsonl.old-<time>`, `tensorboard.old-<time>`) instead of appending to it.
 """
 import json
 import os
 import socket
 import time
+from typing import Optional
 
 import jax
 from absl import logging
 
 
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(v, (bool, int, float, str)):
+      out[f"{prefix}{k}"] = v
+    elif isinstance(v, (list, tuple)) or v is None:
+      out[f"{prefix}{k}"] = str(v)
+  return out
+
+
 class MetricWriter:
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, resume_step: Optional[int] = None, hparams=None):
+    """`resume_step`: the step the run resumes at (None: a fresh start).
+    `hparams`: a (nested) dict shown in TensorBoard's HParams view."""
     self.active = jax.process_index() == 0
     self._tb = None
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    path = os.path.join(workdir, "metrics.jsonl")
+    tb_dir = os.path.join(workdir, "tensorboard")
+    if resume_step is None and os.path.exists(path) and os.path.getsize(path):
+      stamp = time.strftime("%Y%m%d-%H%M%S")
+      os.replace(path, f"{path}.old-{stamp}")
+      if os.path.isdir(tb_dir):
+        os.replace(tb_dir, f"{tb_dir}.old-{stamp}")
+      print(f"Starting a fresh history: the old metrics.jsonl (no checkpoint to resume) "
+            f"is kept as {path}.old-{stamp}", flush=True)
+    elif resume_step is not None and os.path.exists(path):
+      self._truncate(path, resume_step)
+    self._jsonl = open(path, "a")
     try:
       from tensorboard.compat.proto import event_pb2, summary_pb2
       from tensorboard.summary.writer.record_writer import RecordWriter
-      tb_dir = os.path.join(workdir, "tensorboard")
-      os.makedirs(tb_dir, exist_ok=True)
-      name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"
-      self._tb_file = open(os.path.join(tb_dir, name), "ab")
-      self._tb = RecordWriter(self._tb_file)
-      self._pb = (event_pb2, summary_pb2)
-      self._tb.write(event_pb2.Event(wall_time=time.time(),
-                                     file_version="brain.Event:2").SerializeToString())
     except ImportError:
       logging.warning("tensorboard is not installed: writing metrics.jsonl only")
+      return
+    os.makedirs(tb_dir, exist_ok=True)
+    name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
+    self._tb_file = open(os.path.join(tb_dir, name), "ab")
+    self._tb = RecordWriter(self._tb_file)
+    self._pb = (event_pb2, summary_pb2)
+    self._event(file_version="brain.Event:2")
+    if resume_step is not None:   # TensorBoard drops the older events after this step
+      self._event(step=int(resume_step),
+                  session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+    if hparams:
+      try:
+        from tensorboard.plugins.hparams import summary_v2 as hp
+        self._event(summary=hp.hparams_pb(_flatten(hparams)))
+      except Exception as e:  # an old tensorboard: scalars still work
+        logging.warning("could not write TensorBoard hparams: %s", e)
+    self._tb_file.flush()
+
+  @staticmethod
+  def _truncate(path: str, step: int) -> None:
+    with open(path) as f:
+      lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+      tmp = path + ".tmp"
+      with open(tmp, "w") as f:
+        f.writelines(kept)
+      os.replace(tmp, path)
+
+  def _event(self, **fields):
+    event_pb2, _ = self._pb
+    self._tb.write(event_pb2.Event(wall_time=time.time(), **fields).SerializeToString())
 
   def write(self, step: int, split: str, values: dict, **fields):
     """One JSON line {step, split, **fields, **values} and TensorBoard scalars."""
@@ -45,12 +100,11 @@ class MetricWriter:
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
     if self._tb is not None:
-      event_pb2, summary_pb2 = self._pb
+      _, summary_pb2 = self._pb
       summary = summary_pb2.Summary(value=[
           summary_pb2.Summary.Value(tag=f"{split}/{k}", simple_value=float(v))
           for k, v in values.items()])
-      self._tb.write(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                     summary=summary).SerializeToString())
+      self._event(step=int(step), summary=summary)
       self._tb_file.flush()
 
   def close(self):

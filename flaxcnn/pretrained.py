@@ -156,7 +156,7 @@ def _resnet_keys(model):
     top = path[0]
     if top == "ConvBN_0":
       return {"Conv_0": "conv1", "BatchNorm_0": "bn1"}[path[1]]
-    if top == "Classifier_0":
+    if top == "head":
       return "fc"
     if top.startswith("ResidualBlock_"):
       n = int(top.split("_")[1])
@@ -183,7 +183,7 @@ def _densenet_keys(model):
       return {"Conv_0": "features.conv0", "BatchNorm_0": "features.norm0"}[path[1]]
     if top == "final_norm":
       return "features.norm5"
-    if top == "Classifier_0":
+    if top == "head":
       return "classifier"
     if top.startswith("block"):
       unit = int(path[2].split("_")[1]) + 1     # BNReLUConv_0 -> norm1/conv1
@@ -225,7 +225,7 @@ def _efficientnet_keys(model):
       return {"stem_conv": "conv_stem", "stem_bn": "bn1"}[top]
     if top in ("head_conv", "head_bn"):
       return {"head_conv": "conv_head", "head_bn": "bn2"}[top]
-    if top == "Classifier_0":
+    if top == "head":
       return "classifier"
     if top.startswith("block"):
       s, j, kind = where[int(top[5:]) - 1]
@@ -327,7 +327,7 @@ def _to_flax(array: np.ndarray, transform: str) -> np.ndarray:
 
 
 def _head_names(kmap):
-  return [k for k, (_, path, _) in kmap.items() if path[0] == "Classifier_0"]
+  return [k for k, (_, path, _) in kmap.items() if path[0] == "head"]
 
 
 def _check_known_mismatch(model, sd):

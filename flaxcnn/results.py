@@ -9,8 +9,9 @@ and the tuning diagnostics of the lecture (is a run underfit? overfit?).
     results.plot_vs_field(runs, "depth", path="err.png") # final error vs the swept field
     print(results.diagnostics_table(runs))               # gap, best epoch, flags, advice
     results.report("runs/digits_depth")                  # all of it, written to files
+    results.compare("runs/wrn_width")                    # the paper's values beside ours
 
-or `python -m flaxcnn.results runs/digits_depth`.
+or `python -m flaxcnn.results runs/digits_depth` (`--paper` for the comparison).
 
 A run is a directory written by `train.train_and_evaluate` (metrics.jsonl,
 summary.json once complete) and, in a sweep (`flaxcnn.sweep`), its variant.json
@@ -44,6 +45,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from flaxcnn import config as config_lib
+from flaxcnn import papers
 from flaxcnn import sweep as sweep_lib
 
 EVAL_SPLITS = ("validation", "test")
@@ -595,6 +598,143 @@ def plot_vs_field(df: pd.DataFrame, field: str, metric: Optional[str] = None, by
   return fig
 
 
+# ----------------------------------------------------------------------------- paper
+
+def _paper_source(path, source):
+  """(config module, its arg) of the sweep in `path` (sweep.json) or of `source`
+  ('experiments/x.py[:arg]')."""
+  arg = ""
+  if source is None and isinstance(path, (str, os.PathLike)):
+    info = sweep_lib._read_json(os.path.join(path, "sweep.json")) or {}
+    source, arg = info.get("config"), info.get("arg") or ""
+  if not source:
+    raise ValueError(f"results.compare: {path} has no sweep.json naming its config file; "
+                     "pass source='experiments/FILE.py[:ARG]' (--paper FILE.py[:ARG])")
+  source = os.fspath(source)
+  if not os.path.exists(source) and ":" in source:
+    source, arg = source.split(":", 1)
+  if not os.path.exists(source):
+    raise ValueError(f"results.compare: config file {source} not found (relative to "
+                     f"{os.getcwd()}); pass source='experiments/FILE.py[:ARG]'")
+  return papers.load_config_module(source), arg
+
+
+def _settings(base, run_path, overrides) -> dict:
+  """The run's config fields: its config.json, else the base config + its overrides."""
+  saved = sweep_lib._read_json(os.path.join(run_path, "config.json"))
+  if saved:
+    return papers.flatten(saved)
+  return papers.flatten(config_lib.apply_overrides(base, overrides or {}))
+
+
+def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
+  """The paper's reported values beside ours, one row per paper row (in the paper's
+  order) that the runs under `path` reproduce.
+
+  The paper rows are the PAPER list of the sweep's config file (its sweep.json, or
+  `source`, 'experiments/FILE.py[:ARG]'). Columns: table, row, metric, paper, ours
+  (mean over the finished runs, in %), std, n (seeds), epochs (trained), budget
+  ('full' or 'shortened (E of B epochs)'), diff (ours - paper, points; only for runs
+  at the paper's full budget). `attrs["ordering"]` says per table whether the
+  paper's ordering of its rows holds in ours; `attrs["text"]` is the printed
+  Markdown (printed when `verbose`).
+  """
+  module, arg = _paper_source(path, source)
+  rows = papers.rows_of(module)
+  base = module.get_config(arg) if arg else module.get_config()
+  budget = float(base.num_steps if base.num_steps else base.num_epochs)
+  unit = "steps" if base.num_steps else "epochs"
+  runs = load(path)
+  overrides = {d: (sweep_lib._read_json(os.path.join(d, "variant.json")) or {}).get("overrides")
+               for d in runs.get("path", [])}
+  settings = {d: _settings(base, d, ov) for d, ov in overrides.items()}
+  out = []
+  for row in rows:
+    mine = runs[[row.matches(settings[d]) for d in runs["path"]]] if len(runs) else runs
+    done = mine[mine.status == "finished"]
+    col = row.table.column
+    vals = 100 * done[col].to_numpy(float) if len(done) and col in done else np.array([])
+    vals = vals[np.isfinite(vals)]
+    trained = done[unit].to_numpy(float) if len(done) else np.array([])
+    full = len(trained) and bool(np.all(trained >= budget * (1 - 1e-6)))
+    if not len(vals):
+      label = "no finished run" if len(mine) else "no run"
+    elif full:
+      label = "full"
+    else:
+      label = f"shortened ({_fmt(float(np.min(trained)))} of {_fmt(budget)} {unit})"
+    ours = float(vals.mean()) if len(vals) else np.nan
+    paper = row.value
+    out.append({"table": row.table.key, "row": row.label, "metric": row.table.metric,
+                "paper": paper, "ours": ours,
+                "std": float(vals.std(ddof=1)) if len(vals) > 1 else np.nan,
+                "n": len(vals), "epochs": float(np.mean(trained)) if len(trained) else np.nan,
+                "budget": label,
+                "diff": ours - paper if full and paper != papers.FAIL else np.nan})
+  df = pd.DataFrame(out, columns=["table", "row", "metric", "paper", "ours", "std", "n",
+                                  "epochs", "budget", "diff"])
+  if len(df):    # only the tables that some run reproduces
+    df = df[df.groupby("table")["n"].transform("sum") > 0].reset_index(drop=True)
+  tables = {r.table.key: r.table for r in rows}
+  df.attrs["ordering"] = {key: _ordering(tables[key], df[df.table == key])
+                          for key in dict.fromkeys(df["table"])}
+  df.attrs["text"] = comparison_table(df, module, arg)
+  if verbose:
+    print(df.attrs["text"])
+  return df
+
+
+def _ordering(table, rows: pd.DataFrame) -> dict:
+  """Does every pair of rows the paper orders come out in the same order in ours?"""
+  have = rows[rows.n > 0]
+  pairs, violated = 0, []
+  for _, a in have.iterrows():
+    for _, b in have.iterrows():
+      if papers.better(table, a.paper, b.paper):
+        pairs += 1
+        if not papers.better(table, a.ours, b.ours):
+          violated.append((a.row, b.row))
+  shortened = bool((have.budget != "full").any())
+  return {"holds": pairs > 0 and not violated, "pairs": pairs, "violated": violated,
+          "shortened": shortened}
+
+
+def comparison_table(df: pd.DataFrame, module=None, arg: str = "") -> str:
+  """The Markdown of `compare`: a table per paper table, its citation and ordering."""
+  name = os.path.basename(getattr(module, "__file__", "") or "") + (f":{arg}" if arg else "")
+  if not len(df):
+    reason = getattr(module, "PAPER_UNREPORTED", "") if module is not None else ""
+    why = f": {reason}" if reason else ""
+    return f"No paper rows match these runs ({name or 'no config'}){why}.\n"
+  num = lambda v, p=2: "–" if v != v else f"{v:.{p}f}"
+  lines = []
+  for key in dict.fromkeys(df["table"]):
+    part = df[df.table == key]
+    table = next(r.table for r in papers.rows_of(module) if r.table.key == key) if module \
+        else None
+    lines.append(f"### {key}\n")
+    if table is not None:
+      lines.append(f"{table.citation}" + (f" ({table.note})" if table.note else "") + "\n")
+    body = [[r.row, r.paper if r.paper == papers.FAIL else num(r.paper),
+             num(r.ours) + ("" if r.std != r.std else f" ± {num(r.std)}"), str(r.n),
+             num(r.epochs, 0), num(r.diff) if r.diff == r.diff else "–", r.budget]
+            for r in part.itertuples()]
+    lines.append(_markdown(["row", "paper", "ours", "seeds", "epochs", "diff", "budget"],
+                           body, ["---"] + ["--:"] * 5 + ["---"]))
+    o = df.attrs.get("ordering", {}).get(key) or _ordering(table, part)
+    where = " (on shortened runs: not the paper's budget)" if o["shortened"] else ""
+    if not o["pairs"]:
+      lines.append("Ordering: fewer than two rows to compare.\n")
+    elif o["holds"]:
+      lines.append(f"Ordering: the paper's ordering holds in ours ({o['pairs']} of "
+                   f"{o['pairs']} pairs){where}.\n")
+    else:
+      bad = "; ".join(f"{a} better than {b}" for a, b in o["violated"])
+      lines.append(f"Ordering: does not hold in {len(o['violated'])} of {o['pairs']} pairs"
+                   f"{where}: the paper has {bad}.\n")
+  return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- report
 
 def report(path: str, out_dir: Optional[str] = None, metric: Optional[str] = None) -> dict:
@@ -635,7 +775,12 @@ def main(argv=None):
   p.add_argument("path", help="a sweep directory (or one run)")
   p.add_argument("--out", default=None, help="where to write (default: the directory)")
   p.add_argument("--metric", default=None, help="e.g. final_validation_error")
+  p.add_argument("--paper", nargs="?", const="", default=None, metavar="FILE.py[:ARG]",
+                 help="print the paper's values beside ours (the sweep's config file, or this)")
   args = p.parse_args(argv)
+  if args.paper is not None:
+    compare(args.path, args.paper or None)
+    return
   files = report(args.path, args.out, args.metric)
   with open(files["results.md"]) as f:
     print(f.read())

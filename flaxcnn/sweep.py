@@ -37,6 +37,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import ml_collections
 from absl import logging
 
+from flaxcnn import config as config_lib
+
 Overrides = Dict[str, object]
 
 
@@ -94,23 +96,8 @@ def variant_name(overrides: Overrides) -> str:
   return "".join(c if c.isalnum() or c in "=,._-" else "_" for c in name)
 
 
-def apply_overrides(config, overrides: Overrides):
-  """A copy of `config` with dotted-field overrides applied (type-checked)."""
-  import copy
-  config = copy.deepcopy(config)
-  for field, value in overrides.items():
-    node = config
-    parts = field.split(".")
-    for p in parts[:-1]:
-      if p not in node:
-        raise ValueError(f"sweep override {field!r}: config has no field {p!r}")
-      node = node[p]
-    if parts[-1] not in node and not (parts[-2:-1] == ["kwargs"]):
-      raise ValueError(f"sweep override {field!r}: config has no field {parts[-1]!r}")
-    if isinstance(value, list):
-      value = tuple(value)
-    node[parts[-1]] = value
-  return config
+# Overrides are applied by the config module (sweeps, progressive stages, tests).
+apply_overrides = config_lib.apply_overrides
 
 
 def _split_source(source, arg: str = ""):

@@ -1,4 +1,12 @@
-"""Training and evaluation: one jitted step, data parallel over a device mesh.
+"""The training loop of every task: one jitted step, data parallel over a device mesh.
+
+    launch -> config -> data -> model -> task -> loop (this file) -> checkpoint/metrics
+
+A `Task` (flaxcnn/tasks.py: classification; flaxcnn/segmentation.py) says what the
+data are, how a batch is augmented and how evaluation sums become metrics; all the
+rest is here, once: resume, periodic evaluation, checkpoints, signals and
+preemption, the non-finite guard, progress, metrics, progressive stages and
+fine-tuning phases.
 
 The train state (parameters, BatchNorm statistics, optimizer state, step, RNG,
 learning-rate scale) is replicated over the `data` axis of a `Mesh` of all devices;
@@ -8,11 +16,11 @@ them inside the jitted step. Everything random derives from (seed, step), so a
 resumed run repeats the uninterrupted one exactly.
 """
 import dataclasses
-import functools
 import json
-import math
 import os
+import re
 import signal
+import sys
 import time
 from typing import Any, Optional
 
@@ -22,11 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-from flaxcnn import augment, config as config_lib, optim
-from flaxcnn.checkpoint import Checkpointer
+from flaxcnn import augment, config as config_lib, optim, parallel, segmentation, tasks
+from flaxcnn import workdir as workdir_lib
+from flaxcnn.checkpoint import Checkpointer, StructureMismatch
 from flaxcnn.metrics import MetricWriter, format_duration
+from flaxcnn.parallel import global_array, make_mesh, padded_batches  # noqa: F401 (API)
 
 
 @flax.struct.dataclass
@@ -46,10 +56,17 @@ class NonFiniteLoss(FloatingPointError):
   pass
 
 
+def task_for(config) -> tasks.Task:
+  """The task of a config: segmentation for per-pixel models, else classification."""
+  return segmentation.SEGMENTATION if segmentation.is_segmentation(config) \
+      else tasks.CLASSIFICATION
+
+
 @dataclasses.dataclass
 class Run:
-  """Everything static about a run: the model, the step functions, shardings."""
+  """Everything static about a run: the task, model, step functions, shardings."""
   config: Any
+  task: tasks.Task
   model: Any
   mesh: Mesh
   tx: optax.GradientTransformation
@@ -58,40 +75,30 @@ class Run:
   total_steps: int
   mean: tuple
   std: tuple
+  num_classes: int
   schedule_template: Any   # the 'schedule' collection's structure (DropBlock), or None
   finetune: Any = None     # (head_mask, trainable_mask, head_steps) when fine-tuning
   train_size: Optional[int] = None   # in-memory: resize training crops to this size
 
   @property
   def replicated(self):
-    return NamedSharding(self.mesh, P())
+    return parallel.replicated(self.mesh)
 
   @property
   def batch_sharding(self):
-    return NamedSharding(self.mesh, P("data"))
+    return parallel.batch_sharded(self.mesh)
 
   @property
   def compute_dtype(self):
     return jnp.bfloat16 if self.config.dtype == "bfloat16" else jnp.float32
 
 
-def make_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process: pure data parallelism."""
-  return Mesh(np.asarray(jax.devices()), ("data",))
-
-
-def global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
-  """A global jax.Array from a host array that every process holds in full."""
-  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-
 # ----------------------------------------------------------------------------- state
 
 def init_variables(model, input_shape, seed):
   rng = jax.random.PRNGKey(seed)
-  variables = model.init({"params": rng, "dropout": rng},
-                         jnp.zeros((1,) + tuple(input_shape), jnp.float32), train=False)
-  return variables
+  return model.init({"params": rng, "dropout": rng},
+                    jnp.zeros((1,) + tuple(input_shape), jnp.float32), train=False)
 
 
 def create_state(run: Run, input_shape) -> TrainState:
@@ -117,17 +124,19 @@ def create_state(run: Run, input_shape) -> TrainState:
 
 # ----------------------------------------------------------------------------- steps
 
-def cross_entropy(logits, targets):
-  return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+def _count_nonfinite(tree):
+  """The number of NaN/Inf entries of a tree: one fused reduction."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return sum((jnp.sum(~jnp.isfinite(x)) for x in leaves), jnp.zeros((), jnp.int32))
 
 
 def _update(run: Run, state: TrainState, x, labels, rng):
   """Forward, loss, backward and optimizer update on one normalized batch."""
   cfg = run.config
   k_mix, k_drop = jax.random.split(rng)
-  num_classes = run.model.num_classes
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), cfg.label_smoothing) \
-      if cfg.label_smoothing else jax.nn.one_hot(labels, num_classes)
+  targets = jax.nn.one_hot(labels, run.num_classes)
+  if cfg.label_smoothing:
+    targets = optax.smooth_labels(targets, cfg.label_smoothing)
   x, targets = augment.mixup(k_mix, x, targets, cfg.augment.mixup_alpha)
 
   variables = {"batch_stats": state.batch_stats}
@@ -141,8 +150,7 @@ def _update(run: Run, state: TrainState, x, labels, rng):
     logits, new_vars = run.model.apply(
         {"params": params, **variables}, x, train=not frozen_bn,
         mutable=["batch_stats"], rngs={"dropout": k_drop})
-    loss = jnp.mean(cross_entropy(logits, targets))
-    return loss, (logits, new_vars)
+    return tasks.cross_entropy(logits, targets), (logits, new_vars)
 
   (loss, (logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   lr = run.schedule(state.step) * state.lr_scale
@@ -171,7 +179,11 @@ def _update(run: Run, state: TrainState, x, labels, rng):
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
       "lr": lr,
-      "nonfinite": (~jnp.isfinite(loss)).astype(jnp.float32),
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
+      "nonfinite_loss": ~jnp.isfinite(loss),
+      # the state this step hands on (and a checkpoint would save) is finite
+      "nonfinite_state": _count_nonfinite((params, batch_stats)) > 0,
   }
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state, ema=ema)
@@ -184,17 +196,16 @@ def make_train_step(run: Run):
   `images`/`labels` are the whole training split (replicated, uint8); `perm` is
   this epoch's permutation of it.
   """
-  cfg, B, spe = run.config, run.config.batch_size, run.steps_per_epoch
+  B, spe = run.config.batch_size, run.steps_per_epoch
 
   def step(state, images, labels, perm):
     rng = jax.random.fold_in(state.rng, state.step)
     k_aug, k_update = jax.random.split(rng)
     idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % spe) * B, B)
     idx = jax.lax.with_sharding_constraint(idx, run.batch_sharding)
-    x = augment.train_augment(k_aug, images[idx], cfg, run.mean, run.std,
-                              run.compute_dtype, run.train_size)
+    x, y = run.task.augment(run, k_aug, images[idx], labels[idx])
     x = jax.lax.with_sharding_constraint(x, run.batch_sharding)
-    return _update(run, state, x, labels[idx], k_update)
+    return _update(run, state, x, y, k_update)
 
   return jax.jit(step, donate_argnums=(0,),
                  out_shardings=(run.replicated, run.replicated))
@@ -202,7 +213,7 @@ def make_train_step(run: Run):
 
 def make_batch_train_step(run: Run):
   """The streaming training step: the batch (already cropped/flipped by tf.data,
-  uint8) arrives sharded; normalization, Cutout and mixup run here."""
+  uint8) arrives sharded; RandAugment, normalization, Cutout and mixup run here."""
   cfg = run.config
 
   def step(state, images, labels):
@@ -220,63 +231,24 @@ def make_batch_train_step(run: Run):
                  out_shardings=(run.replicated, run.replicated))
 
 
-def make_eval_step(run: Run, eval_size: int):
-  """Sums of loss, top-1 and top-5 hits over the valid (mask=1) examples of a batch;
-  with several views (10-crop, multi-scale) their softmax scores are averaged."""
-  cfg = run.config
-
+def make_eval_step(run: Run, eval_size: Optional[int] = None):
+  """The task's per-batch sums over the valid (mask=1) examples of a batch."""
   def step(params, batch_stats, images, labels, mask):
-    pad = cfg.augment.crop_padding if images.shape[1] <= eval_size else 0
-    views = augment.eval_views(images, cfg.eval_mode, eval_size, pad, cfg.eval_scales)
-    variables = {"params": params, "batch_stats": batch_stats}
-    probs = [jax.nn.softmax(run.model.apply(
-        variables, augment.normalize(v, run.mean, run.std, run.compute_dtype),
-        train=False).astype(jnp.float32)) for v in views]
-    log_probs = jnp.log(jnp.maximum(sum(probs) / len(probs), 1e-30))
-    return eval_sums(log_probs, labels, mask)
+    size = eval_size or (images[0] if isinstance(images, tuple) else images).shape[1]
+    scores = run.task.eval_scores(run, {"params": params, "batch_stats": batch_stats},
+                                  images, size)
+    return run.task.eval_sums(scores, labels, mask)
   return jax.jit(step, out_shardings=run.replicated)
 
 
-def eval_sums(logits, labels, mask):
-  """Per-batch sums: each example counted once where mask is 1."""
-  logits = logits.astype(jnp.float32)
-  loss = cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
-  k = min(5, logits.shape[-1])
-  topk = jax.lax.top_k(logits, k)[1]
-  top1 = topk[:, 0] == labels
-  top5 = jnp.any(topk == labels[:, None], axis=-1)
-  return {"loss": jnp.sum(loss * mask), "accuracy": jnp.sum(top1 * mask),
-          "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
-
-
-def padded_batches(split, batch_size: int):
-  """(images, labels, mask) host batches of an in-memory split; the last batch is
-  padded to the fixed batch size (one compilation) and the padding masked out."""
-  n = len(split)
-  for start in range(0, n, batch_size):
-    stop = min(start + batch_size, n)
-    pad = batch_size - (stop - start)
-    images, labels = split.images[start:stop], split.labels[start:stop]
-    mask = np.ones(stop - start, np.float32)
-    if pad:
-      images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-      labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
-      mask = np.concatenate([mask, np.zeros(pad, np.float32)])
-    yield images, labels, mask
-
-
-def evaluate(eval_step, params, batch_stats, batches) -> dict:
-  """Loss, top-1 and top-5 accuracy over global (images, labels, mask) batches;
-  every example with mask 1 counts exactly once."""
+def evaluate(run: Run, eval_step, params, batch_stats, batches, dataset=None) -> dict:
+  """The task's metrics over global (images, labels, mask) batches; every example
+  with mask 1 counts exactly once."""
   totals = None
   for images, labels, mask in batches:
     sums = eval_step(params, batch_stats, images, labels, mask)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals["count"])
-  return {"loss": float(totals["loss"]) / count,
-          "accuracy": float(totals["accuracy"]) / count,
-          "top5": float(totals["top5"]) / count, "count": count}
+  return run.task.reduce(jax.device_get(totals), dataset)
 
 
 class InMemoryFeed:
@@ -305,8 +277,8 @@ class InMemoryFeed:
     return self.step_fn(state, *self.arrays, self.perm)
 
   def eval_batches(self, split: str, batch_size: int):
-    for images, labels, mask in padded_batches(self.dataset.splits[split], batch_size):
-      yield tuple(global_array(x, self.run.batch_sharding) for x in (images, labels, mask))
+    for batch in padded_batches(self.dataset.splits[split], batch_size):
+      yield tuple(global_array(x, self.run.batch_sharding) for x in batch)
 
 
 class StreamingFeed:
@@ -332,8 +304,13 @@ class StreamingFeed:
     return self.step_fn(state, self._global(images), self._global(labels))
 
   def eval_batches(self, split: str, batch_size: int):
-    dataset = self.dataset
-    if self.run.config.eval_mode != "center":    # the views are cut on the device
+    dataset, cfg = self.dataset, self.run.config
+    if cfg.eval_mode == "multiscale":   # He et al. 2015: whole images, shorter side s
+      for views, labels, mask in dataset.multiscale_batches(
+          split, batch_size, cfg.eval_scales, jax.process_index(), jax.process_count()):
+        yield (tuple(self._global(v) for v in views), self._global(labels), self._global(mask))
+      return
+    if cfg.eval_mode != "center":    # ten-crop: the views are cut on the device
       dataset = dataclasses.replace(dataset, eval_crop=round(dataset.image_size / 0.875))
     for batch in dataset.eval_batches(split, batch_size, jax.process_index(),
                                       jax.process_count()):
@@ -366,7 +343,7 @@ def stage_plan(config, total_steps: int):
   plan = []
   for i in range(p.stages):
     t = i / (p.stages - 1) if p.stages > 1 else 1.0
-    lerp = lambda pair: pair[0] + (pair[1] - pair[0]) * t
+    lerp = lambda pair: pair[0] + (pair[1] - pair[0]) * t  # noqa: E731
     size = int(round(lerp(p.image_size)))
     # streaming: the scale-augmentation range shrinks with the stage's image size
     ratio = size / p.image_size[1]   # scale_range is set for the last stage
@@ -382,10 +359,9 @@ def stage_plan(config, total_steps: int):
 
 def stage_run(config, dataset, overrides):
   """The Run (model, compiled shapes) of one stage; the optimizer state carries over."""
-  from flaxcnn import sweep
   if not overrides:
     return setup(config, dataset), dataset
-  stage_config = sweep.apply_overrides(config, overrides)
+  stage_config = config_lib.apply_overrides(config, overrides)
   if is_streaming(dataset):
     dataset = dataclasses.replace(dataset, image_size=stage_config.data.image_size)
   run = setup(stage_config, dataset)
@@ -395,7 +371,7 @@ def stage_run(config, dataset, overrides):
 
 # ----------------------------------------------------------------------------- fine-tuning
 
-HEAD_MODULES = ("Classifier_0", "classifier")
+HEAD = "head"   # every classification model's classifier module (params['head'])
 
 
 def _path_str(path):
@@ -404,11 +380,9 @@ def _path_str(path):
 
 def finetune_masks(config, params, steps_per_epoch: int):
   """(head_mask, trainable_mask, head_steps) as float trees for fine-tuning."""
-  import re
   patterns = [re.compile(p) for p in config.finetune.freeze]
   head = jax.tree_util.tree_map_with_path(
-      lambda path, _: np.float32(any(getattr(k, "key", None) in HEAD_MODULES for k in path)),
-      params)
+      lambda path, _: np.float32(getattr(path[0], "key", None) == HEAD), params)
   trainable = jax.tree_util.tree_map_with_path(
       lambda path, _: np.float32(not any(p.search(_path_str(path)) for p in patterns)),
       params)
@@ -464,7 +438,32 @@ def load_initial_weights(config, state: TrainState, run: Run) -> TrainState:
                             if config.ema_decay else {}))
 
 
-# ----------------------------------------------------------------------------- loop
+# ----------------------------------------------------------------------------- set-up
+
+def setup(config, dataset) -> Run:
+  """Builds the static parts of a run from a validated config and a dataset."""
+  task = task_for(config)
+  model = config_lib.build_model(config, dataset.num_classes)
+  n_train = dataset.sizes["train"]
+  if n_train < config.batch_size:
+    raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
+                     f"{n_train} training examples")
+  task.check(config, model, dataset)
+  spe = n_train // config.batch_size
+  total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
+  variables = jax.eval_shape(lambda: init_variables(model, dataset.image_shape, 0))
+  run = Run(config=config, task=task, model=model, mesh=make_mesh(),
+            tx=optim.make_optimizer(config, variables["params"]),
+            schedule=optim.make_schedule(config, spe, total),
+            steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
+            num_classes=dataset.num_classes, schedule_template=variables.get("schedule"))
+  if config.init_from:
+    run.finetune = finetune_masks(config, variables["params"], spe)
+  if not is_streaming(dataset) and config.data.image_size not in (None, dataset.image_shape[0]) \
+      and task is tasks.CLASSIFICATION:
+    run.train_size = config.data.image_size
+  return run
+
 
 class _Interrupt:
   """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits cleanly."""
@@ -489,60 +488,137 @@ class _Interrupt:
       signal.signal(s, h)
 
 
-def setup(config, dataset) -> Run:
-  """Builds the static parts of a run from a validated config and a dataset."""
-  mesh = make_mesh()
-  model = config_lib.build_model(config, dataset.num_classes)
-  n_train = dataset.sizes["train"]
-  if n_train < config.batch_size:
-    raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
-                     f"{n_train} training examples")
-  spe = n_train // config.batch_size
-  total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
-  variables = jax.eval_shape(lambda: init_variables(model, dataset.image_shape, 0))
-  tx = optim.make_optimizer(config, variables["params"])
-  run = Run(config=config, model=model, mesh=mesh, tx=tx,
-            schedule=optim.make_schedule(config, spe, total),
-            steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
-            schedule_template=variables.get("schedule"))
-  if config.init_from:
-    run.finetune = finetune_masks(config, variables["params"], spe)
-  if not is_streaming(dataset) and config.data.image_size != dataset.image_shape[0]:
-    run.train_size = config.data.image_size
-  return run
+class Console:
+  """What a person reads: a header, progress (a live bar on a terminal, plain lines
+  otherwise), evaluation lines, warnings. Only process 0 prints."""
+
+  def __init__(self, total: int):
+    self.active = jax.process_index() == 0
+    self.tty = self.active and sys.stdout.isatty()
+    self.total, self._bar, self._t = total, False, 0.0
+
+  def line(self, text: str):
+    if not self.active:
+      return
+    if self._bar:
+      sys.stdout.write("\r\033[K")
+      self._bar = False
+    print(text, flush=True)
+
+  def progress(self, step: int, start: float, first_step: int):
+    if not self.tty or time.time() - self._t < 0.25:
+      return
+    self._t = time.time()
+    frac = step / max(self.total, 1)
+    done = int(30 * frac)
+    rate = (step - first_step) / max(self._t - start, 1e-9)
+    sys.stdout.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
+                     f"{rate:.2f} steps/s")
+    sys.stdout.flush()
+    self._bar = True
 
 
-def _save_config(config, workdir):
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+def _header(config, run: Run, dataset, workdir, resumed: Optional[int]) -> str:
+  """One line: model, parameters, multiply-adds, data, devices, steps, workdir."""
+  abstract = jax.eval_shape(lambda: init_variables(run.model, dataset.image_shape, 0))
+  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract["params"]))
+  try:
+    from clu import parameter_overview
+    logging.info("parameters of %s:\n%s", config.model.name,
+                 parameter_overview.get_parameter_overview(abstract["params"],
+                                                           include_stats=False))
+  except Exception as e:  # clu is optional for the header
+    logging.info("no parameter overview: %s", e)
+  macs = ""
+  h, w, c = dataset.image_shape
+  if h == w:
+    try:
+      from flaxcnn.models import summary
+      macs = f", {summary.count_macs(run.model, h, c) / 1e6:,.1f}M MACs"
+    except Exception as e:  # the header never stops a run
+      logging.info("no MAC count: %s", e)
+  sizes = " / ".join(f"{k} {v:,}" for k, v in dataset.sizes.items())
+  devices = f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+  if jax.process_count() > 1:
+    devices += f" in {jax.process_count()} processes"
+  start = f"Resumed from checkpoint at step {resumed}" if resumed is not None \
+      else "from scratch"
+  return (f"{config.model.name} ({n_params:,} params{macs}) on {dataset.name} "
+          f"({sizes}; {'x'.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
+          f"classes) | {devices} | {run.total_steps:,} steps "
+          f"({run.total_steps / run.steps_per_epoch:.1f} epochs), {config.dtype} | "
+          f"{workdir} | {start}")
+
+
+def _config_differences(config, workdir: str):
+  """Fields of `config` that differ from the run saved in workdir/config.json."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    try:
+      saved = _flat(json.load(f))
+    except ValueError:
+      return []
+  now = _flat(json.loads(config.to_json_best_effort()))
+  return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+          if saved.get(k) != now.get(k)]
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = v
+  return out
+
+
+def _restore(config, workdir, ckpt, fresh):
+  try:
+    return ckpt.restore_latest(fresh)
+  except StructureMismatch as e:
+    diff = _config_differences(config, workdir)
+    raise ValueError(f"the config differs from the run in {workdir} "
+                     f"({'; '.join(diff[:6]) if diff else 'see below'}): {e}. Use another "
+                     "--workdir for a new run, or the run's own config to resume it") from None
 
 
 def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   """Trains per `config` in `workdir`, resuming from its latest checkpoint.
 
-  Returns the final summary: step, epoch, and the validation/test metrics.
+  Returns the final summary: step, epoch, seconds, interrupted, and the
+  validation/test metrics of the task.
   """
-  from flaxcnn import data as data_lib
-  config_lib.validate(config, jax.device_count())
-  if dataset is None:
-    dataset = data_lib.load(config)
-  base = setup(config, dataset)
-  _save_config(config, workdir)
-  writer = MetricWriter(workdir)
-  ckpt = Checkpointer(workdir, config.keep_checkpoints)
-  logging.info("model %s, %d training examples, %d steps/epoch, %d steps, %d devices",
-               config.model.name, dataset.sizes["train"], base.steps_per_epoch,
-               base.total_steps, jax.device_count())
+  task = task_for(config)
+  task.validate(config, jax.device_count())
+  lock = workdir_lib.prepare(workdir)
+  try:
+    return _train(config, workdir, dataset, task, lock)
+  finally:
+    lock.release()
 
-  fresh = create_state(base, dataset.image_shape)
-  state, restored_step = ckpt.restore_latest(fresh)
-  if state is None:
-    state = load_initial_weights(config, fresh, base) if config.init_from else fresh
-  elif jax.process_index() == 0:
-    print(f"Resumed from checkpoint at step {restored_step} in {workdir}", flush=True)
-  del fresh
+
+def _train(config, workdir, dataset, task, lock) -> dict:
+  if dataset is None:
+    dataset = task.load_data(config)
+  base = setup(config, dataset)
+  ckpt = Checkpointer(workdir, config.keep_checkpoints)
+  try:
+    fresh = create_state(base, dataset.image_shape)
+    state, restored_step = _restore(config, workdir, ckpt, fresh)
+    if state is None:
+      state = load_initial_weights(config, fresh, base) if config.init_from else fresh
+    del fresh
+    workdir_lib.save_config(config, workdir)
+    writer = MetricWriter(workdir, resume_step=restored_step,
+                          hparams=json.loads(config.to_json_best_effort()))
+  except BaseException:
+    ckpt.close()
+    raise
+  console = Console(base.total_steps)
+  console.line(_header(config, base, dataset, workdir, restored_step))
 
   eval_feed = make_feed(base, dataset)
   eval_step = make_eval_step(base, eval_image_size(config, dataset))
@@ -553,9 +629,11 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   head_steps = base.finetune[2] if base.finetune else 0
 
   step = int(jax.device_get(state.step))
+  first_step = step
   pending = []
   t_last, step_last, t_start = time.time(), step, time.time()
   summary = {}
+  profile = (step + 1, step + 1 + config.profile_steps) if config.profile_steps else None
 
   def flush_metrics(step):
     nonlocal pending, t_last, step_last
@@ -563,26 +641,30 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
       return
     m = jax.device_get(pending)
     pending = []
-    if any(x["nonfinite"] for x in m):
-      bad = [i for i, x in enumerate(m) if x["nonfinite"]][0]
+    bad = [i for i, x in enumerate(m) if x["nonfinite_loss"] or x["nonfinite_state"]]
+    if bad:
+      i = bad[0]
+      what = "loss is NaN/Inf" if m[i]["nonfinite_loss"] else \
+          "parameters or BatchNorm statistics became NaN/Inf"
       last = ckpt.steps()[-1] if ckpt.steps() else None
       raise NonFiniteLoss(
-          f"loss is NaN/Inf at step {step - len(m) + bad + 1}; the run stopped and "
+          f"{what} at step {step - len(m) + i + 1}; the run stopped and "
           f"the last good checkpoint ({'step ' + str(last) if last is not None else 'none'}) "
           f"in {ckpt.directory} is kept. Lower config.optimizer.lr or add warmup "
           f"(config.schedule.warmup_epochs), then rerun to resume.")
     now = time.time()
     ips = (step - step_last) * config.batch_size / max(now - t_last, 1e-9)
-    values = {k: float(np.mean([x[k] for x in m])) for k in ("loss", "accuracy")}
+    values = {k: float(np.mean([x[k] for x in m]))
+              for k in ("loss", "accuracy", "grad_norm", "param_norm")}
     values["lr"] = float(m[-1]["lr"])
     values["img_per_sec"] = ips
     epoch = step / spe
     writer.write(step, "train", values, epoch=epoch)
+    lock.heartbeat()
     eta = (total - step) * config.batch_size / max(ips, 1e-9)
-    if jax.process_index() == 0:
-      print(f"epoch {epoch:7.2f}  step {step}/{total}  loss {values['loss']:.4f}  "
-            f"acc {values['accuracy']:.4f}  lr {values['lr']:.4g}  {ips:8.1f} img/s  "
-            f"ETA {format_duration(eta)}", flush=True)
+    console.line(f"epoch {epoch:7.2f}  step {step}/{total}  loss {values['loss']:.4f}  "
+                 f"{task.accuracy_label} {values['accuracy']:.4f}  lr {values['lr']:.4g}  "
+                 f"|g| {values['grad_norm']:.3g}  {ips:8.1f} img/s  ETA {format_duration(eta)}")
     t_last, step_last = now, step
 
   def run_eval(state, step):
@@ -594,14 +676,12 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
       if name not in dataset.splits:
         continue
       for suffix, params, stats in weights:
-        res = evaluate(eval_step, params, stats,
-                       eval_feed.eval_batches(name, config.eval_batch_size))
+        res = evaluate(base, eval_step, params, stats,
+                       eval_feed.eval_batches(name, config.eval_batch_size), dataset)
         writer.write(step, name + suffix, res, epoch=epoch)
         summary[name + suffix] = res
-        if jax.process_index() == 0:
-          print(f"eval {name + suffix:14s} step {step}  epoch {epoch:.2f}  loss "
-                f"{res['loss']:.4f}  top-1 {res['accuracy']:.4f}  top-5 {res['top5']:.4f}  "
-                f"({int(res['count'])} examples)", flush=True)
+        console.line(f"eval {name + suffix:14s} step {step}  epoch {epoch:.2f}  "
+                     + task.eval_line(res))
     if config.schedule.name == "plateau" and "validation" in summary:
       best, bad, mult = plateau.update(float(state.plateau_best), int(state.plateau_bad),
                                        1.0 - summary["validation"]["accuracy"])
@@ -609,44 +689,58 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
           plateau_best=jax.device_put(jnp.float32(best), base.replicated),
           plateau_bad=jax.device_put(jnp.int32(bad), base.replicated),
           lr_scale=jax.device_put(state.lr_scale * mult, base.replicated))
-      if mult != 1.0 and jax.process_index() == 0:
-        print(f"validation error plateaued: learning rate x{mult}", flush=True)
+      if mult != 1.0:
+        console.line(f"validation error plateaued: learning rate x{mult}")
     return state
 
   stage, feed = None, None
+  interrupt = _Interrupt()
   try:
-    with _Interrupt() as interrupt:
+    with interrupt:
       while step < total:
         current = next(i for i, (a, b, _) in enumerate(plan) if a <= step < b)
         if current != stage:
           stage = current
           run, stage_data = stage_run(config, dataset, plan[stage][2])
           feed = make_feed(run, stage_data, arrays=getattr(feed, "arrays", None))
-          if len(plan) > 1 and jax.process_index() == 0:
-            print(f"stage {stage + 1}/{len(plan)} from step {step}: "
-                  + ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()
-                        if not isinstance(v, tuple)),
-                  flush=True)
+          if len(plan) > 1:
+            console.line(f"stage {stage + 1}/{len(plan)} from step {step}: " + ", ".join(
+                f"{k.split('.')[-1]}={v:g}" for k, v in plan[stage][2].items()
+                if not isinstance(v, tuple)))
         if head_steps and step == head_steps:   # head trained: fresh optimizer for all
           state = state.replace(opt_state=jax.jit(base.tx.init, out_shardings=base.replicated)(
               state.params))
+        if profile and step == profile[0]:
+          jax.profiler.start_trace(os.path.join(workdir, "profile"))
         state, metrics = feed.train_step(state, step)
         step += 1
+        if profile and step == profile[1]:
+          jax.block_until_ready(state)
+          jax.profiler.stop_trace()
+          console.line(f"profiled steps {profile[0]}-{profile[1] - 1} into "
+                       f"{os.path.join(workdir, 'profile')} (TensorBoard's profile tab)")
+          profile = None
         pending.append(metrics)
+        console.progress(step, t_start, first_step)
         done = step == total
-        if step % config.log_every_steps == 0 or done:
+        preempted = interrupt.signal or ckpt.reached_preemption(step)
+        if step % config.log_every_steps == 0 or done or preempted:
           flush_metrics(step)
         if step % eval_every == 0 or done:
           flush_metrics(step)
           state = run_eval(state, step)
-        if step % config.checkpoint_every_steps == 0 or done or interrupt.signal:
-          flush_metrics(step)
+        if step % config.checkpoint_every_steps == 0 or done or preempted:
+          flush_metrics(step)   # raises before a non-finite state is saved
           ckpt.save(state)
-        if interrupt.signal:
+        if preempted:
           ckpt.wait()
-          print(f"Received signal {interrupt.signal}: saved checkpoint at step {step}; "
-                f"rerun the same command to resume.", flush=True)
+          why = f"signal {interrupt.signal}" if interrupt.signal else "preemption"
+          console.line(f"Received {why}: saved checkpoint at step {step}; "
+                       "rerun the same command to resume.")
+          interrupt.signal = interrupt.signal or "preemption"
           break
+    if profile:
+      jax.profiler.stop_trace()
     if not interrupt.signal and not summary:   # resumed from the final checkpoint
       state = run_eval(state, step)
   finally:
@@ -655,37 +749,37 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   summary.update(step=step, epoch=step / spe, seconds=time.time() - t_start,
                  interrupted=bool(interrupt.signal))
   if jax.process_index() == 0 and not interrupt.signal:
-    parts = [f"{k} top-1 {summary[k]['accuracy']:.4f}" for k in
+    parts = [f"{k} {task.final_line(summary[k])}" for k in
              ("validation", "test", "validation_ema", "test_ema") if k in summary]
-    print(f"Finished {config.model.name} on {dataset.name}: step {step}, "
-          f"epoch {summary['epoch']:.2f}, " + ", ".join(parts) +
-          f", {format_duration(summary['seconds'])}", flush=True)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    console.line(f"Finished {config.model.name} on {dataset.name}: step {step}, "
+                 f"epoch {summary['epoch']:.2f}, " + ", ".join(parts) +
+                 f", {format_duration(summary['seconds'])}")
+    workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 
 def load_state(config, workdir: str, dataset=None):
   """The latest train state saved in `workdir` (for notebooks, fine-tuning, tests)."""
-  from flaxcnn import data as data_lib
   if dataset is None:
-    dataset = data_lib.load(config)
+    dataset = task_for(config).load_data(config)
   run = setup(config, dataset)
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
-  state, _ = ckpt.restore_latest(create_state(run, dataset.image_shape))
-  ckpt.close()
+  try:
+    state, _ = _restore(config, workdir, ckpt, create_state(run, dataset.image_shape))
+  finally:
+    ckpt.close()
   if state is None:
-    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first")
   return state
 
 
 def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   """Evaluates the latest checkpoint in `workdir` on the validation and test splits
-  with `config.eval_mode` (center, ten_crop, multiscale), without training."""
-  from flaxcnn import data as data_lib
-  config_lib.validate(config, jax.device_count())
+  (classification: with `config.eval_mode`, center / ten_crop / multiscale)."""
+  task = task_for(config)
+  task.validate(config, jax.device_count())
   if dataset is None:
-    dataset = data_lib.load(config)
+    dataset = task.load_data(config)
   run = setup(config, dataset)
   state = load_state(config, workdir, dataset)
   feed = make_feed(run, dataset)
@@ -693,10 +787,10 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   results = {}
   for name in ("validation", "test"):
     if name in dataset.splits:
-      res = evaluate(eval_step, state.params, state.batch_stats,
-                     feed.eval_batches(name, config.eval_batch_size))
+      res = evaluate(run, eval_step, state.params, state.batch_stats,
+                     feed.eval_batches(name, config.eval_batch_size), dataset)
       results[name] = res
-      print(f"eval {name:10s} ({config.eval_mode}) step {int(state.step)}: loss "
-            f"{res['loss']:.4f} top-1 {res['accuracy']:.4f} top-5 {res['top5']:.4f}",
-            flush=True)
+      if jax.process_index() == 0:
+        print(f"eval {name:10s} ({config.eval_mode}) step {int(state.step)}: "
+              + task.eval_line(res), flush=True)
   return results

@@ -56,7 +56,7 @@ def test_two_processes_match_one(single_device_losses, tmp_path):
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
-  assert "2 process(es), 2 cpu device(s)" in outs[0]
+  assert "2 cpu device(s) in 2 processes" in outs[0]
   losses = _train_losses(tmp_path)
   assert len(losses) == 6          # only process 0 writes metrics
   np.testing.assert_allclose(losses, single_device_losses, rtol=2e-4)

@@ -119,7 +119,9 @@ def test_efficientnet_recipe(variant, size, dropout):
   assert c.schedule.warmup_epochs == 5 and c.num_epochs == 350
   assert c.label_smoothing == pytest.approx(0.1) and c.ema_decay == pytest.approx(0.9999)
   assert c.data.image_size == size == get_preset(c.model.name).image_size
-  assert c.augment.randaugment_layers == 2 and c.augment.randaugment_magnitude == 10
+  # The reference's magnitude 10 on TF's 0-10 scale: 30 on ours.
+  assert c.augment.randaugment_layers == 2 and c.augment.randaugment_magnitude == 30
+  assert c.schedule.decay_begin == "start" and not c.optimizer.decay_all
   model = config_lib.build_model(c, 1000)
   assert model.act == "swish" and model.dropout == pytest.approx(dropout)
   assert model.stochastic_depth == pytest.approx(0.8)
@@ -158,7 +160,11 @@ def test_efficientnetv2_progressive_recipe(size):
   assert c.model.name == f"efficientnetv2_{size}"
   assert c.progressive.stages == 4
   assert tuple(c.progressive.image_size) == table["image_size"]
-  assert tuple(c.progressive.randaugment_magnitude) == pytest.approx(table["randaugment"])
+  # Table 6's magnitudes are TF levels (0-10): 3x on our 0-30 scale, saturated at 30.
+  assert tuple(c.progressive.randaugment_magnitude) == pytest.approx(
+      [min(3 * m, 30) for m in table["randaugment"]])
+  assert c.augment.randaugment_magnitude == c.progressive.randaugment_magnitude[1]
+  assert c.schedule.decay_begin == "start"
   assert tuple(c.progressive.mixup_alpha) == pytest.approx(table["mixup"])
   assert tuple(c.progressive.dropout) == pytest.approx(table["dropout"])
   assert c.data.image_size == {"s": 384, "m": 480, "l": 480}[size]    # evaluation size
@@ -269,6 +275,45 @@ def test_resnet_cifar_recipe():
   assert c.model.name == "resnet110_cifar"
   assert_piecewise(c, 182, (91, 137), 0.1, 128)
   assert_sgd(c, 0.1, 0.9, False, 1e-4)
+  assert c.optimizer.decay_all                             # Caffe decays every parameter
+
+
+@pytest.mark.parametrize("depth", [110, 1202])
+def test_resnet110_constant_warmup(depth):
+  """He et al. 2015: lr 0.01 for the first ~400 iterations, then 0.1 (the schedule
+  at the loop's 45,000 // 128 = 351 steps per epoch)."""
+  import numpy as np
+  from flaxcnn import optim
+  c = load("resnet_cifar.py", str(depth))
+  schedule = optim.make_schedule(c, 45000 // 128, 64000)
+  lr = [float(schedule(t)) for t in (0, 399, 400, 31940, 31941)]
+  np.testing.assert_allclose(lr, [0.01, 0.01, 0.1, 0.1, 0.01], rtol=1e-5)
+  assert load("resnet_cifar.py", "56").schedule.warmup_epochs == 0
+
+
+def test_efficientnet_decay_counts_from_step_zero():
+  """The TF reference decays lr 0.256 by 0.97 every 2.4 epochs of the global step;
+  the 5-epoch warm-up covers the first two periods."""
+  from flaxcnn import optim
+  c = load("efficientnet_b0.py")
+  spe = 1281167 // 4096                                    # 312
+  schedule = optim.make_schedule(c, spe, 350 * spe)
+  after_warmup = int(round(5 * spe))
+  periods = after_warmup // (2.4 * spe)
+  assert float(schedule(after_warmup)) == pytest.approx(0.256 * 0.97 ** periods, rel=1e-5)
+  assert periods == 2
+
+
+def test_config_arguments_share_one_parser():
+  opts = config_lib.parse_arg("b3,batch=1024", "x.py", variant=("b0", "b3"), batch=4096,
+                              fast=False)
+  assert opts == {"variant": "b3", "batch": 1024, "fast": False}
+  assert config_lib.parse_arg("", "x.py", depth=(20, 110))["depth"] == 20
+  assert config_lib.parse_arg("depth=110", "x.py", depth=(20, 110))["depth"] == 110
+  for bad, match in (("b9", "unknown argument"), ("batch=big", "not a int"),
+                     ("b0,b3", "given twice")):
+    with pytest.raises(ValueError, match=match):
+      config_lib.parse_arg(bad, "x.py", variant=("b0", "b3"), batch=4096)
 
 
 def test_recipes_build_the_papers_parameter_counts():

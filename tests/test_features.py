@@ -40,8 +40,8 @@ def _key():
 
 
 @pytest.mark.parametrize("name,kwargs", [
-    ("resnet20_cifar", dict(depth=8)),                                   # 'Classifier_0'
-    ("wrn16_4", dict()),                                                 # 'classifier'
+    ("resnet20_cifar", dict(depth=8)),
+    ("wrn16_4", dict()),
     ("densenet_bc_100_12", dict(depth=10, growth_rate=4)),
 ])
 def test_pooled_features_are_what_the_classifier_pools(name, kwargs):
@@ -54,12 +54,12 @@ def test_pooled_features_are_what_the_classifier_pools(name, kwargs):
   logits, feats = jax.jit(lambda v, x: (model.apply(v, x, train=False),
                                         features.pooled_features(model, v, x)))(variables, x)
   params = variables["params"]
-  head = (params.get("Classifier_0") or params["classifier"])["head"]
+  head = params["head"]
   assert feats.shape == (3, head["kernel"].shape[0])
   np.testing.assert_allclose(feats @ head["kernel"] + head["bias"], logits, atol=1e-4, rtol=1e-4)
   # The classifier's parameters are not needed.
   backbone_only = {"params": {k: v for k, v in params.items()
-                              if k not in ("Classifier_0", "classifier")},
+                              if k != "head"},
                    "batch_stats": variables.get("batch_stats", {})}
   again = jax.jit(lambda v, x: features.pooled_features(model, v, x))(backbone_only, x)
   np.testing.assert_allclose(again, feats, atol=1e-6)
@@ -121,7 +121,7 @@ def test_features_are_exactly_the_backbone_pooled_features(backbone_run, tmp_pat
       backbone.variables, jnp.asarray(images, jnp.float32))
   np.testing.assert_allclose(x[:50], expected, atol=1e-5)
   # The logits of the run's own head follow from them.
-  head = backbone.variables["params"]["Classifier_0"]["head"]
+  head = backbone.variables["params"]["head"]
   logits = jax.jit(lambda v, x: backbone.model.apply(v, x, train=False))(
       backbone.variables, jnp.asarray(images, jnp.float32))
   np.testing.assert_allclose(x[:50] @ head["kernel"] + head["bias"], logits, atol=1e-4)

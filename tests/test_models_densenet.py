@@ -255,8 +255,66 @@ def test_invalid_depth_through_registry():
     (dict(compression=0.0), "compression"), (dict(compression=1.5), "compression"),
     (dict(stem="tiny"), "stem"), (dict(block_sizes=()), "block_sizes"),
     (dict(growth_rate=0), "growth_rate"), (dict(dropout=1.0), "dropout"),
-    (dict(bottleneck_width=0), "bottleneck_width"),
+    (dict(bottleneck_width=0), "bottleneck_width"), (dict(remat_policy="all"), "remat_policy"),
 ])
 def test_invalid_config_raises(kwargs, field):
   with pytest.raises(ValueError, match=field):
     DenseNet(num_classes=10, **kwargs)
+
+
+# Memory-efficient DenseNet (Pleiss et al. 2017): recomputing the concatenation,
+# BN and ReLU (or the whole layer) in the backward pass changes nothing computed.
+def _loss_and_grads(model, variables, x):
+  def loss(params):
+    logits, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                  x, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": _key(7)})
+    return jnp.sum(logits ** 2), (logits, updates["batch_stats"])
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+
+
+@pytest.mark.parametrize("bottleneck", [True, False])
+def test_memory_efficient_gives_identical_outputs_and_gradients(bottleneck):
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 3))
+  base = densenet_cifar(16 if bottleneck else 10, 4, bottleneck=bottleneck, dropout=0.2)
+  variables = _init(base, x)
+  (loss, (logits, stats)), grads = _loss_and_grads(base, variables, x)
+  for kwargs in (dict(memory_efficient=True), dict(remat=True, remat_policy="nothing")):
+    model = base.clone(**kwargs)
+    (loss2, (logits2, stats2)), grads2 = _loss_and_grads(model, variables, x)
+    assert jax.tree.structure(grads2) == jax.tree.structure(grads)
+    np.testing.assert_allclose(loss2, loss, rtol=1e-6)
+    np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves((grads2, stats2)), jax.tree.leaves((grads, stats))):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _saved_residual_bytes(model, x):
+  """Bytes the backward pass keeps: the leaves of the VJP closure (shapes only)."""
+  variables = jax.eval_shape(lambda: model.init({"params": _key(0)}, x, train=False))
+  def residuals(params, batch_stats):
+    loss = lambda p: jnp.sum(model.apply({"params": p, "batch_stats": batch_stats}, x,
+                                         train=True, mutable=["batch_stats"])[0])
+    return jax.vjp(loss, params)[1]
+  vjp = jax.eval_shape(residuals, variables["params"], variables["batch_stats"])
+  return sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(vjp))
+
+
+def test_memory_efficient_keeps_feature_maps_linear_in_depth():
+  # Without recomputation each layer keeps its concatenated input (c0 + l*k
+  # channels): quadratic in the layers per block. Memory-efficient layers keep
+  # only their conv outputs (4k + k channels): linear.
+  x = jnp.zeros((2, 8, 8, 3))
+  variants = {"plain": {}, "convs": dict(memory_efficient=True),
+              "nothing": dict(remat=True, remat_policy="nothing")}
+  kept = {(v, depth): _saved_residual_bytes(densenet_cifar(depth, 4, **kwargs), x)
+          for v, kwargs in variants.items() for depth in (22, 40)}   # 3, 6 layers per block
+  growth = {v: kept[v, 40] / kept[v, 22] for v in variants}
+  assert growth["plain"] > 2.2 and growth["convs"] < 2.0 and growth["nothing"] < 2.0
+  assert kept["nothing", 40] < kept["convs", 40] < 0.4 * kept["plain", 40]
+
+
+def test_memory_efficient_keeps_parameter_names():
+  shapes = lambda m: jax.tree.map(lambda a: a.shape, summary.init_shapes(m, 8))
+  assert shapes(_tiny(memory_efficient=True)) == shapes(_tiny())
+  assert registry.create_model("densenet_bc_100_12", remat=True).remat

@@ -58,7 +58,7 @@ def test_up_convolution_and_skip_shapes():
   assert shapes["upconv2"]["kernel"].shape == (2, 2, 32, 16)    # 2x2, halves channels
   assert shapes["upconv1"]["kernel"].shape == (2, 2, 16, 8)
   assert shapes["up1"]["conv1"]["Conv_0"]["kernel"].shape == (3, 3, 16, 8)  # 8 skip + 8 up
-  assert shapes["classifier"]["kernel"].shape == (1, 1, 8, 2)
+  assert shapes["head"]["kernel"].shape == (1, 1, 8, 2)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (32, 96), (256, 256)])

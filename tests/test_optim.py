@@ -78,3 +78,41 @@ def test_rmsprop_tf_first_step():
   u2, _ = tx.update(g, s, p)
   ms2 = 0.9 * (0.9 + 0.4) + 0.4
   assert float(u2[0]) == pytest.approx(0.9 * expected - 0.1 * 2.0 / np.sqrt(ms2 + 1e-3), rel=1e-5)
+
+
+def test_constant_warmup_resnet110():
+  """He et al. 2015 (Sec. 4.2): ResNet-110 trains at 0.01 for about 400 iterations,
+  then at 0.1 (the config's constant warm-up at 0.1 x the peak)."""
+  c = tiny_config(**{"schedule.name": "piecewise", "optimizer.lr": 0.1,
+                     "schedule.warmup": "constant", "schedule.warmup_factor": 0.1})
+  c.schedule.boundaries = (91.0, 137.0)
+  c.schedule.factor = 0.1
+  c.schedule.warmup_epochs = 400 / 351
+  lr = _lr(c, [0, 399, 400, 31940, 31941], spe=351, total=64000)
+  np.testing.assert_allclose(lr, [0.01, 0.01, 0.1, 0.1, 0.01], rtol=1e-5)
+
+
+def test_exponential_decay_counted_from_step_zero_or_from_warmup_end():
+  c = tiny_config(**{"schedule.name": "exponential", "optimizer.lr": 0.256,
+                     "schedule.decay_rate": 0.97, "schedule.decay_epochs": 2.4,
+                     "schedule.warmup_epochs": 5.0})
+  # From the end of the warm-up (500 steps): first decay at 500 + 240.
+  lr = _lr(c, [0, 499, 500, 739, 740], spe=100, total=10000)
+  np.testing.assert_allclose(lr, [0.256 / 500, 0.256, 0.256, 0.256, 0.256 * 0.97], rtol=1e-5)
+  # From step 0 (the TF reference): at step 500, floor(500 / 240) = 2 periods have passed.
+  c.schedule.decay_begin = "start"
+  lr = _lr(c, [499, 500, 719, 720], spe=100, total=10000)
+  np.testing.assert_allclose(lr, [0.256, 0.256 * 0.97 ** 2, 0.256 * 0.97 ** 2,
+                                  0.256 * 0.97 ** 3], rtol=1e-5)
+
+
+def test_piecewise_with_min_lr_and_unknown_warmup():
+  c = tiny_config(**{"schedule.name": "piecewise", "optimizer.lr": 0.1,
+                     "schedule.min_lr": 0.005})
+  c.schedule.boundaries = (1.0, 2.0)
+  c.schedule.factor = 0.1
+  np.testing.assert_allclose(_lr(c, [99, 100, 200]), [0.1, 0.01, 0.005], rtol=1e-5)
+  c.schedule.warmup_epochs = 1.0
+  c.schedule.warmup = "cubic"
+  with pytest.raises(ValueError, match="schedule.warmup"):
+    optim.make_schedule(c, 100, 1000)

@@ -456,17 +456,17 @@ def test_load_safetensors_pth_npz_and_new_head(tmp_path):
   for name in ("m.safetensors", "m.pth", "wrapped.pth", "m.npz"):
     v = pretrained.load("resnet18", str(tmp_path / name))
     jax.tree.map(np.testing.assert_array_equal, v, ref)
-  assert v["params"]["Classifier_0"]["head"]["kernel"].shape == (512, 1000)
+  assert v["params"]["head"]["kernel"].shape == (512, 1000)
   # A new 10-class head for fine-tuning: the backbone is kept, the head is fresh.
   v10 = pretrained.load("resnet18", str(tmp_path / "m.safetensors"), num_classes=10)
-  assert v10["params"]["Classifier_0"]["head"]["kernel"].shape == (512, 10)
+  assert v10["params"]["head"]["kernel"].shape == (512, 10)
   np.testing.assert_array_equal(v10["params"]["ConvBN_0"]["Conv_0"]["kernel"],
                                 ref["params"]["ConvBN_0"]["Conv_0"]["kernel"])
   # A headless file (timm's num_classes=0 export) gets a fresh head as well.
   headless = {k: v for k, v in state_dict_numpy(tmodel).items() if not k.startswith("fc.")}
   v0 = pretrained.convert("resnet18", headless, num_classes=10)
-  np.testing.assert_array_equal(v0["params"]["Classifier_0"]["head"]["kernel"],
-                                v10["params"]["Classifier_0"]["head"]["kernel"])
+  np.testing.assert_array_equal(v0["params"]["head"]["kernel"],
+                                v10["params"]["head"]["kernel"])
   model = models.create_model("resnet18", num_classes=10)
   out = jax.jit(lambda v, x: model.apply(v, x, train=False))(v10, np.zeros((1, 32, 32, 3), np.float32))
   assert out.shape == (1, 10)

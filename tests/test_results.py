@@ -238,3 +238,83 @@ def test_train_curve_follows_evaluations_within_an_epoch(tmp_path):
   assert list(train["step"]) == [25, 50]
   assert train["accuracy"].tolist() == pytest.approx([0.15, 0.40])   # means of 5..25, 30..50
   assert runs.iloc[0]["status"] == "incomplete" and runs.iloc[0]["underfit"]
+
+
+# ----------------------------------------------------------------------------- paper comparison
+
+PAPER_CONFIG = '''
+from flaxcnn import papers
+from flaxcnn.config import default_config
+
+PAPER = papers.rows(papers.HE2016_T2_110, {
+    label: {"model.kwargs.placement": p} for label, p in (
+        ("(a) original", "original"), ("(b) BN after addition", "bn_after_addition"),
+        ("(e) full pre-activation", "full_preact"))})
+
+
+def get_config():
+  config = default_config()
+  config.model.name = "resnet110_cifar"
+  config.num_epochs = BUDGET
+  return config
+'''
+
+
+def paper_sweep(tmp_path, finals, budget=6.0):
+  """A sweep over model.kwargs.placement x 2 seeds, 6 epochs, with the config file
+  (sweep.json's "config") binding three rows of He et al. 2016, Table 2."""
+  cfg = tmp_path / "paper_config.py"
+  cfg.write_text(PAPER_CONFIG.replace("BUDGET", str(budget)))
+  d = tmp_path / "sweep"
+  variants = []
+  for (placement, seed), final in finals.items():
+    ov = {"model.kwargs.placement": placement, "seed": seed}
+    name = f"placement={placement},seed={seed}"
+    variants.append({"name": name, "overrides": ov})
+    write_run(str(d / name), train_error=decay(0.5, 0.01, 6), dev_error=decay(0.5, final, 6),
+              test_error=decay(0.5, final, 6), overrides=ov)
+  with open(d / "sweep.json", "w") as f:
+    json.dump({"config": str(cfg), "arg": "", "variants": variants}, f)
+  return str(d)
+
+
+FINALS = {("original", 0): 0.066, ("original", 1): 0.068,
+          ("bn_after_addition", 0): 0.080, ("bn_after_addition", 1): 0.084,
+          ("full_preact", 0): 0.062, ("full_preact", 1): 0.064}
+
+
+def test_compare_puts_the_paper_beside_ours(tmp_path, capsys):
+  df = results.compare(paper_sweep(tmp_path, FINALS))
+  assert list(df["row"]) == ["(a) original", "(b) BN after addition", "(e) full pre-activation"]
+  assert list(df["paper"]) == [6.61, 8.17, 6.37]
+  np.testing.assert_allclose(df["ours"], [6.7, 8.2, 6.3], atol=1e-6)
+  np.testing.assert_allclose(df["std"], [np.std([6.6, 6.8], ddof=1)] + [
+      np.std([8.0, 8.4], ddof=1), np.std([6.2, 6.4], ddof=1)], atol=1e-6)
+  np.testing.assert_allclose(df["diff"], [0.09, 0.03, -0.07], atol=1e-6)
+  assert list(df["n"]) == [2, 2, 2] and list(df["epochs"]) == [6.0, 6.0, 6.0]
+  assert set(df["budget"]) == {"full"}
+  order = df.attrs["ordering"]["he2016 Table 2, ResNet-110: CIFAR-10 test error (%)"]
+  assert order["holds"] and order["pairs"] == 3 and not order["violated"]
+  printed = capsys.readouterr().out
+  assert "Identity Mappings" in printed and "holds in ours (3 of 3 pairs)" in printed
+  assert "| (a) original | 6.61 | 6.70 ± 0.14 | 2 | 6 | 0.09 | full |" in printed
+
+
+def test_compare_reports_a_broken_ordering_and_a_shortened_budget(tmp_path, capsys):
+  finals = dict(FINALS)
+  finals[("full_preact", 0)] = finals[("full_preact", 1)] = 0.090   # (e) now worst
+  df = results.compare(paper_sweep(tmp_path, finals, budget=164.0), verbose=False)
+  assert list(df["budget"]) == ["shortened (6 of 164 epochs)"] * 3
+  assert df["diff"].isna().all()              # never compared as if at the paper's budget
+  order = next(iter(df.attrs["ordering"].values()))
+  assert not order["holds"] and order["shortened"]
+  assert sorted(order["violated"]) == [("(e) full pre-activation", "(a) original"),
+                                       ("(e) full pre-activation", "(b) BN after addition")]
+  assert "does not hold in 2 of 3 pairs (on shortened runs" in df.attrs["text"]
+  results.main([str(tmp_path / "sweep"), "--paper"])
+  assert "shortened (6 of 164 epochs)" in capsys.readouterr().out
+
+
+def test_compare_needs_a_config_file(tmp_path, sweep_dir):
+  with pytest.raises(ValueError, match="no sweep.json"):
+    results.compare(sweep_dir)

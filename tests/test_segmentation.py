@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxcnn import metrics, segmentation
+from flaxcnn import metrics, segmentation, train
 from flaxcnn.config import default_config
 from flaxcnn.data import shapes
 
@@ -171,8 +171,9 @@ def test_augmentation_moves_image_and_mask_together():
 def test_validate_rejects_classification_models_and_augmentations():
   with pytest.raises(ValueError, match="not a segmentation model"):
     segmentation.validate(seg_config(**{"model.name": "resnet20_cifar"}))
-  with pytest.raises(ValueError, match="mixup"):
-    segmentation.validate(seg_config(**{"augment.mixup_alpha": 0.2}))
+  with pytest.raises(ValueError, match="Cutout"):
+    segmentation.validate(seg_config(**{"augment.cutout": 8}))
+  segmentation.validate(seg_config(**{"augment.mixup_alpha": 0.2}))  # mixes masks too
   assert segmentation.is_segmentation(seg_config())
   assert not segmentation.is_segmentation(default_config())
 
@@ -182,7 +183,7 @@ def test_validate_rejects_classification_models_and_augmentations():
 def test_unet_learns_to_segment_craters(tmp_path):
   config = seg_config()
   t = time.time()
-  summary = segmentation.train_and_evaluate(config, str(tmp_path))
+  summary = train.train_and_evaluate(config, str(tmp_path))
   seconds = time.time() - t
   test = summary["test"]
   # The trivial predictor (all background) has mIoU = (background fraction) / 2.
@@ -203,5 +204,5 @@ def test_unet_learns_to_segment_craters(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["40", "80"]
 
   # The checkpoint evaluates to the same numbers.
-  results = segmentation.evaluate_checkpoint(config, str(tmp_path))
+  results = train.evaluate_checkpoint(config, str(tmp_path))
   assert results["test"]["mean_iou"] == pytest.approx(test["mean_iou"], abs=1e-6)

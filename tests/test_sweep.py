@@ -168,7 +168,8 @@ def test_sweep_trains_skips_finished_resumes_interrupted_and_survives_a_bad_vari
   v = _json(first / "variant.json")
   assert v["attempts"] == 2 and v["status"] == "finished"
   train_steps = [r["step"] for r in metrics.read_jsonl(str(first)) if r["split"] == "train"]
-  assert train_steps == [1, 2, 3, 4, 5, 6, 7, 8, 5, 6, 7, 8]   # resumed from step 4
+  # resumed from step 4: the history keeps steps 1-4 and the repeated 5-8 once
+  assert train_steps == [1, 2, 3, 4, 5, 6, 7, 8]
 
   runs = results.load(str(tmp_path))
   assert list(runs["run"]) == ["depth=8,seed=0", "depth=9,seed=0", "depth=8,seed=1"]

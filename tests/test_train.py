@@ -48,7 +48,7 @@ def test_evaluation_counts_each_example_once():
   state = train.create_state(run, dataset.image_shape)
   split = dataset.splits["test"]            # 360 examples: 5 full batches + 40 padded
   feed = train.make_feed(run, dataset)
-  res = train.evaluate(train.make_eval_step(run, 8), state.params, state.batch_stats,
+  res = train.evaluate(run, train.make_eval_step(run, 8), state.params, state.batch_stats,
                        feed.eval_batches("test", 64))
   assert res["count"] == 360
   x = (split.images / 255.0 - np.asarray(dataset.mean)) / np.asarray(dataset.std)

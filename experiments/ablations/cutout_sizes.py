@@ -18,25 +18,25 @@ flip), with 5,000 training images held out for validation as in the figure.
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DATASETS = ("cifar10", "cifar100")
 SIZES = (0, 4, 8, 12, 16, 20, 24)
+# Table 1's ResNet-18 rows (trained on all 50k images; these runs hold 5k out).
+PAPER = [row for table, best in ((papers.CUTOUT_T1_C10, 16), (papers.CUTOUT_T1_C100, 8))
+         for row in papers.rows(table, {"ResNet-18": {"augment.cutout": 0},
+                                        "ResNet-18 + cutout": {"augment.cutout": best}})]
+PAPER_UNREPORTED = "Figure 3 plots the other sizes (validation accuracy, no numbers)"
 
 
-def _seeds(arg):
-  n = 1
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      n = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"cutout_sizes.py: unknown argument {p!r}; use seeds=N")
-  return n
+def _options(arg):
+  return parse_arg(arg, "cutout_sizes.py", seeds=1)
 
 
 def get_config(arg: str = ""):
-  _seeds(arg)
+  _options(arg)
   config = sweep.load_module(os.path.join(_EXP, "cutout_wrn.py")).get_config("resnet18")
   config.data.validation_size = 5000
   return config
@@ -45,4 +45,4 @@ def get_config(arg: str = ""):
 def get_sweep(arg: str = ""):
   return sweep.product(sweep.axis("data.name", list(DATASETS)),
                        sweep.axis("augment.cutout", list(SIZES)),
-                       sweep.seeds(_seeds(arg)))
+                       sweep.seeds(_options(arg)["seeds"]))

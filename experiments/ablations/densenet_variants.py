@@ -22,25 +22,28 @@ dataset; `seeds=N` repeats every variant.
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 VARIANTS = (("DenseNet", False, 1.0), ("DenseNet-B", True, 1.0),
             ("DenseNet-C", False, 0.5), ("DenseNet-BC", True, 0.5))
 DEPTHS = (40, 100)
 GROWTH_RATE = 12
+PAPER = [row for table, arg in ((papers.DENSENET_T2_C10, ""),
+                                (papers.DENSENET_T2_C100, "cifar100"))
+         for row in papers.rows(table, {
+             f"{name} L={depth} k={GROWTH_RATE}": {
+                 "model.kwargs.bottleneck": b, "model.kwargs.compression": c,
+                 "model.kwargs.depth": depth, "model.kwargs.growth_rate": GROWTH_RATE}
+             for name, b, c in VARIANTS for depth in DEPTHS
+             if f"{name} L={depth} k={GROWTH_RATE}" in table.values}, arg=arg)]
+PAPER_UNREPORTED = ("DenseNet-B, DenseNet-C and DenseNet-BC L=40 appear only in Figure 4 "
+                    "(curves, no numbers)")
 
 
 def _options(arg):
-  opts = {"seeds": 1, "dataset": ""}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p == "cifar100":
-      opts["dataset"] = "cifar100"
-    else:
-      raise ValueError(f"densenet_variants.py: unknown argument {p!r}; use seeds=N, cifar100")
-  return opts
+  return parse_arg(arg, "densenet_variants.py", dataset=("cifar10", "cifar100"), seeds=1)
 
 
 def get_config(arg: str = ""):

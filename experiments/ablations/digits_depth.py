@@ -20,7 +20,7 @@ writes the table, the diagnostics and the figures.
 import os
 
 from flaxcnn import sweep
-from flaxcnn.config import default_config
+from flaxcnn.config import default_config, parse_arg
 
 DEPTHS = (8, 14)     # 6n+2 with n = 1, 2 basic blocks per stage
 SEEDS = 2
@@ -29,17 +29,12 @@ _CIFAR10_JPEG = os.path.normpath(os.path.join(
     "cifar10-jpeg", "train.tar.xz"))
 
 
+PAPER_UNREPORTED = ("a miniature on the digits, in no paper (He et al. 2015, Table 6 is its "
+                    "CIFAR-10 counterpart: experiments/resnet_cifar.py)")
+
+
 def _options(arg: str):
-  opts = {"seeds": SEEDS, "data": "digits"}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p in ("digits", "cifar10_jpeg"):
-      opts["data"] = p
-    else:
-      raise ValueError(f"digits_depth.py: unknown argument {p!r}; use seeds=N, digits, "
-                       "cifar10_jpeg")
-  return opts
+  return parse_arg(arg, "digits_depth.py", seeds=SEEDS, data=("digits", "cifar10_jpeg"))
 
 
 def get_config(arg: str = ""):

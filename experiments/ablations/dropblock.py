@@ -34,23 +34,26 @@ scale range: see experiments/efficientnet_b0.py), single centre crop evaluation.
 import math
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SCHEDULES = ("fixed", "linear")
 KEEP_PROBS = (0.95, 0.9, 0.85, 0.8, 0.75)
 BLOCK_SIZES = (1, 3, 5, 7, 9)
 STAGES = ((4,), (3, 4))
+_DB = "model.kwargs.dropblock_"
+PAPER = papers.rows(papers.DROPBLOCK_T1, {
+    "ResNet-50": {"model.name": "resnet50", _DB + "keep_prob": 1.0},
+    "ResNet-50 + DropBlock (keep_prob 0.9)": {
+        "model.name": "resnet50", "dropblock_schedule": "linear", _DB + "keep_prob": 0.9,
+        _DB + "size": 7, _DB + "stages": (3, 4)}})
+PAPER_UNREPORTED = ("the other keep_prob, schedule, block size and group settings are "
+                    "plotted in Figures 3-4 (no numbers carried here)")
 
 
 def _seeds(arg):
-  n = 1
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      n = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"dropblock.py: unknown argument {p!r}; use seeds=N")
-  return n
+  return parse_arg(arg, "dropblock.py", seeds=1)["seeds"]
 
 
 def get_config(arg: str = ""):

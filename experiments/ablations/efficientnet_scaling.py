@@ -28,7 +28,8 @@ label smoothing 0.1, EMA). The training crop's scale range follows the image siz
 import math
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BASE_SIZE = 224
@@ -37,6 +38,10 @@ DEPTHS = (2.0, 3.0, 4.0, 6.0, 8.0)
 RESOLUTIONS = (1.3, 1.5, 1.7, 2.0, 2.5)
 PHIS = (1, 2, 3)
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15     # depth, width, resolution
+PAPER = papers.rows(papers.EFFICIENTNET_T2, {"EfficientNet-B0": {
+    "model.name": "efficientnet_b0", "model.kwargs.width_mult": 1.0,
+    "model.kwargs.depth_mult": 1.0, "data.image_size": BASE_SIZE}})
+PAPER_UNREPORTED = "the scaled models are plotted in Figures 3 and 8 (no table values)"
 
 
 def _size(r):
@@ -48,13 +53,7 @@ def _scale_range(size):
 
 
 def _seeds(arg):
-  n = 1
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      n = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"efficientnet_scaling.py: unknown argument {p!r}; use seeds=N")
-  return n
+  return parse_arg(arg, "efficientnet_scaling.py", seeds=1)["seeds"]
 
 
 def get_config(arg: str = ""):

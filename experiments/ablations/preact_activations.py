@@ -22,25 +22,24 @@ entries).
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 from flaxcnn.models.resnet import PLACEMENTS
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MODELS = ("resnet110_cifar", "resnet164_cifar")
+PAPER = [row for model, table in zip(MODELS, (papers.HE2016_T2_110, papers.HE2016_T2_164))
+         for row in papers.rows(table, {
+             label: {"model.name": model, "model.kwargs.placement": placement}
+             for label, placement in zip(table.values, PLACEMENTS)})]
 
 
-def _seeds(arg):
-  n = 1
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      n = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"preact_activations.py: unknown argument {p!r}; use seeds=N")
-  return n
+def _options(arg):
+  return parse_arg(arg, "preact_activations.py", seeds=1)
 
 
 def get_config(arg: str = ""):
-  _seeds(arg)
+  _options(arg)
   config = sweep.load_module(os.path.join(_EXP, "preact_resnet.py")).get_config("110")
   config.model.name = "resnet110_cifar"
   config.model.kwargs.shortcut = "B"
@@ -51,4 +50,4 @@ def get_config(arg: str = ""):
 def get_sweep(arg: str = ""):
   return sweep.product(sweep.axis("model.name", list(MODELS)),
                        sweep.axis("model.kwargs.placement", list(PLACEMENTS)),
-                       sweep.seeds(_seeds(arg)))
+                       sweep.seeds(_options(arg)["seeds"]))

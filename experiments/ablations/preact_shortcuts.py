@@ -22,26 +22,31 @@ projection shortcuts where the shape changes (as the paper's Table 1 networks).
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PLAIN_VARIANTS = ("identity", "constant_scaling", "conv_shortcut", "dropout_shortcut")
 GATED_VARIANTS = ("exclusive_gating", "shortcut_only_gating")
 GATE_BIAS_INITS = (0.0, -6.0)
+_V = "model.kwargs.shortcut_variant"
+PAPER = papers.rows(papers.HE2016_T1, {
+    "original": {_V: "identity"},
+    "constant scaling 0.5/0.5": {_V: "constant_scaling"},
+    "1x1 conv shortcut": {_V: "conv_shortcut"},
+    "dropout shortcut": {_V: "dropout_shortcut"},
+    **{f"{name} b_g={b:g}": {_V: v, "model.kwargs.gate_bias_init": b}
+       for name, v in (("exclusive gating", "exclusive_gating"),
+                       ("shortcut-only gating", "shortcut_only_gating"))
+       for b in GATE_BIAS_INITS}})
 
 
-def _seeds(arg):
-  n = 1
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      n = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"preact_shortcuts.py: unknown argument {p!r}; use seeds=N")
-  return n
+def _options(arg):
+  return parse_arg(arg, "preact_shortcuts.py", seeds=1)
 
 
 def get_config(arg: str = ""):
-  _seeds(arg)
+  _options(arg)
   config = sweep.load_module(os.path.join(_EXP, "preact_resnet.py")).get_config("110")
   config.model.name = "resnet110_cifar"
   config.model.kwargs.shortcut = "B"
@@ -51,10 +56,9 @@ def get_config(arg: str = ""):
 
 
 def get_sweep(arg: str = ""):
-  n = _seeds(arg)
   return sweep.product(
       sweep.chain(
-          sweep.axis("model.kwargs.shortcut_variant", list(PLAIN_VARIANTS)),
-          sweep.product(sweep.axis("model.kwargs.shortcut_variant", list(GATED_VARIANTS)),
+          sweep.axis(_V, list(PLAIN_VARIANTS)),
+          sweep.product(sweep.axis(_V, list(GATED_VARIANTS)),
                         sweep.axis("model.kwargs.gate_bias_init", list(GATE_BIAS_INITS)))),
-      sweep.seeds(n))
+      sweep.seeds(_options(arg)["seeds"]))

@@ -21,24 +21,23 @@ Recipe: experiments/pyramidnet.py (batch 128, 300 epochs, lr 0.1 (C10) / 0.5 (C1
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PAIRS = (("pyramidnet110_a48", "pyramidnet110_mul_a4_75"),
          ("pyramidnet110_a84", "pyramidnet110_mul_a8"),
          ("pyramidnet110_a270", "pyramidnet110_mul_a27"))
+PAPER = [row for table, arg in ((papers.PYRAMIDNET_T4_C10, ""),
+                                (papers.PYRAMIDNET_T4_C100, "cifar100"))
+         for row in papers.rows(table, {
+             f"PyramidNet-110 alpha={add.split('_a')[1]}": {"model.name": add}
+             for add, _ in PAIRS}, arg=arg)]
+PAPER_UNREPORTED = "multiplicative widening appears only in Figure 6 (curves, no numbers)"
 
 
 def _options(arg):
-  opts = {"seeds": 1, "dataset": ""}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p == "cifar100":
-      opts["dataset"] = "cifar100"
-    else:
-      raise ValueError(f"pyramidnet_widening.py: unknown argument {p!r}; use seeds=N, cifar100")
-  return opts
+  return parse_arg(arg, "pyramidnet_widening.py", dataset=("cifar10", "cifar100"), seeds=1)
 
 
 def get_config(arg: str = ""):

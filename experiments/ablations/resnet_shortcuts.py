@@ -19,22 +19,20 @@ same question. `seeds=N` repeats every variant N times (the paper ran one).
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 SHORTCUTS = ("none", "A", "B", "C")
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+PAPER = papers.rows(papers.HE2015_T3, {
+    "plain-34" if s == "none" else f"ResNet-34 {s}": {
+        "model.name": "resnet34", "eval_mode": "ten_crop", "model.kwargs.shortcut": s}
+    for s in SHORTCUTS})
+PAPER_UNREPORTED = "the `cifar` comparison (ResNet-32 on CIFAR-10) is not in the paper"
 
 
 def _options(arg):
-  opts = {"cifar": False, "seeds": 1}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p == "cifar":
-      opts["cifar"] = True
-    elif p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    else:
-      raise ValueError(f"resnet_shortcuts.py: unknown argument {p!r}; use cifar, seeds=N")
-  return opts
+  return parse_arg(arg, "resnet_shortcuts.py", cifar=False, seeds=1)
 
 
 def get_config(arg: str = ""):
@@ -48,6 +46,5 @@ def get_config(arg: str = ""):
 
 
 def get_sweep(arg: str = ""):
-  opts = _options(arg)
   return sweep.product(sweep.axis("model.kwargs.shortcut", list(SHORTCUTS)),
-                       sweep.seeds(opts["seeds"]))
+                       sweep.seeds(_options(arg)["seeds"]))

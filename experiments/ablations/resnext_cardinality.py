@@ -22,22 +22,19 @@ single centre crop evaluation. `seeds=N` repeats every variant.
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-SETTINGS = ((1, 64), (2, 40), (4, 24), (8, 14), (32, 4))
+SETTINGS = papers.RESNEXT_SETTINGS     # (C, d): 1x64d, 2x40d, 4x24d, 8x14d, 32x4d
+PAPER = [row for depth in (50, 101) for row in papers.rows(papers.RESNEXT_T3, {
+    f"{'ResNet' if c == 1 else 'ResNeXt'}-{depth} ({c} x {d}d)": {
+        "model.name": f"resnext{depth}_{c}x{d}d"} for c, d in SETTINGS},
+    arg="" if depth == 50 else "101")]
 
 
 def _options(arg):
-  opts = {"seeds": 1, "depth": 50}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p in ("50", "101"):
-      opts["depth"] = int(p)
-    else:
-      raise ValueError(f"resnext_cardinality.py: unknown argument {p!r}; use 50/101, seeds=N")
-  return opts
+  return parse_arg(arg, "resnext_cardinality.py", depth=(50, 101), seeds=1)
 
 
 def get_config(arg: str = ""):

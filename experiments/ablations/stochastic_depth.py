@@ -51,3 +51,16 @@ def get_sweep(arg: str = ""):
                        sweep.axis("model.kwargs.stochastic_depth", list(P_L)))
   baseline = sweep.axis("model.kwargs.stochastic_depth", [1.0])
   return sweep.product(sweep.chain(baseline, grid), sweep.seeds(_options(arg)["seeds"]))
+
+
+# ----------------------------------------------------------------------------- paper rows
+# The published results this sweep reproduces (flaxcnn.papers; compared by
+# `python -m flaxcnn.results DIR --paper`): Huang et al. 2016, Table 1.
+from flaxcnn import papers  # noqa: E402
+
+PAPER = [row for table, arg in ((papers.SD_T1_C10, ""), (papers.SD_T1_C100, "cifar100"))
+         for row in papers.rows(table, {
+             "ResNet-110 constant depth": {"model.kwargs.stochastic_depth": 1.0},
+             "ResNet-110 stochastic depth": {"model.kwargs.stochastic_depth_decay": "linear",
+                                             "model.kwargs.stochastic_depth": 0.5}}, arg=arg)]
+PAPER_UNREPORTED = "Figure 8 plots the other survival probabilities (curves, no numbers)"

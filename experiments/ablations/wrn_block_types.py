@@ -19,23 +19,19 @@ variant as the paper's median of 5 runs; `cifar100` switches the dataset.
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-MODELS = ("wrn40_2_b131", "wrn40_2_b31", "wrn40_2_b13", "wrn28_2", "wrn40_2_b311",
-          "wrn22_2_b313")
+MODELS = {"wrn40_2_b131": "WRN-40-2 B(1,3,1)", "wrn40_2_b31": "WRN-40-2 B(3,1)",
+          "wrn40_2_b13": "WRN-40-2 B(1,3)", "wrn28_2": "WRN-28-2 B(3,3)",
+          "wrn40_2_b311": "WRN-40-2 B(3,1,1)", "wrn22_2_b313": "WRN-22-2 B(3,1,3)"}
+PAPER = papers.rows(papers.WRN_T2, {label: {"model.name": m} for m, label in MODELS.items()})
+PAPER_UNREPORTED = "Table 2 is CIFAR-10 only (no CIFAR-100 values)"
 
 
 def _options(arg):
-  opts = {"seeds": 1, "dataset": ""}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p == "cifar100":
-      opts["dataset"] = "cifar100"
-    else:
-      raise ValueError(f"wrn_block_types.py: unknown argument {p!r}; use seeds=N, cifar100")
-  return opts
+  return parse_arg(arg, "wrn_block_types.py", dataset=("cifar10", "cifar100"), seeds=1)
 
 
 def get_config(arg: str = ""):

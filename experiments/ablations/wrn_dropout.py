@@ -16,23 +16,22 @@ repeats every variant.
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 NETS = ((16, 4), (28, 10), (52, 1))
 DROPOUT = (0.0, 0.3)
+PAPER = [row for table, arg in ((papers.WRN_T6_C10, ""), (papers.WRN_T6_C100, "cifar100"))
+         for row in papers.rows(table, {
+             f"WRN-{d}-{k}{' dropout' if p else ''}": {
+                 "model.kwargs.depth": d, "model.kwargs.widen_factor": k,
+                 "model.kwargs.dropout": p}
+             for d, k in NETS for p in DROPOUT}, arg=arg)]
 
 
 def _options(arg):
-  opts = {"seeds": 1, "dataset": ""}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p == "cifar100":
-      opts["dataset"] = "cifar100"
-    else:
-      raise ValueError(f"wrn_dropout.py: unknown argument {p!r}; use seeds=N, cifar100")
-  return opts
+  return parse_arg(arg, "wrn_dropout.py", dataset=("cifar10", "cifar100"), seeds=1)
 
 
 def get_config(arg: str = ""):

@@ -17,23 +17,22 @@ repeats every variant.
 """
 import os
 
-from flaxcnn import sweep
+from flaxcnn import papers, sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ROWS = ((40, 1), (40, 2), (40, 4), (40, 8), (28, 10), (28, 12), (22, 8), (22, 10),
         (16, 8), (16, 10))
+PAPER = [row for table, arg in ((papers.WRN_T4_C10, ""), (papers.WRN_T4_C100, "cifar100"))
+         for row in papers.rows(table, {
+             f"WRN-{d}-{k}": {"model.kwargs.depth": d, "model.kwargs.widen_factor": k,
+                              "model.kwargs.dropout": 0.0}
+             for d, k in ROWS if f"WRN-{d}-{k}" in table.values}, arg=arg)]
+PAPER_UNREPORTED = "Table 4 has no CIFAR-100 value for WRN-40-8"
 
 
 def _options(arg):
-  opts = {"seeds": 1, "dataset": ""}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p == "cifar100":
-      opts["dataset"] = "cifar100"
-    else:
-      raise ValueError(f"wrn_width.py: unknown argument {p!r}; use seeds=N, cifar100")
-  return opts
+  return parse_arg(arg, "wrn_width.py", dataset=("cifar10", "cifar100"), seeds=1)
 
 
 def get_config(arg: str = ""):

@@ -15,9 +15,13 @@ A validation split is held out from train (the last `validation_size` examples
 after a fixed shuffle) when the dataset has none.
 """
 import dataclasses
+import numbers
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+MAX_IMAGE_SIZE = 4096            # pixels per side; beyond it a size is a typo
+MAX_SYNTHETIC_BYTES = 16 << 30   # synthetic data is allocated whole
 
 
 @dataclasses.dataclass
@@ -79,10 +83,46 @@ def finalize(name, num_classes, splits, validation_size, class_names=None,
   return Dataset(name, num_classes, splits, mean, std, class_names)
 
 
+def _is_int(x) -> bool:
+  return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def check_config(config) -> None:
+  """One-line ValueErrors for data settings that would fail late or allocate absurdly
+  (image size, synthetic size, scale range, train crop, evaluation scales), before
+  anything is allocated. `load` calls it; config validation may call it too."""
+  d, a = config.data, config.augment
+  size = d.get("image_size")
+  if size is not None and not (_is_int(size) and 1 <= size <= MAX_IMAGE_SIZE):
+    raise ValueError(f"config.data.image_size={size!r} must be an integer from 1 to "
+                     f"{MAX_IMAGE_SIZE} (pixels per side), or None for the native size")
+  if d.get("source") == "synthetic":
+    n = d.get("synthetic_size")
+    if not (_is_int(n) and n >= 1):
+      raise ValueError(f"config.data.synthetic_size={n!r} must be a positive integer")
+    if size is not None and n * size * size * 3 > MAX_SYNTHETIC_BYTES:
+      raise ValueError(f"config.data.synthetic_size={n} images of {size}x{size} need "
+                       f"{n * size * size * 3 / 2**30:.0f} GiB; use fewer or smaller images")
+  scale_range = tuple(a.get("scale_range") or ())
+  if len(scale_range) != 2 or not all(_is_int(s) and 1 <= s <= MAX_IMAGE_SIZE
+                                      for s in scale_range) or scale_range[0] > scale_range[1]:
+    raise ValueError(f"config.augment.scale_range={a.get('scale_range')!r} must be two "
+                     f"integers (lo, hi) with 1 <= lo <= hi <= {MAX_IMAGE_SIZE}")
+  from flaxcnn.data.streaming import TRAIN_CROPS
+  if a.get("train_crop", "scale") not in TRAIN_CROPS:
+    raise ValueError(f"config.augment.train_crop={a.get('train_crop')!r} must be one of "
+                     f"{', '.join(TRAIN_CROPS)}")
+  scales = config.get("eval_scales") or ()
+  if not all(_is_int(s) and 1 <= s <= MAX_IMAGE_SIZE for s in scales):
+    raise ValueError(f"config.eval_scales={tuple(scales)!r} must be integers from 1 to "
+                     f"{MAX_IMAGE_SIZE} (shorter sides)")
+
+
 def load(config):
   """The dataset of `config.data`: a `Dataset` of arrays, or a streamed one when
   `config.data.in_memory` is False."""
   from flaxcnn.data import sources
+  check_config(config)
   d = config.data
   if not d.in_memory and d.source in ("folder", "tfds"):
     from flaxcnn.data import streaming

@@ -1,8 +1,13 @@
 """Loaders of the in-memory dataset sources. TensorFlow is imported only for TFDS."""
 import concurrent.futures
+import gzip
 import hashlib
+import lzma
 import os
+import shutil
 import tarfile
+import warnings
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -49,27 +54,80 @@ def _is_archive(path: str) -> bool:
   return path.endswith((".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz"))
 
 
-def _fingerprint(path: str) -> str:
+def _stat_key(path: str) -> str:
   st = os.stat(path)
-  key = f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
+  key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
   return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
+def archive_key(path: str, cache_dir: Optional[str] = None) -> str:
+  """A content hash (SHA-256) of an archive, remembered per (path, size, mtime, ctime,
+  inode) in the cache so an unchanged archive is read once (any write or `touch`
+  changes the ctime, so a rewritten archive is hashed again)."""
+  memo = os.path.join(default_cache_dir(cache_dir), "hashes", _stat_key(path))
+  if os.path.exists(memo):
+    with open(memo) as f:
+      return f.read().strip()
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  key = h.hexdigest()[:16]
+  os.makedirs(os.path.dirname(memo), exist_ok=True)
+  tmp = memo + f".tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(key)
+  os.replace(tmp, memo)
+  return key
+
+
+def folder_key(root: str, split_names=()) -> str:
+  """A hash of the image files under `root`: relative names, sizes and modification
+  times, and the split names, so adding, removing or editing an image or a class
+  gives another key."""
+  h = hashlib.sha256(repr(tuple(split_names)).encode())
+  count = 0
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for name in sorted(filenames):
+      if name.lower().endswith(IMAGE_EXTENSIONS):
+        path = os.path.join(dirpath, name)
+        st = os.stat(path)
+        h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        count += 1
+  return h.hexdigest()[:16] + f"-{count}"
+
+
 def extract_archive(path: str, cache_dir: Optional[str] = None) -> str:
-  """Unpacks an archive of an image folder once into the cache; returns the folder."""
-  dest = os.path.join(default_cache_dir(cache_dir), "extracted", _fingerprint(path))
+  """Unpacks an archive of an image folder once into the cache (keyed by its content
+  hash); returns the folder. A truncated or corrupt archive is a one-line error."""
+  dest = os.path.join(default_cache_dir(cache_dir), "extracted", archive_key(path, cache_dir))
   done = os.path.join(dest, ".complete")
-  if not os.path.exists(done):
-    tmp = dest + f".tmp{os.getpid()}"
+  if os.path.exists(done):
+    print(f"Using the extracted archive {dest} (of {path})", flush=True)
+    return dest
+  print(f"Extracting {path} into {dest}", flush=True)
+  tmp = dest + f".tmp{os.getpid()}"
+  try:
     os.makedirs(tmp, exist_ok=True)
     with tarfile.open(path) as tar:
       tar.extractall(tmp, filter="data")
-    if os.path.exists(dest):  # a concurrent extraction finished first
-      import shutil
-      shutil.rmtree(tmp, ignore_errors=True)
-    else:
-      os.replace(tmp, dest)
-    open(done, "w").close()
+  except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f"config.data.root={path} is not a readable archive ({reason}); it is "
+                     "probably truncated or corrupt: copy or download it again") from None
+  except OSError as e:   # e.g. a full disk
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise OSError(e.errno, f"extracting {path} into {tmp} failed: {e.strerror or e}") from None
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  if os.path.exists(dest):  # a concurrent extraction finished first
+    shutil.rmtree(tmp, ignore_errors=True)
+  else:
+    os.replace(tmp, dest)
+  open(done, "w").close()
   return dest
 
 
@@ -93,6 +151,39 @@ def _find_root(root: str, splits) -> str:
           f"config.data.root: no split folder ({', '.join(splits)}) in {root}; expected "
           f"ROOT/<split>/<class>/*.jpg")
   return root
+
+
+def _classes_with_images(folder: str):
+  return {e.name for e in os.scandir(folder) if e.is_dir() and any(
+      n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(e.path))}
+
+
+def split_classes(root: str, split_names: dict) -> tuple:
+  """The class names: the train split's class folders, sorted. A validation or test
+  split with a class that train lacks is an error (its images would be dropped); a
+  train class with no images in another split is a warning."""
+  train_split = split_names["train"]
+  train_dir = os.path.join(root, train_split)
+  if not os.path.isdir(train_dir):
+    raise FileNotFoundError(f"config.data.root: no training folder {train_dir}")
+  class_names = tuple(sorted(e.name for e in os.scandir(train_dir) if e.is_dir()))
+  for key, name in split_names.items():
+    folder = os.path.join(root, name)
+    if key == "train" or name == train_split or not os.path.isdir(folder):
+      continue
+    have = _classes_with_images(folder)
+    extra = sorted(have - set(class_names))
+    if extra:
+      raise ValueError(
+          f"config.data.root: the {name} split has {len(extra)} classes that the {train_split} "
+          f"split lacks ({', '.join(extra[:10])}{', ...' if len(extra) > 10 else ''}); add "
+          f"{train_split} images for them or remove them from {folder}")
+    missing = [c for c in class_names if c not in have]
+    if missing:
+      warnings.warn(
+          f"config.data.root: {len(missing)} {train_split} classes have no {name} images "
+          f"({', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''})", stacklevel=3)
+  return class_names
 
 
 def _read_split(folder: str, class_names) -> Split:
@@ -122,22 +213,23 @@ def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: in
   if not os.path.exists(root):
     raise FileNotFoundError(f"config.data.root={root} does not exist; give the image folder "
                             "(ROOT/<split>/<class>/*.jpg) or an archive of it")
-  cache = os.path.join(default_cache_dir(cache_dir), "arrays",
-                       _fingerprint(root) + ".npz")
+  split_names = {"train": train_split, "validation": validation_split, "test": test_split}
+  if _is_archive(root):
+    key = archive_key(root, cache_dir)
+    key = hashlib.sha1(f"{key}:{tuple(split_names.values())}".encode()).hexdigest()[:16]
+  else:
+    key = folder_key(root, split_names.values())
+  cache = os.path.join(default_cache_dir(cache_dir), "arrays", key + ".npz")
   if os.path.exists(cache):
+    print(f"Using decoded images cached in {cache} (of {root})", flush=True)
     z = np.load(cache, allow_pickle=False)
     class_names = tuple(z["class_names"].tolist())
     splits = {k.split("/")[0]: None for k in z.files if "/" in k}
     splits = {s: Split(z[f"{s}/images"], z[f"{s}/labels"]) for s in splits}
   else:
     folder = extract_archive(root, cache_dir) if _is_archive(root) else root
-    split_names = {"train": train_split, "validation": validation_split, "test": test_split}
     folder = _find_root(folder, split_names.values())
-    train_dir = os.path.join(folder, train_split)
-    if not os.path.isdir(train_dir):
-      raise FileNotFoundError(f"config.data.root: no training folder {train_dir}")
-    class_names = tuple(sorted(e for e in os.listdir(train_dir)
-                               if os.path.isdir(os.path.join(train_dir, e))))
+    class_names = split_classes(folder, split_names)
     splits = {}
     for key, name in split_names.items():
       if os.path.isdir(os.path.join(folder, name)):
@@ -149,6 +241,8 @@ def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: in
     tmp = cache + f".tmp{os.getpid()}.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, cache)
+    print(f"Decoded {sum(len(v) for v in splits.values())} images of {root}; cached in "
+          f"{cache}", flush=True)
   name = os.path.basename(os.path.normpath(root)).split(".")[0]
   return finalize(name, len(class_names), splits, validation_size, class_names)
 
@@ -166,7 +260,15 @@ def tfds_builder(name: str, data_dir: Optional[str]):
   try:
     builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
   except Exception as e:
-    raise FileNotFoundError(f"config.data.name={name!r}: TFDS cannot build it ({e})") from None
+    if type(e).__name__ == "DatasetNotFoundError":
+      import difflib
+      close = difflib.get_close_matches(name.split(":")[0].split("/")[0],
+                                        tfds.list_builders(with_community_datasets=False), 3)
+      hint = f"; did you mean {', '.join(close)}?" if close else ""
+      raise ValueError(f"config.data.name={name!r} is not a TFDS dataset{hint} (the names: "
+                       f"https://www.tensorflow.org/datasets/catalog)") from None
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise FileNotFoundError(f"config.data.name={name!r}: TFDS cannot build it ({reason})") from None
   if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     raise FileNotFoundError(
         f"dataset {name!r} is not prepared in {builder.data_dir} (data_dir {data_dir}). flaxcnn never "

@@ -20,11 +20,14 @@ import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from flaxcnn.models import layers, registry
 
 PAPER = "Huang et al. 2017"
+BOTTLENECK_OUTPUT = "dense_bottleneck"   # checkpoint_name of the 1x1 conv output
 
 
 class BNReLUConv(nn.Module):
@@ -48,9 +51,9 @@ class BNReLUConv(nn.Module):
 
 
 class DenseLayer(nn.Module):
-  """One layer of a dense block (Huang et al. 2017): [BN-ReLU-conv1x1 to
-  bottleneck_width*k channels (DenseNet-B)] BN-ReLU-conv3x3 to k channels; the k
-  new channels are concatenated to the input."""
+  """One layer of a dense block (Huang et al. 2017): the concatenation of all
+  earlier feature maps, [BN-ReLU-conv1x1 to bottleneck_width*k channels
+  (DenseNet-B)] BN-ReLU-conv3x3; returns only the k new channels."""
   growth_rate: int
   bottleneck: bool = True
   bottleneck_width: int = 4
@@ -58,31 +61,54 @@ class DenseLayer(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, features: Sequence[jnp.ndarray], train: bool):
     unit = functools.partial(BNReLUConv, dropout=self.dropout, dtype=self.dtype)
-    y = x
+    x = jnp.concatenate(features, axis=-1) if len(features) > 1 else features[0]
     if self.bottleneck:
-      y = unit(self.bottleneck_width * self.growth_rate, (1, 1))(y, train)
-    y = unit(self.growth_rate, (3, 3))(y, train)
-    return jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
+      x = unit(self.bottleneck_width * self.growth_rate, (1, 1), name="BNReLUConv_0")(x, train)
+      x = checkpoint_name(x, BOTTLENECK_OUTPUT)
+    y = unit(self.growth_rate, (3, 3), name=f"BNReLUConv_{int(self.bottleneck)}")(x, train)
+    return y.astype(features[0].dtype)
+
+
+# What a memory-efficient dense layer keeps for the backward pass: 'convs' keeps
+# the convolution outputs and recomputes the concatenation, BN and ReLU (Pleiss
+# et al. 2017); 'nothing' recomputes the whole layer, convolutions included.
+REMAT_POLICIES = {
+    "convs": jax.checkpoint_policies.save_only_these_names(BOTTLENECK_OUTPUT),
+    "nothing": jax.checkpoint_policies.nothing_saveable,
+}
 
 
 class DenseBlock(nn.Module):
   """`num_layers` dense layers (Huang et al. 2017); each sees all earlier
-  feature maps of the block, so c0 input channels grow to c0 + num_layers*k."""
+  feature maps of the block, so c0 input channels grow to c0 + num_layers*k.
+
+  The block keeps the list of feature maps (c0, k, k, ...) and concatenates it
+  once per layer and once at the end. With `remat_policy` set, each layer runs
+  under `nn.remat` (memory-efficient DenseNet, Pleiss et al. 2017): only the
+  policy's outputs and the k new channels of each layer are kept for the
+  backward pass, so activation memory grows linearly, not quadratically, in depth.
+  """
   num_layers: int
   growth_rate: int
   bottleneck: bool = True
   bottleneck_width: int = 4
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  remat_policy: Optional[str] = None   # None, or a key of REMAT_POLICIES
 
   @nn.compact
   def __call__(self, x, train: bool):
+    layer = DenseLayer
+    if self.remat_policy is not None:
+      layer = nn.remat(DenseLayer, static_argnums=(2,),
+                       policy=REMAT_POLICIES[self.remat_policy])
+    features = [x]
     for i in range(self.num_layers):
-      x = DenseLayer(self.growth_rate, self.bottleneck, self.bottleneck_width,
-                     self.dropout, self.dtype, name=f"layer{i + 1}")(x, train)
-    return x
+      features.append(layer(self.growth_rate, self.bottleneck, self.bottleneck_width,
+                            self.dropout, self.dtype, name=f"layer{i + 1}")(features, train))
+    return jnp.concatenate(features, axis=-1)
 
 
 class Transition(nn.Module):
@@ -108,6 +134,13 @@ class DenseNet(nn.Module):
   2k for DenseNet-BC); the first dense layer's BN-ReLU follows it (Sec. 4.2).
   Then the dense blocks of `block_sizes` layers with transitions between them,
   and a final BN-ReLU, global average pooling and the dense classifier.
+
+  memory_efficient (or remat, the name every family accepts): recompute each
+  dense layer's concatenation, BN and ReLU in the backward pass instead of
+  storing them (Pleiss et al. 2017, "Memory-Efficient Implementation of
+  DenseNets"); same outputs and gradients. remat_policy='convs' keeps the
+  convolution outputs (the paper's form); 'nothing' recomputes the convolutions
+  too (least memory, most time).
   """
   num_classes: int
   block_sizes: Sequence[int] = (6, 12, 24, 16)
@@ -119,6 +152,9 @@ class DenseNet(nn.Module):
   stem_features: Optional[int] = None
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  memory_efficient: bool = False
+  remat: bool = False
+  remat_policy: str = "convs"
 
   def __post_init__(self):
     super().__post_init__()
@@ -134,6 +170,8 @@ class DenseNet(nn.Module):
       raise ValueError(f"compression: theta must be in (0, 1], got {self.compression}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"remat_policy: use one of {sorted(REMAT_POLICIES)}, got {self.remat_policy!r}")
 
   @property
   def num_stem_features(self) -> int:
@@ -143,7 +181,7 @@ class DenseNet(nn.Module):
     return 16 if self.stem == "cifar" and not is_bc else 2 * self.growth_rate
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False):
     if self.stem == "imagenet":
       x = layers.ConvBN(self.num_stem_features, (7, 7), (2, 2), dtype=self.dtype,
                         name="stem")(x, train)
@@ -154,12 +192,14 @@ class DenseNet(nn.Module):
     for i, num_layers in enumerate(self.block_sizes):
       x = DenseBlock(num_layers, self.growth_rate, self.bottleneck,
                      self.bottleneck_width, self.dropout, self.dtype,
+                     remat_policy=self.remat_policy if self.memory_efficient or self.remat else None,
                      name=f"block{i + 1}")(x, train)
       if i < len(self.block_sizes) - 1:
         x = Transition(self.compression, self.dropout, self.dtype,
                        name=f"transition{i + 1}")(x, train)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_norm")(x))
-    return layers.Classifier(self.num_classes, dtype=self.dtype)(x, train)
+    return layers.classifier_head(x, train, self.num_classes, dtype=self.dtype,
+                                  pre_logits=pre_logits)
 
 
 def densenet_cifar(depth: int, growth_rate: int, *, num_classes: int = 10,

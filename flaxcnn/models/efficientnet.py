@@ -175,6 +175,7 @@ class MBConv(nn.Module):
   id_skip: bool = True
   survival_prob: float = 1.0
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   act: str = "swish"
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
@@ -188,26 +189,31 @@ class MBConv(nn.Module):
     in_features = x.shape[-1]
     hidden = in_features * self.expand_ratio
     k, s = self.kernel_size, self.strides
-    y = x
-    if self.fused:
-      if self.expand_ratio == 1:   # a single kxk conv (with activation)
-        y = unit(y, features=self.features, kernel_size=k, strides=s, act=act, name="fused")
+
+    def branch(mdl, y):
+      if self.fused:
+        if self.expand_ratio == 1:   # a single kxk conv (with activation)
+          y = unit(y, features=self.features, kernel_size=k, strides=s, act=act, name="fused")
+        else:
+          y = unit(y, features=hidden, kernel_size=k, strides=s, act=act, name="expand")
       else:
-        y = unit(y, features=hidden, kernel_size=k, strides=s, act=act, name="expand")
-    else:
-      if self.expand_ratio != 1:
-        y = unit(y, features=hidden, kernel_size=1, act=act, name="expand")
-      y = unit(y, features=hidden, kernel_size=k, strides=s, groups=hidden, act=act,
-               name="depthwise")
-    if self.se_ratio > 0:
-      y = layers.SqueezeExcite(max(1, int(in_features * self.se_ratio)), act=nn.swish,
-                               dtype=self.dtype, name="se")(y)
-    if not (self.fused and self.expand_ratio == 1):
-      y = unit(y, features=self.features, kernel_size=1, name="project")  # linear
+        if self.expand_ratio != 1:
+          y = unit(y, features=hidden, kernel_size=1, act=act, name="expand")
+        y = unit(y, features=hidden, kernel_size=k, strides=s, groups=hidden, act=act,
+                 name="depthwise")
+      if self.se_ratio > 0:
+        y = layers.SqueezeExcite(max(1, int(in_features * self.se_ratio)), act=nn.swish,
+                                 dtype=self.dtype, name="se")(y)
+      if not (self.fused and self.expand_ratio == 1):
+        y = unit(y, features=self.features, kernel_size=1, name="project")  # linear
+      return y
+
     if self.id_skip and s == 1 and in_features == self.features:
-      y = layers.StochasticDepth(self.survival_prob, self.stochastic_depth_mode)(y, train)
-      y = x + y
-    return y
+      return layers.stochastic_residual(self, branch, x, x, train=train,
+                                        survival_prob=self.survival_prob,
+                                        mode=self.stochastic_depth_mode,
+                                        per=self.stochastic_depth_per)
+    return branch(self, x)
 
 
 # Depthwise separable convolution (MobileNet; the expand-ratio-1 MBConv of
@@ -243,9 +249,12 @@ class EfficientNet(nn.Module):
   stochastic_depth: float = 0.8
   stochastic_depth_decay: str = "linear"
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   act: str = "swish"
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  remat: bool = False
+  scan_blocks: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -268,9 +277,7 @@ class EfficientNet(nn.Module):
       raise ValueError(f"depth_divisor: must be >= 1, got {self.depth_divisor}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-    if self.stochastic_depth_mode not in ("train_scale", "inference_scale"):
-      raise ValueError(f"stochastic_depth_mode: use 'train_scale' or 'inference_scale', "
-                       f"got {self.stochastic_depth_mode!r}")
+    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
     layers.activation(self.act)
     self.block_survival_probs  # validates stochastic_depth and its decay
 
@@ -286,29 +293,53 @@ class EfficientNet(nn.Module):
     return out
 
   @property
+  def stage_block_names(self) -> List[List[str]]:
+    """The names block1, block2, ... of the blocks of each stage."""
+    out, i = [], 0
+    for st in map(lambda s: Stage(*s), self.stages):
+      n = round_repeats(st.repeats, self.depth_mult)
+      out.append([f"block{j}" for j in range(i + 1, i + n + 1)])
+      i += n
+    return out
+
+  @property
+  def scan_groups(self):
+    """(scan_name, block names) that `scan_blocks` stacks: blocks 2.. of each stage."""
+    return [(f"stage{s + 1}_scan", names[1:])
+            for s, names in enumerate(self.stage_block_names) if len(names) > 2]
+
+  @property
   def block_survival_probs(self) -> List[float]:
     """The stochastic depth survival probability of each block (see class doc)."""
     return survival_probabilities(len(self.blocks), self.stochastic_depth,
                                   self.stochastic_depth_decay)
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False):
     act = layers.activation(self.act)
     bn = dict(momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     rf = functools.partial(round_filters, width_mult=self.width_mult,
                            divisor=self.depth_divisor)
     x = _conv_bn(x, train, rf(self.stem_features), 3, 2, act=act, dtype=self.dtype,
                  bn=bn, name="stem")
-    probs = self.block_survival_probs
-    for i, b in enumerate(self.blocks):
-      x = MBConv(b.features, b.kernel_size, b.strides, b.expand_ratio, b.se_ratio,
-                 b.fused, survival_prob=probs[i],
-                 stochastic_depth_mode=self.stochastic_depth_mode, act=self.act,
-                 bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                 dtype=self.dtype, name=f"block{i + 1}")(x, train)
+    probs, blocks, i = self.block_survival_probs, self.blocks, 0
+    for s, names in enumerate(self.stage_block_names):
+      b = blocks[i]
+      block = functools.partial(
+          MBConv, features=b.features, kernel_size=b.kernel_size, expand_ratio=b.expand_ratio,
+          se_ratio=b.se_ratio, fused=b.fused, stochastic_depth_mode=self.stochastic_depth_mode,
+          stochastic_depth_per=self.stochastic_depth_per, act=self.act,
+          bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, dtype=self.dtype)
+      p = probs[i:i + len(names)]
+      x = layers.repeat_blocks(self, block, x, train, names[:1], p[:1], remat=self.remat,
+                               strides=b.strides)
+      x = layers.repeat_blocks(self, block, x, train, names[1:], p[1:], remat=self.remat,
+                               scan=self.scan_blocks, scan_name=f"stage{s + 1}_scan")
+      i += len(names)
     x = _conv_bn(x, train, rf(self.head_features), 1, act=act, dtype=self.dtype,
                  bn=bn, name="head")
-    return layers.Classifier(self.num_classes, self.dropout, self.dtype)(x, train)
+    return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
+                                  pre_logits)
 
 
 class EfficientNetV2(EfficientNet):

@@ -130,6 +130,11 @@ def survival_probability(block: int, num_blocks: int, final: float,
   raise ValueError(f"stochastic depth decay {decay!r} is unknown; use 'linear' or 'constant'")
 
 
+def never_dropped(survival_prob) -> bool:
+  """True for a static survival probability of 1 (a traced one may be below 1)."""
+  return isinstance(survival_prob, (int, float)) and survival_prob >= 1.0
+
+
 class StochasticDepth(nn.Module):
   """Drops a whole residual branch with probability 1 - p (Huang et al. 2016).
 
@@ -143,17 +148,67 @@ class StochasticDepth(nn.Module):
 
   @nn.compact
   def __call__(self, branch, train: bool):
-    p = self.survival_prob
+    p = self.survival_prob   # a float, or a traced scalar in scanned blocks
     if self.mode not in ("train_scale", "inference_scale"):
       raise ValueError(f"stochastic depth mode {self.mode!r}: use 'train_scale' or 'inference_scale'")
-    if p >= 1.0:
+    if never_dropped(p):
       return branch
     if not train:
-      return branch * p if self.mode == "inference_scale" else branch
+      return (branch * jnp.asarray(p, branch.dtype) if self.mode == "inference_scale"
+              else branch)
     rng = self.make_rng("dropout")
     keep = jax.random.bernoulli(rng, p, (branch.shape[0],) + (1,) * (branch.ndim - 1))
     scale = 1.0 / p if self.mode == "train_scale" else 1.0
     return jnp.where(keep, branch * jnp.asarray(scale, branch.dtype), 0).astype(branch.dtype)
+
+
+STOCHASTIC_DEPTH_PER = ("example", "batch")
+
+
+def check_stochastic_depth(mode: str, per: str) -> None:
+  """Validates the stochastic depth scaling `mode` and the unit of a draw `per`."""
+  if mode not in ("train_scale", "inference_scale"):
+    raise ValueError(f"stochastic_depth_mode: use 'train_scale' or 'inference_scale', got {mode!r}")
+  if per not in STOCHASTIC_DEPTH_PER:
+    raise ValueError(f"stochastic_depth_per: use 'example' or 'batch', got {per!r}")
+
+
+def stochastic_residual(module: nn.Module, branch_fn: Callable, x, shortcut, *, train: bool,
+                        survival_prob: float, mode: str = "train_scale",
+                        per: str = "example"):
+  """shortcut + the residual branch `branch_fn(module, x)` under stochastic depth.
+
+  per="example" (timm's DropPath): each example drops the branch with
+  probability 1 - p (`StochasticDepth`); the branch is always computed.
+  per="batch" (Huang et al. 2016): one Bernoulli(p) draw per block and step for
+  the whole mini-batch, from the 'dropout' stream (the same on every device of a
+  data-parallel step); a dropped branch is not computed at all (`nn.cond`) and
+  its BatchNorm statistics are not updated. Both keep `mode`'s scaling: the
+  kept branch is divided by p in training ("train_scale") or multiplied by p
+  at inference ("inference_scale"). `branch_fn` creates its submodules in
+  `module` (the block whose compact method calls this). `shortcut` must have
+  the branch's output shape, or be None (no shortcut: per-example mode only).
+  """
+  p = survival_prob
+  if per == "batch" and train and not never_dropped(p) and not module.is_initializing():
+    if shortcut is None:
+      raise ValueError("stochastic_depth_per='batch' needs a shortcut to fall back on")
+    scale = 1.0 / p if mode == "train_scale" else 1.0
+    dropped = jnp.logical_not(jax.random.bernoulli(module.make_rng("dropout"), p))
+
+    def skip(mdl, x, shortcut):
+      return shortcut
+
+    def run(mdl, x, shortcut):
+      y = branch_fn(mdl, x)
+      return (shortcut + y * jnp.asarray(scale, y.dtype)).astype(shortcut.dtype)
+
+    # `run` is the false branch on purpose: jax traces the false branch last,
+    # and flax takes the auto-name counters of the last traced branch, so the
+    # modules the block creates after this call keep their usual names.
+    return nn.cond(dropped, skip, run, module, x, shortcut)
+  y = StochasticDepth(p, mode)(branch_fn(module, x), train)
+  return y if shortcut is None else shortcut + y
 
 
 def schedule_strength(module: nn.Module) -> jnp.ndarray:
@@ -204,16 +259,100 @@ class DropBlock(nn.Module):
     return (x * (mask * scale).astype(x.dtype)).astype(x.dtype)
 
 
-class Classifier(nn.Module):
-  """Global average pooling, optional dropout, and the final dense layer."""
-  num_classes: int
-  dropout: float = 0.0
-  dtype: Dtype = jnp.float32
+def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
+                    dtype: Dtype = jnp.float32, pre_logits: bool = False):
+  """Global average pooling, optional dropout and the final dense layer `head`.
 
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = jnp.mean(x, axis=(1, 2))
-    if self.dropout > 0:
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+  Call it inside the model's compact `__call__`: the dense layer is a submodule
+  of the model named "head", so its parameters are `params["head"]["kernel"]`
+  and `params["head"]["bias"]` in every family. With `pre_logits` it returns the
+  pooled (N, D) features (float32) instead of the logits.
+  """
+  x = jnp.mean(x, axis=(1, 2))
+  if pre_logits:
     return x.astype(jnp.float32)
+  if dropout > 0:
+    x = nn.Dropout(dropout, deterministic=not train)(x)
+  x = nn.Dense(num_classes, dtype=dtype, name="head")(x)
+  return x.astype(jnp.float32)
+
+
+# ----------------------------------------------------------------------------
+# Repeated blocks: rematerialization and scan.
+
+def repeat_blocks(module: nn.Module, block: Callable[..., nn.Module], x, train: bool,
+                  names: Sequence[str], survival_probs: Sequence[float], *,
+                  remat: bool = False, scan: bool = False, scan_name: str = "",
+                  **kwargs):
+  """Applies the identical blocks `block(survival_prob=p, **kwargs)` in turn.
+
+  Call it in the compact method of `module`. Unscanned, block i is the submodule
+  `names[i]` (its variables under that name, as without this helper). With
+  `remat`, each block's activations are recomputed in the backward pass
+  (`nn.remat`; Chen et al. 2016, "Training Deep Nets with Sublinear Memory
+  Cost"). With `scan` (and more than one block), the blocks run under `nn.scan`
+  as one submodule `scan_name` whose variables are stacked on a leading axis of
+  len(names) (see `stack_blocks` / `unstack_blocks`), so tracing and compiling
+  cost one block however deep the stage. The 'schedule' strength is shared by
+  the scanned blocks. Survival probabilities that differ between blocks are
+  scanned over as traced scalars.
+  """
+  cls = nn.remat(block, static_argnums=(2,)) if remat else block
+  if not scan or len(names) < 2:
+    for name, p in zip(names, survival_probs):
+      x = cls(survival_prob=p, name=name, **kwargs)(x, train)
+    return x
+  if not scan_name:
+    raise ValueError("repeat_blocks: scan needs a scan_name for the stacked blocks")
+  probs = [float(p) for p in survival_probs]
+  static = len(set(probs)) == 1
+
+  class ScanCell(cls):
+    """The block as a scan body: (x, p) -> (block(x), None)."""
+
+    def __call__(self, x, p):
+      if not static:   # this block's survival probability, a traced scalar
+        object.__setattr__(self, "survival_prob", p)
+      return cls.__call__(self, x, train), None
+
+  scanned = nn.scan(ScanCell, variable_axes={"params": 0, "batch_stats": 0, "intermediates": 0},
+                    variable_broadcast="schedule",
+                    split_rngs={"params": True, "dropout": True}, length=len(names))
+  x, _ = scanned(survival_prob=probs[0], name=scan_name, **kwargs)(
+      x, jnp.asarray(probs, jnp.float32))
+  return x
+
+
+def stack_blocks(variables, groups):
+  """Unscanned -> scanned layout: for each (scan_name, names) of `groups`, the
+  variables of blocks `names` are stacked on a new leading axis under
+  `scan_name`, in every collection ('schedule': the first block's strength)."""
+  out = {}
+  for collection, tree in variables.items():
+    tree = dict(tree)
+    for scan_name, names in groups:
+      parts = [tree.pop(n) for n in names if n in tree]
+      if not parts:
+        continue
+      if len(parts) != len(names):
+        raise ValueError(f"stack_blocks: {collection} has only some of the blocks {list(names)}")
+      tree[scan_name] = (parts[0] if collection == "schedule"
+                         else jax.tree.map(lambda *a: jnp.stack(a), *parts))
+    out[collection] = tree
+  return out
+
+
+def unstack_blocks(variables, groups):
+  """Scanned -> unscanned layout, the inverse of `stack_blocks`."""
+  out = {}
+  for collection, tree in variables.items():
+    tree = dict(tree)
+    for scan_name, names in groups:
+      if scan_name not in tree:
+        continue
+      stacked = tree.pop(scan_name)
+      for i, n in enumerate(names):
+        tree[n] = (stacked if collection == "schedule"
+                   else jax.tree.map(lambda a, i=i: a[i], stacked))
+    out[collection] = tree
+  return out

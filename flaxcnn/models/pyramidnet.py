@@ -100,6 +100,7 @@ class PyramidBlock(nn.Module):
   bottleneck: bool = False
   survival_prob: float = 1.0
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
   dtype: Any = jnp.float32
@@ -108,17 +109,23 @@ class PyramidBlock(nn.Module):
   def __call__(self, x, train: bool):
     conv_bn = functools.partial(layers.ConvBN, dtype=self.dtype)
     s = (self.strides, self.strides)
-    y = layers.batch_norm(train, self.dtype)(x)
-    if self.bottleneck:
-      y = conv_bn(self.features, (1, 1))(y, train)
-      y = conv_bn(self.features, (3, 3), s)(y, train)
-      y = conv_bn(4 * self.features, (1, 1), act=None)(y, train)
-    else:
-      y = conv_bn(self.features, (3, 3), s)(y, train)
-      y = conv_bn(self.features, (3, 3), act=None)(y, train)
-    y = layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
-    y = layers.StochasticDepth(self.survival_prob, self.stochastic_depth_mode)(y, train)
-    return pyramid_shortcut(x, y.shape[-1], self.strides) + y
+
+    def branch(mdl, y):
+      y = layers.batch_norm(train, self.dtype)(y)
+      if self.bottleneck:
+        y = conv_bn(self.features, (1, 1))(y, train)
+        y = conv_bn(self.features, (3, 3), s)(y, train)
+        y = conv_bn(4 * self.features, (1, 1), act=None)(y, train)
+      else:
+        y = conv_bn(self.features, (3, 3), s)(y, train)
+        y = conv_bn(self.features, (3, 3), act=None)(y, train)
+      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
+
+    out = self.features * (4 if self.bottleneck else 1)
+    return layers.stochastic_residual(self, branch, x, pyramid_shortcut(x, out, self.strides),
+                                      train=train, survival_prob=self.survival_prob,
+                                      mode=self.stochastic_depth_mode,
+                                      per=self.stochastic_depth_per)
 
 
 class PyramidNet(nn.Module):
@@ -139,9 +146,12 @@ class PyramidNet(nn.Module):
   stochastic_depth: float = 1.0
   stochastic_depth_decay: str = "linear"
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
   dropblock_stages: Sequence[int] = ()
+  remat: bool = False
+  scan_blocks: bool = False       # not possible: every block has its own width
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -159,9 +169,13 @@ class PyramidNet(nn.Module):
       raise ValueError(f"dropblock_stages: stages are 1..{len(stages)}, "
                        f"got {tuple(self.dropblock_stages)}")
     layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
+    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
+    if self.scan_blocks:
+      raise ValueError("scan_blocks: PyramidNet blocks all differ in width, none repeat; "
+                       "use remat=True to save memory")
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False):
     stages = stage_sizes(self.depth, self.bottleneck, self.stem)
     x = x.astype(self.dtype)
     if self.stem == "cifar":
@@ -173,19 +187,20 @@ class PyramidNet(nn.Module):
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     widths = iter(block_widths(self.alpha, sum(stages), start, self.widening))
     num_blocks, l = sum(stages), 0
+    block = nn.remat(PyramidBlock, static_argnums=(2,)) if self.remat else PyramidBlock
     for i, n in enumerate(stages):
       keep = self.dropblock_keep_prob if i + 1 in self.dropblock_stages else 1.0
       for b in range(n):
         l += 1
-        x = PyramidBlock(
+        x = block(
             next(widths), 2 if i > 0 and b == 0 else 1, self.bottleneck,
             layers.survival_probability(l, num_blocks, self.stochastic_depth,
                                         self.stochastic_depth_decay),
-            self.stochastic_depth_mode, keep, self.dropblock_size, self.dtype,
-            name=f"stage{i + 1}_block{b + 1}")(x, train)
+            self.stochastic_depth_mode, self.stochastic_depth_per, keep,
+            self.dropblock_size, self.dtype, name=f"stage{i + 1}_block{b + 1}")(x, train)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
-    return layers.Classifier(self.num_classes, self.dropout, self.dtype,
-                             name="classifier")(x, train)
+    return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
+                                  pre_logits)
 
 
 # CIFAR models of Table 4 (CIFAR-10 parameters as published; the final width D_N

@@ -48,9 +48,11 @@ class ResidualBlock(nn.Module):
   Branch F:
   - basic (`bottleneck=False`): two 3x3 convolutions with `planes` channels;
   - bottleneck: 1x1 (reduce to `width`), 3x3 (`groups` groups, the stride),
-    1x1 (expand to 4 * planes). The stride sits on the 3x3 convolution as in
-    torchvision's "ResNet v1.5" (the 2015 paper strides the first 1x1; the
-    parameter count is the same, v1.5 is slightly more accurate).
+    1x1 (expand to 4 * planes). By default the stride sits on the 3x3
+    convolution as in torchvision's "ResNet v1.5" (the layout of imported
+    weights); `stride_in_1x1` puts it on the first 1x1 as the 2015 paper does
+    ("v1", 3.8 G multiply-adds for ResNet-50 instead of 4.1 G; same parameters)
+    and as the authors' pre-activation code does (resnet-1k-layers).
     width = int(planes * width_per_group / 64) * groups: ResNeXt's
     cardinality x bottleneck width (Xie et al. 2017), or wide bottlenecks
     (WRN-50-2: width_per_group=128).
@@ -86,7 +88,8 @@ class ResidualBlock(nn.Module):
 
   Squeeze-and-excitation (`se_reduction` > 0, Hu et al. 2018) rescales the branch
   before the addition. Stochastic depth (`survival_prob` < 1) drops the branch
-  only. DropBlock (`dropblock_keep_prob` < 1) follows every convolution unit of
+  only, per example or, with `stochastic_depth_per="batch"`, for the whole
+  mini-batch without computing it (layers.stochastic_residual). DropBlock (`dropblock_keep_prob` < 1) follows every convolution unit of
   the branch and the shortcut, as Ghiasi et al. do for ResNet-50.
   """
   planes: int
@@ -94,6 +97,7 @@ class ResidualBlock(nn.Module):
   bottleneck: bool = False
   groups: int = 1
   width_per_group: int = 64
+  stride_in_1x1: bool = False
   shortcut: str = "B"
   shortcut_variant: str = "identity"
   placement: str = "original"
@@ -103,6 +107,7 @@ class ResidualBlock(nn.Module):
   zero_init_residual: bool = False
   survival_prob: float = 1.0
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
   dropblock_per_channel: bool = False
@@ -119,7 +124,8 @@ class ResidualBlock(nn.Module):
     out = self.out_features
     if self.bottleneck:
       width = int(self.planes * self.width_per_group / 64) * self.groups
-      convs = [(1, width, 1, 1), (3, width, self.strides, self.groups), (1, out, 1, 1)]
+      s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
+      convs = [(1, width, s1, 1), (3, width, s3, self.groups), (1, out, 1, 1)]
     else:
       convs = [(3, out, self.strides, 1), (3, out, 1, 1)]
     norm = functools.partial(layers.batch_norm, train, self.dtype)
@@ -136,12 +142,13 @@ class ResidualBlock(nn.Module):
     def pre_activation(y):
       return nn.relu(norm()(y) if full_preact else y)
 
-    h = x if (not preact or self.skip_preact) else pre_activation(x)
-
     # Shortcut.
     shape_changes = self.strides != 1 or x.shape[-1] != out
     project = (self.shortcut == "C" or self.shortcut_variant == "conv_shortcut"
                or (self.shortcut == "B" and shape_changes))
+    # The first pre-activation belongs to the branch, unless a projection shares it.
+    first_preact = preact and not self.skip_preact
+    h = pre_activation(x) if first_preact and project else x
     if self.shortcut == "none":
       sc = None
     elif project:
@@ -150,43 +157,48 @@ class ResidualBlock(nn.Module):
     else:  # identity; option A zero-pads and subsamples where the shape changes
       sc = layers.shortcut_a(x, out, self.strides)
 
-    # Residual branch F.
-    y = h
-    for i, (k, features, strides, groups) in enumerate(convs):
-      last = i == len(convs) - 1
-      if preact and i > 0:
-        y = pre_activation(y)
-      y = layers.Conv(features, (k, k), (strides, strides),
-                      padding=[((k - 1) // 2, k // 2)] * 2,
-                      feature_group_count=groups, dtype=self.dtype)(y)
-      if not (full_preact or (last and self.placement == "bn_after_addition")):
-        zero = last and self.zero_init_residual
-        y = norm(scale_init=nn.initializers.zeros if zero else nn.initializers.ones)(y)
-      if not preact and (not last or self.placement == "relu_before_addition"):
-        y = nn.relu(y)
-      y = dropblock(y)
-
-    if self.se_reduction:
-      y = layers.SqueezeExcite(max(1, out // self.se_reduction), dtype=self.dtype)(y)
-
+    variant = self.shortcut_variant
+    gate = None
     if sc is not None:
-      variant = self.shortcut_variant
       if variant == "constant_scaling":
-        y, sc = 0.5 * y, 0.5 * sc
+        sc = 0.5 * sc
       elif variant in ("exclusive_gating", "shortcut_only_gating"):
         gate = nn.Conv(out, (1, 1), (self.strides, self.strides), dtype=self.dtype,
                        kernel_init=layers.he_normal, name="gate",
                        bias_init=nn.initializers.constant(self.gate_bias_init))(x)
         gate = nn.sigmoid(gate)
-        if variant == "exclusive_gating":
-          y = y * gate
         sc = sc * (1.0 - gate)
       elif variant == "dropout_shortcut":
         sc = nn.Dropout(0.5, deterministic=not train)(sc)
       sc = dropblock(sc)
 
-    y = layers.StochasticDepth(self.survival_prob, self.stochastic_depth_mode)(y, train)
-    y = y if sc is None else y + sc
+    def branch(mdl, y):
+      """The residual branch F (convolution units, SE, the variant's scaling)."""
+      for i, (k, features, strides, groups) in enumerate(convs):
+        last = i == len(convs) - 1
+        if preact and i > 0 or i == 0 and first_preact and not project:
+          y = pre_activation(y)
+        y = layers.Conv(features, (k, k), (strides, strides),
+                        padding=[((k - 1) // 2, k // 2)] * 2,
+                        feature_group_count=groups, dtype=self.dtype)(y)
+        if not (full_preact or (last and self.placement == "bn_after_addition")):
+          zero = last and self.zero_init_residual
+          y = norm(scale_init=nn.initializers.zeros if zero else nn.initializers.ones)(y)
+        if not preact and (not last or self.placement == "relu_before_addition"):
+          y = nn.relu(y)
+        y = dropblock(y)
+      if self.se_reduction:
+        y = layers.SqueezeExcite(max(1, out // self.se_reduction), dtype=self.dtype)(y)
+      if sc is not None and variant == "constant_scaling":
+        y = 0.5 * y
+      elif sc is not None and variant == "exclusive_gating":
+        y = y * gate
+      return y
+
+    y = layers.stochastic_residual(self, branch, h, sc, train=train,
+                                   survival_prob=self.survival_prob,
+                                   mode=self.stochastic_depth_mode,
+                                   per=self.stochastic_depth_per)
 
     if self.placement == "original":
       y = nn.relu(y)
@@ -207,7 +219,13 @@ class ResNet(nn.Module):
     (relu-only) before global average pooling, then dropout (`dropout`) and the
     linear classifier.
   See `ResidualBlock` for the block options. Stochastic depth uses block index
-  l = 1..L over all blocks of the network.
+  l = 1..L over all blocks of the network; `stochastic_depth_per="batch"` is
+  Huang et al.'s form (one draw per block and mini-batch, dropped blocks not
+  computed), "example" timm's.
+  `remat` recomputes each block's activations in the backward pass;
+  `scan_blocks` runs the repeated blocks of a stage (all but its first) under
+  `nn.scan`, variables stacked under "stage{i}_scan" (`scan_groups`;
+  convert with layers.stack_blocks / unstack_blocks).
   """
   num_classes: int
   stage_sizes: Sequence[int]
@@ -227,10 +245,14 @@ class ResNet(nn.Module):
   stochastic_depth: float = 1.0
   stochastic_depth_decay: str = "linear"
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
+  stride_in_1x1: bool = False
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
   dropblock_per_channel: bool = False
   dropblock_stages: Sequence[int] = ()
+  remat: bool = False
+  scan_blocks: bool = False
   dtype: Dtype = jnp.float32
 
   def __post_init__(self):
@@ -239,8 +261,7 @@ class ResNet(nn.Module):
     _one_of("shortcut_variant", self.shortcut_variant, SHORTCUT_VARIANTS)
     _one_of("placement", self.placement, PLACEMENTS)
     _one_of("stochastic_depth_decay", self.stochastic_depth_decay, ("linear", "constant"))
-    _one_of("stochastic_depth_mode", self.stochastic_depth_mode,
-            ("train_scale", "inference_scale"))
+    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
     if len(self.stage_sizes) != len(self.stage_planes) or not self.stage_sizes:
       raise ValueError(f"stage_sizes: need one block count per entry of stage_planes "
                        f"{tuple(self.stage_planes)}, got {tuple(self.stage_sizes)}")
@@ -265,10 +286,35 @@ class ResNet(nn.Module):
       raise ValueError(f"dropblock_stages: stages are 1..{len(self.stage_sizes)}, got {bad}")
     if self.shortcut == "none" and self.shortcut_variant != "identity":
       raise ValueError("shortcut_variant: a plain network (shortcut='none') has no shortcut to vary")
+    if self.shortcut == "none" and self.stochastic_depth_per == "batch" and self.stochastic_depth < 1:
+      raise ValueError("stochastic_depth_per: 'batch' drops whole blocks; a plain network "
+                       "(shortcut='none') has no shortcut to keep, use 'example'")
+    if self.stride_in_1x1 and not self.bottleneck:
+      raise ValueError("stride_in_1x1: only bottleneck blocks have a 1x1 convolution to stride")
     super().__post_init__()
 
+  @property
+  def block_survival_probs(self):
+    """Stochastic depth survival probability of blocks l = 1..L (Huang et al. 2016)."""
+    total = sum(self.stage_sizes)
+    return [layers.survival_probability(l, total, self.stochastic_depth,
+                                        self.stochastic_depth_decay)
+            for l in range(1, total + 1)]
+
+  @property
+  def scan_groups(self):
+    """(scan_name, block names) of the blocks `scan_blocks` stacks: all but the
+    first block of each stage (see layers.stack_blocks / unstack_blocks)."""
+    groups, index = [], 0
+    for stage, n in enumerate(self.stage_sizes):
+      if n > 2:
+        groups.append((f"stage{stage + 1}_scan",
+                       [f"ResidualBlock_{index + b}" for b in range(1, n)]))
+      index += n
+    return groups
+
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False):
     x = x.astype(self.dtype)
     preact = self.placement in PREACT_PLACEMENTS
     if self.stem == "imagenet":
@@ -281,39 +327,38 @@ class ResNet(nn.Module):
       if not preact:                       # ... or with ReLU
         x = nn.relu(x)
 
-    total = sum(self.stage_sizes)
     index = 0
+    probs = self.block_survival_probs
     for stage, (num_blocks, planes) in enumerate(zip(self.stage_sizes, self.stage_planes)):
-      for b in range(num_blocks):
-        index += 1
-        x = ResidualBlock(
-            planes=planes,
-            strides=2 if stage > 0 and b == 0 else 1,
-            bottleneck=self.bottleneck,
-            groups=self.groups,
-            width_per_group=self.width_per_group,
-            shortcut=self.shortcut,
-            shortcut_variant=self.shortcut_variant,
-            placement=self.placement,
-            skip_preact=preact and self.stem == "imagenet" and index == 1,
-            se_reduction=self.se_reduction,
-            gate_bias_init=self.gate_bias_init,
-            zero_init_residual=self.zero_init_residual,
-            survival_prob=layers.survival_probability(
-                index, total, self.stochastic_depth, self.stochastic_depth_decay),
-            stochastic_depth_mode=self.stochastic_depth_mode,
-            dropblock_keep_prob=(self.dropblock_keep_prob
-                                 if stage + 1 in self.dropblock_stages else 1.0),
-            dropblock_size=self.dropblock_size,
-            dropblock_per_channel=self.dropblock_per_channel,
-            dtype=self.dtype,
-        )(x, train)
+      block = functools.partial(
+          ResidualBlock, planes=planes, bottleneck=self.bottleneck, groups=self.groups,
+          width_per_group=self.width_per_group, stride_in_1x1=self.stride_in_1x1,
+          shortcut=self.shortcut, shortcut_variant=self.shortcut_variant,
+          placement=self.placement, se_reduction=self.se_reduction,
+          gate_bias_init=self.gate_bias_init, zero_init_residual=self.zero_init_residual,
+          stochastic_depth_mode=self.stochastic_depth_mode,
+          stochastic_depth_per=self.stochastic_depth_per,
+          dropblock_keep_prob=(self.dropblock_keep_prob
+                               if stage + 1 in self.dropblock_stages else 1.0),
+          dropblock_size=self.dropblock_size,
+          dropblock_per_channel=self.dropblock_per_channel, dtype=self.dtype)
+      names = [f"ResidualBlock_{index + b}" for b in range(num_blocks)]
+      stage_probs = probs[index:index + num_blocks]
+      # The first block of a stage changes stride or width: never scanned.
+      x = layers.repeat_blocks(self, block, x, train, names[:1], stage_probs[:1],
+                               remat=self.remat, strides=2 if stage > 0 else 1,
+                               skip_preact=preact and self.stem == "imagenet" and index == 0)
+      x = layers.repeat_blocks(self, block, x, train, names[1:], stage_probs[1:],
+                               remat=self.remat, scan=self.scan_blocks,
+                               scan_name=f"stage{stage + 1}_scan")
+      index += num_blocks
 
     if self.placement == "full_preact":
       x = nn.relu(layers.batch_norm(train, self.dtype)(x))
     elif self.placement == "relu_only_preact":
       x = nn.relu(x)
-    return layers.Classifier(self.num_classes, self.dropout, self.dtype)(x, train)
+    return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
+                                  pre_logits)
 
 
 # Blocks per stage of the ImageNet ResNets (He et al. 2015, Table 1; 200: He et al. 2016).
@@ -375,6 +420,11 @@ _cifar = functools.partial(registry.register, image_size=32, num_classes=10)
 # plain nets vs. ResNet-18/34 with option A of Table 2.
 for _d in (18, 34, 50, 101, 152):
   _imagenet(f"resnet{_d}", imagenet_resnet, paper=_HE15, depth=_d)
+# The paper's own bottleneck ("v1": the stride on the first 1x1 convolution; 3.8 G
+# multiply-adds for ResNet-50). The presets above stride the 3x3 (torchvision's
+# "v1.5", 4.1 G), the layout of the imported weights.
+for _d in (50, 101, 152):
+  _imagenet(f"resnet{_d}_v1", imagenet_resnet, paper=_HE15, depth=_d, stride_in_1x1=True)
 for _d in (18, 34):
   _imagenet(f"resnet{_d}_a", imagenet_resnet, paper=_HE15, depth=_d, shortcut="A")
 _imagenet("resnet34_c", imagenet_resnet, paper=_HE15, depth=34, shortcut="C")
@@ -405,6 +455,11 @@ _cifar("preact_resnet164_cifar", cifar_resnet, paper=_HE16, depth=164, bottlenec
        shortcut="B", placement="full_preact")
 _cifar("preact_resnet1001_cifar", cifar_resnet, paper=_HE16, depth=1001, bottleneck=True,
        shortcut="B", placement="full_preact")
+# The same nets as the authors' code builds them (KaimingHe/resnet-1k-layers,
+# resnet-pre-act.lua: the stride on the first 1x1 convolution of a bottleneck).
+for _d in (164, 1001):
+  _cifar(f"preact_resnet{_d}_cifar_v1", cifar_resnet, paper=_HE16, depth=_d, bottleneck=True,
+         shortcut="B", placement="full_preact", stride_in_1x1=True)
 # Table 5: ImageNet, original vs. pre-activation ResNet-152 / ResNet-200.
 _imagenet("resnet200", imagenet_resnet, paper=_HE16, depth=200)
 for _d in (152, 200):

@@ -3,13 +3,17 @@
     python -m flaxcnn.models.summary --all
     python -m flaxcnn.models.summary resnet50 wrn28_10 efficientnet_b0
     python -m flaxcnn.models.summary --list
+    python -m flaxcnn.models.summary --all --jobs=1   # one process (default: one per core)
 
-Multiply-adds are counted from the model's own jaxpr (no compilation, no tables):
+Both are counted from one trace of the model's initialization (no compilation,
+no tables, no memory): parameters from the shapes of the variables it returns,
+multiply-adds from its jaxpr:
 every convolution contributes out_elements * kh * kw * in_channels / groups and
 every dense/matmul out_elements * contracted size, at the preset's input size and
 batch 1, in inference mode. Element-wise work (BN, activations, pooling) is not
 counted, as in the papers.
 """
+import os
 import sys
 from typing import Optional, Tuple
 
@@ -50,34 +54,59 @@ def _sub_jaxprs(params):
         yield x
 
 
+def _input(image_size: int, channels: int):
+  return jax.ShapeDtypeStruct((1, image_size, image_size, channels), jnp.float32)
+
+
+def _init_fn(model):
+  rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
+  return lambda x: model.init_with_output(rngs, x, train=False)
+
+
 def init_shapes(model, image_size: int, channels: int = 3):
   """Abstract variables of `model` (no memory, no compute)."""
-  x = jax.ShapeDtypeStruct((1, image_size, image_size, channels), jnp.float32)
-  return jax.eval_shape(lambda: model.init(
-      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-      jnp.zeros(x.shape, x.dtype), train=False))
+  return jax.eval_shape(_init_fn(model), _input(image_size, channels))[1]
+
+
+def _num_params(variables) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(variables.get("params", {}))))
 
 
 def count_params(model, image_size: int = 32, channels: int = 3) -> int:
   """Number of trainable parameters (the 'params' collection)."""
-  variables = init_shapes(model, image_size, channels)
-  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(variables["params"])))
+  return _num_params(init_shapes(model, image_size, channels))
+
+
+def profile(model, image_size: int, channels: int = 3) -> Tuple[int, int]:
+  """(parameters, multiply-adds at batch 1) from a single trace of `model.init`,
+  whose jaxpr holds the forward pass (inference mode) beside the initializers
+  (which contain no convolution or matmul)."""
+  closed, (_, variables) = jax.make_jaxpr(_init_fn(model), return_shape=True)(
+      _input(image_size, channels))
+  return _num_params(variables), _macs_of_jaxpr(closed.jaxpr)
 
 
 def count_macs(model, image_size: int, channels: int = 3) -> int:
   """Multiply-adds of one forward pass at batch 1, counted from the jaxpr."""
-  variables = init_shapes(model, image_size, channels)
-  x = jax.ShapeDtypeStruct((1, image_size, image_size, channels), jnp.float32)
-  closed = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
-  return _macs_of_jaxpr(closed.jaxpr)
+  return profile(model, image_size, channels)[1]
 
 
 def summarize(name: str, image_size: Optional[int] = None) -> Tuple[str, int, int, int]:
   from flaxcnn.models import registry
   preset = registry.get_preset(name)
   size = image_size or preset.image_size
-  model = registry.create_model(name)
-  return name, count_params(model, size), count_macs(model, size), size
+  params, macs = profile(registry.create_model(name), size)
+  return name, params, macs, size
+
+
+def _jobs(argv, num_presets: int) -> int:
+  for a in argv:
+    if a.startswith("--jobs="):
+      try:
+        return max(1, int(a.split("=", 1)[1]))
+      except ValueError:
+        raise SystemExit(f"--jobs: expected an integer, got {a!r}") from None
+  return min(os.cpu_count() or 1, num_presets)
 
 
 def main(argv):
@@ -87,10 +116,22 @@ def main(argv):
     print("\n".join(registry.list_models()))
     return 0
   names = registry.list_models() if "--all" in argv or not args else args
-  print(f"{'preset':40s} {'params':>14s} {'mult-adds':>10s} {'input':>6s}")
   for name in names:
-    _, params, macs, size = summarize(name)
+    registry.get_preset(name)   # an unknown name fails before any work
+  print(f"{'preset':40s} {'params':>14s} {'mult-adds':>10s} {'input':>6s}")
+  jobs = _jobs(argv, len(names))
+  if jobs > 1:   # tracing is single-threaded: one process per core (spawned, not forked)
+    import concurrent.futures
+    import multiprocessing
+    from flaxcnn.models.summary import summarize as work
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"))
+    results = pool.map(work, names)
+  else:
+    pool, results = None, map(summarize, names)
+  for name, params, macs, size in results:
     print(f"{name:40s} {params:14,d} {macs / 1e9:9.3f}G {size:6d}", flush=True)
+  if pool:
+    pool.shutdown()
   return 0
 
 

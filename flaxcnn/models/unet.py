@@ -95,7 +95,7 @@ class UNet(nn.Module):
                            dtype=self.dtype, name=f"upconv{i + 1}")(x)
       x = jnp.concatenate([skips[i], x.astype(skips[i].dtype)], axis=-1)
       x = stage(i, f"up{i + 1}")(x, train)
-    x = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="classifier")(x)
+    x = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="head")(x)
     return x.astype(jnp.float32)
 
 

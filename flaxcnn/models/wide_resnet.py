@@ -78,6 +78,7 @@ class WideBlock(nn.Module):
   dropout: float = 0.0
   survival_prob: float = 1.0
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
   dtype: Any = jnp.float32
@@ -85,27 +86,32 @@ class WideBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     norm = functools.partial(layers.batch_norm, train, self.dtype)
-    preact = nn.relu(norm()(x))
-    y = preact
-    for i, k in enumerate(self.kernels):
-      if i > 0:
-        y = nn.relu(norm()(y))
-        if self.dropout > 0:
-          y = nn.Dropout(self.dropout, deterministic=not train)(y)
-      s = self.strides if i == 0 else 1
-      y = layers.Conv(self.features, (k, k), (s, s), padding=[((k - 1) // 2, k // 2)] * 2,
-                      dtype=self.dtype)(y)
-    drop_block = layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)
-    y = drop_block(y, train)
-    y = layers.StochasticDepth(self.survival_prob, self.stochastic_depth_mode)(y, train)
+    project = x.shape[-1] != self.features or self.strides != 1
+    # The first BN-ReLU belongs to the branch, unless the projection shares it.
+    h = nn.relu(norm()(x)) if project else x
 
-    if x.shape[-1] != self.features or self.strides != 1:
+    def branch(mdl, y):
+      for i, k in enumerate(self.kernels):
+        if i > 0 or not project:
+          y = nn.relu(norm()(y))
+        if i > 0 and self.dropout > 0:
+          y = nn.Dropout(self.dropout, deterministic=not train)(y)
+        s = self.strides if i == 0 else 1
+        y = layers.Conv(self.features, (k, k), (s, s), padding=[((k - 1) // 2, k // 2)] * 2,
+                        dtype=self.dtype)(y)
+      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
+
+    if project:
       shortcut = layers.Conv(self.features, (1, 1), (self.strides, self.strides),
-                             dtype=self.dtype, name="projection")(preact)
-      shortcut = drop_block(shortcut, train)
+                             dtype=self.dtype, name="projection")(h)
+      shortcut = layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size,
+                                  name="projection_dropblock")(shortcut, train)
     else:
       shortcut = x
-    return shortcut + y
+    return layers.stochastic_residual(self, branch, h, shortcut, train=train,
+                                      survival_prob=self.survival_prob,
+                                      mode=self.stochastic_depth_mode,
+                                      per=self.stochastic_depth_per)
 
 
 class WideResNet(nn.Module):
@@ -125,9 +131,12 @@ class WideResNet(nn.Module):
   stochastic_depth: float = 1.0
   stochastic_depth_decay: str = "linear"
   stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
   dropblock_keep_prob: float = 1.0
   dropblock_size: int = 7
   dropblock_stages: Sequence[int] = ()
+  remat: bool = False
+  scan_blocks: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -140,26 +149,43 @@ class WideResNet(nn.Module):
     if any(s not in (1, 2, 3) for s in self.dropblock_stages):
       raise ValueError(f"dropblock_stages: WRN stages are 1, 2, 3, got {tuple(self.dropblock_stages)}")
     layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
+    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
+
+  @property
+  def scan_groups(self):
+    """(scan_name, block names) that `scan_blocks` stacks: blocks 2..n of each group."""
+    n = blocks_per_group(self.depth, self.block_type)
+    if n < 3:
+      return []
+    return [(f"group{g}_scan", [f"group{g}_block{b}" for b in range(2, n + 1)])
+            for g in (1, 2, 3)]
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False):
     kernels = parse_block_type(self.block_type)
     n = blocks_per_group(self.depth, kernels)
     x = layers.Conv(self.stem_features, (3, 3), padding=[(1, 1), (1, 1)],
                     dtype=self.dtype, name="stem")(x.astype(self.dtype))
-    num_blocks, l = 3 * n, 0
+    probs = [layers.survival_probability(l, 3 * n, self.stochastic_depth,
+                                         self.stochastic_depth_decay)
+             for l in range(1, 3 * n + 1)]
     for g, (width, strides) in enumerate(zip((16, 32, 64), (1, 2, 2)), start=1):
-      keep = self.dropblock_keep_prob if g in self.dropblock_stages else 1.0
-      for b in range(n):
-        l += 1
-        x = WideBlock(
-            width * self.widen_factor, kernels, strides if b == 0 else 1, self.dropout,
-            layers.survival_probability(l, num_blocks, self.stochastic_depth,
-                                        self.stochastic_depth_decay),
-            self.stochastic_depth_mode, keep, self.dropblock_size, self.dtype,
-            name=f"group{g}_block{b + 1}")(x, train)
+      block = functools.partial(
+          WideBlock, features=width * self.widen_factor, kernels=kernels,
+          dropout=self.dropout, stochastic_depth_mode=self.stochastic_depth_mode,
+          stochastic_depth_per=self.stochastic_depth_per,
+          dropblock_keep_prob=(self.dropblock_keep_prob if g in self.dropblock_stages
+                               else 1.0),
+          dropblock_size=self.dropblock_size, dtype=self.dtype)
+      names = [f"group{g}_block{b}" for b in range(1, n + 1)]
+      p = probs[(g - 1) * n:g * n]
+      x = layers.repeat_blocks(self, block, x, train, names[:1], p[:1], remat=self.remat,
+                               strides=strides)
+      x = layers.repeat_blocks(self, block, x, train, names[1:], p[1:], remat=self.remat,
+                               scan=self.scan_blocks, scan_name=f"group{g}_scan")
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
-    return layers.Classifier(self.num_classes, dtype=self.dtype, name="classifier")(x, train)
+    return layers.classifier_head(x, train, self.num_classes, dtype=self.dtype,
+                                  pre_logits=pre_logits)
 
 
 def _register(name: str, depth: int, k: int, block_type=(3, 3), **kwargs):

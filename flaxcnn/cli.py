@@ -1,0 +1,101 @@
+"""The command line of every flaxcnn job (launch.py, `python -m flaxcnn.features`).
+
+    python launch.py --config=experiments/quickstart.py --workdir=runs/quickstart
+    python launch.py --config=experiments/wrn_28_10.py --workdir=runs/wrn \
+        --config.optimizer.lr=0.05 --config.model.kwargs.dropout=0.3
+
+A workdir that has checkpoints is resumed from the latest one. The config picks the
+job: a `features` section runs feature extraction (flaxcnn/features.py),
+`config.mode='eval'` evaluates the latest checkpoint, anything else trains (the task,
+classification or segmentation, follows from the model). Several processes
+(multi-host): pass --num_processes, --process_id and --coordinator_address (or set
+the usual cluster environment and pass --distributed).
+
+A config file that declares a sweep (get_sweep, see flaxcnn/sweep.py) runs all its
+variants with --sweep, one of them with --sweep_index=i, and lists them with
+--list_variants.
+
+The console shows a header, progress, evaluations, warnings and errors; the full
+config and library INFO lines go to WORKDIR/logs/ (--verbosity=1 shows them too).
+`--jax_*` flags set JAX options (e.g. --jax_log_compiles).
+"""
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "experiment config file (experiments/*.py)",
+                                lock_config=False)  # default_config() locks all but model.kwargs
+flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and logs")
+flags.DEFINE_integer("num_processes", 1, "number of processes (hosts) in the run")
+flags.DEFINE_integer("process_id", 0, "this process's index")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
+flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with the "
+                  "cluster's auto-detected settings (TPU pods, SLURM)")
+flags.DEFINE_bool("sweep", False, "run every variant of the config file's get_sweep() into "
+                  "WORKDIR/<variant>/ (finished ones are skipped, interrupted ones resumed)")
+flags.DEFINE_integer("sweep_index", None, "run only variant i of the sweep (one variant per "
+                     "job of a cluster array or pod slice); implies --sweep")
+flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, name, overrides, "
+                  "status in WORKDIR) and their count, and exit")
+FLAGS = flags.FLAGS
+
+
+def _log_to_workdir(workdir: str) -> None:
+  """Library INFO lines (Orbax, JAX) and the config go to WORKDIR/logs/; the console
+  keeps warnings and errors, or everything with --verbosity=1."""
+  log_dir = os.path.join(workdir, "logs")
+  try:
+    os.makedirs(log_dir, exist_ok=True)
+  except OSError:
+    return   # the workdir check reports it in one line
+  logging.get_absl_handler().use_absl_log_file("flaxcnn", log_dir)
+  if not FLAGS["stderrthreshold"].present:
+    FLAGS.stderrthreshold = "info" if FLAGS.verbosity >= 1 else "warning"
+  if FLAGS.verbosity < 0 and not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.INFO)   # to the log file
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.config is None:
+    raise app.UsageError("--config is required (a file under experiments/)")
+  if FLAGS.list_variants:
+    from flaxcnn import sweep
+    sys.exit(sweep.main(FLAGS["config"].config_filename, FLAGS.config, FLAGS.workdir,
+                        list_only=True))
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required (checkpoints, metrics and logs go there)")
+  import jax
+  from flaxcnn import distributed, train, workdir as workdir_lib
+  config, workdir = FLAGS.config, FLAGS.workdir
+  try:
+    workdir_lib.check_writable(workdir)
+    _log_to_workdir(workdir)
+    distributed.initialize(FLAGS.num_processes, FLAGS.process_id,
+                           FLAGS.coordinator_address, FLAGS.distributed)
+    logging.info("config:\n%s", config)
+    if FLAGS.sweep or FLAGS.sweep_index is not None:
+      from flaxcnn import sweep
+      sys.exit(sweep.main(FLAGS["config"].config_filename, config, workdir,
+                          index=FLAGS.sweep_index))
+    if "features" in config:
+      from flaxcnn import features
+      features.run(config, workdir)
+    elif config.mode == "eval":
+      train.evaluate_checkpoint(config, workdir)
+    else:
+      train.train_and_evaluate(config, workdir)
+  except (FileNotFoundError, ValueError, RuntimeError, train.NonFiniteLoss) as e:
+    if jax.process_count() > 1:
+      logging.error("process %d: %s", jax.process_index(), e)
+    sys.exit(f"error: {e}")
+
+
+def run():
+  """Parses --jax_* flags and the flags above, then runs `main`."""
+  import jax
+  jax.config.config_with_absl()
+  app.run(main)

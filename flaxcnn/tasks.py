@@ -1,0 +1,90 @@
+"""Tasks: what differs between training a classifier and a segmenter.
+
+The training loop (flaxcnn/train.py) is the same for every task; a `Task` tells it
+what the data are, how a training batch is augmented, what an evaluation batch
+sums to and how the sums of a split become its metrics. The loss is the same for
+both: the softmax cross-entropy against (smoothed, mixed) one-hot targets, of every
+example (classification, labels (N,)) or every pixel (segmentation, labels (N, H, W)),
+with `optax.softmax_cross_entropy`.
+
+    launch -> config -> data -> model -> task -> loop (train.py) -> checkpoint/metrics
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from flaxcnn import augment, config as config_lib
+
+
+def cross_entropy(logits, targets):
+  """Mean softmax cross-entropy over all examples (and pixels)."""
+  return jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
+
+
+class Task:
+  """The classification task; `flaxcnn.segmentation.Segmentation` overrides it."""
+  name = "classification"
+  metric = "accuracy"           # the headline metric of an evaluation (higher is better)
+  accuracy_label = "acc"        # how the console names the training accuracy
+
+  def validate(self, config, num_devices: int) -> None:
+    config_lib.validate(config, num_devices)
+
+  def load_data(self, config):
+    from flaxcnn import data as data_lib
+    return data_lib.load(config)
+
+  def check(self, config, model, dataset) -> None:
+    """Config-against-data checks that need the dataset (before compiling)."""
+
+  # ---------------------------------------------------------------- training
+
+  def augment(self, run, rng, images, labels):
+    """In-memory training batch (uint8 on the device) -> (normalized x, labels)."""
+    x = augment.train_augment(rng, images, run.config, run.mean, run.std,
+                              run.compute_dtype, run.train_size)
+    return x, labels
+
+  # ---------------------------------------------------------------- evaluation
+
+  def eval_scores(self, run, variables, images, eval_size: int):
+    """Log-probabilities of an evaluation batch; several views (10-crop,
+    multi-scale) average their softmax scores."""
+    cfg = run.config
+    if isinstance(images, tuple):   # streaming multi-scale: whole images, one per scale
+      views = augment.full_image_views(images)
+    else:
+      pad = cfg.augment.crop_padding if images.shape[1] <= eval_size else 0
+      views = augment.eval_views(images, cfg.eval_mode, eval_size, pad, cfg.eval_scales)
+    probs = [jax.nn.softmax(run.model.apply(
+        variables, augment.normalize(v, run.mean, run.std, run.compute_dtype),
+        train=False).astype(jnp.float32)) for v in views]
+    return jnp.log(jnp.maximum(sum(probs) / len(probs), 1e-30))
+
+  def eval_sums(self, scores, labels, mask):
+    """Per-batch sums: each example counted once where mask is 1."""
+    scores = scores.astype(jnp.float32)
+    loss = optax.softmax_cross_entropy_with_integer_labels(scores, labels.astype(jnp.int32))
+    k = min(5, scores.shape[-1])
+    topk = jax.lax.top_k(scores, k)[1]
+    top1 = topk[:, 0] == labels
+    top5 = jnp.any(topk == labels[:, None], axis=-1)
+    return {"loss": jnp.sum(loss * mask), "accuracy": jnp.sum(top1 * mask),
+            "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
+
+  def reduce(self, totals, dataset) -> dict:
+    """The metrics of a split from the summed (host) totals of its batches."""
+    count = float(totals["count"])
+    return {"loss": float(totals["loss"]) / count,
+            "accuracy": float(totals["accuracy"]) / count,
+            "top5": float(totals["top5"]) / count, "count": count}
+
+  def eval_line(self, res) -> str:
+    return (f"loss {res['loss']:.4f}  top-1 {res['accuracy']:.4f}  top-5 {res['top5']:.4f}  "
+            f"({int(res['count'])} examples)")
+
+  def final_line(self, res) -> str:
+    return f"top-1 {res['accuracy']:.4f}"
+
+
+CLASSIFICATION = Task()

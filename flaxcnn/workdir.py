@@ -1,0 +1,145 @@
+"""The run's directory: checked before anything is loaded, locked while a run uses it.
+
+`prepare(workdir)` fails with one line when the workdir is a file, lies under a
+file or is not writable, and takes WORKDIR/.lock (host, pid, start time) so that a
+second run on the same workdir is refused instead of mixing its checkpoints and
+metrics with the first's. A lock left by a killed run is stale (its process is gone
+on this host, or its heartbeat, renewed at every logged step, is older than
+STALE_SECONDS) and is taken over. Multi-host runs take it on process 0 only.
+"""
+import json
+import os
+import socket
+import time
+
+import jax
+
+STALE_SECONDS = 15 * 60
+
+
+class WorkdirBusy(ValueError):
+  pass
+
+
+def check_writable(workdir: str) -> None:
+  """One-line errors for a workdir that cannot hold a run."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f"--workdir={workdir} is a file; give a directory")
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ValueError(f"--workdir={workdir} lies under the file {parent}; give a directory")
+  try:
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, f".write-test-{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"--workdir={workdir} is not writable ({e.strerror}); give a "
+                     "directory you can write to") from None
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+class Lock:
+
+  def __init__(self, path):
+    self.path = path
+    self.held = path is not None
+
+  def heartbeat(self):
+    if self.held:
+      try:
+        os.utime(self.path)
+      except OSError:
+        pass
+
+  def release(self):
+    if self.held:
+      try:
+        with open(self.path) as f:
+          if json.load(f).get("pid") == os.getpid():
+            os.remove(self.path)
+      except (OSError, ValueError):
+        pass
+      self.held = False
+
+
+def _holder(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _stale(holder, path) -> bool:
+  if holder is None:
+    return True
+  if holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1))):
+    return True
+  try:
+    return time.time() - os.path.getmtime(path) > STALE_SECONDS
+  except OSError:
+    return True
+
+
+def prepare(workdir: str) -> Lock:
+  """Checks the workdir and locks it for this run (process 0); returns the Lock."""
+  check_writable(workdir)
+  if jax.process_index() != 0:
+    return Lock(None)
+  path = os.path.join(os.path.abspath(workdir), ".lock")
+  me = {"host": socket.gethostname(), "pid": os.getpid(),
+        "start": time.strftime("%Y-%m-%d %H:%M:%S")}
+  for _ in range(3):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      holder = _holder(path)
+      if holder is not None and holder.get("pid") == os.getpid() \
+          and holder.get("host") == me["host"]:
+        return Lock(None)    # this process already holds it (a nested call)
+      if _stale(holder, path):
+        try:
+          os.remove(path)
+        except FileNotFoundError:
+          pass
+        continue
+      raise WorkdirBusy(f"--workdir={workdir} is in use by another run (host "
+                        f"{holder.get('host')}, pid {holder.get('pid')}, started "
+                        f"{holder.get('start')}); wait for it or use another workdir")
+    with os.fdopen(fd, "w") as f:
+      json.dump(me, f)
+    return Lock(path)
+  raise WorkdirBusy(f"--workdir={workdir}: could not take its lock {path}")
+
+
+def write_json(path: str, obj) -> None:
+  """Writes JSON atomically (a crash leaves the old file or the new one)."""
+  if jax.process_index() != 0:
+    return
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def save_config(config, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
+  with open(tmp, "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(tmp, os.path.join(workdir, "config.json"))

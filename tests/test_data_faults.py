@@ -1,0 +1,130 @@
+"""Data faults of issue 10: differing class sets, stale caches, one-line errors."""
+import glob
+import os
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_config
+from flaxcnn import data as data_lib
+from flaxcnn.data import sources
+
+
+def _folder(root, classes=("cat", "dog"), per_class=3, splits=("train", "test"), size=(12, 16)):
+  rng = np.random.RandomState(0)
+  for split in splits:
+    for cls in (classes[split] if isinstance(classes, dict) else classes):
+      d = root / split / cls
+      d.mkdir(parents=True, exist_ok=True)
+      for i in range(per_class):
+        Image.fromarray(rng.randint(0, 256, size + (3,)).astype(np.uint8)).save(d / f"{i}.png")
+  return root
+
+
+def _streaming(root):
+  return tiny_config(**{"data.source": "folder", "data.root": str(root), "data.in_memory": False,
+                        "data.image_size": 8, "data.validation_size": 0})
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_test_class_missing_from_train_is_an_error(tmp_path, cache_env, streamed):
+  root = _folder(tmp_path / "pets", {"train": ("cat", "dog"), "test": ("cat", "dog", "emu")})
+  with pytest.raises(ValueError) as e:
+    if streamed:
+      data_lib.load(_streaming(root))
+    else:
+      sources.image_folder(str(root))
+  msg = str(e.value)
+  assert "emu" in msg and "test" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_train_class_without_test_images_is_a_warning(tmp_path, cache_env, streamed):
+  root = _folder(tmp_path / "pets", {"train": ("cat", "dog", "emu"), "test": ("cat", "dog")})
+  with pytest.warns(UserWarning, match="emu"):
+    d = data_lib.load(_streaming(root)) if streamed else sources.image_folder(str(root))
+  assert d.num_classes == 3 and d.sizes["test"] == 6
+
+
+def test_decoded_cache_follows_the_files(tmp_path, cache_env, capsys):
+  root = _folder(tmp_path / "pets")
+  assert sources.image_folder(str(root)).sizes == {"train": 6, "test": 6}
+  assert "cached in" in capsys.readouterr().out
+  again = sources.image_folder(str(root))
+  out = capsys.readouterr().out
+  assert "Using decoded images cached in" in out and str(cache_env) in out
+  assert again.sizes == {"train": 6, "test": 6}
+  # a new image, then a new class: never the old arrays
+  Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "train" / "dog" / "new.png")
+  assert sources.image_folder(str(root)).sizes == {"train": 7, "test": 6}
+  _folder(root, classes=("emu",), splits=("train", "test"))
+  d = sources.image_folder(str(root))
+  assert d.num_classes == 3 and d.sizes == {"train": 10, "test": 9}
+  # an image replaced in place (same name, new content)
+  path = root / "test" / "cat" / "0.png"
+  Image.fromarray(np.full((12, 16, 3), 7, np.uint8)).save(path)
+  os.utime(path, ns=(time.time_ns() + 10 ** 9,) * 2)
+  test = sources.image_folder(str(root)).splits["test"]
+  assert (test.images == 7).all(axis=(1, 2, 3)).any()
+
+
+def test_archive_cache_follows_the_content(tmp_path, cache_env):
+  """A rewritten archive of the same size and modification time is not stale."""
+  root = _folder(tmp_path / "pets")
+  image = root / "test" / "cat" / "0.bmp"
+  Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(image)
+  archive = tmp_path / "pets.tar"
+  with tarfile.open(archive, "w") as tar:
+    tar.add(root, arcname="pets")
+  stat = os.stat(archive)
+  assert not sources.image_folder(str(archive)).splits["test"].images.all(axis=(1, 2, 3)).any()
+  Image.fromarray(np.full((12, 16, 3), 9, np.uint8)).save(image)   # same size, new pixels
+  os.utime(image, ns=(stat.st_atime_ns, os.stat(image).st_mtime_ns - 10 ** 9))
+  with tarfile.open(archive, "w") as tar:
+    tar.add(root, arcname="pets")
+  assert os.stat(archive).st_size == stat.st_size
+  os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  test = sources.image_folder(str(archive)).splits["test"]
+  assert (test.images == 9).all(axis=(1, 2, 3)).any()
+
+
+def test_truncated_archive_is_one_line_and_leaves_nothing(tmp_path, cache_env):
+  root = _folder(tmp_path / "pets", per_class=20, size=(32, 32))
+  archive = tmp_path / "pets.tar.xz"
+  with tarfile.open(archive, "w:xz") as tar:
+    tar.add(root, arcname="pets")
+  data = archive.read_bytes()
+  archive.write_bytes(data[:len(data) // 2])
+  with pytest.raises(ValueError) as e:
+    sources.image_folder(str(archive))
+  msg = str(e.value)
+  assert "pets.tar.xz" in msg and "truncated" in msg and "\n" not in msg
+  assert not glob.glob(str(cache_env / "extracted" / "*.tmp*"))
+
+
+def test_unknown_tfds_name_is_one_line(tmp_path):
+  t = time.time()
+  with pytest.raises(ValueError) as e:
+    sources.tfds_builder("cifar1O", str(tmp_path))
+  assert time.time() - t < 30
+  msg = str(e.value)
+  assert "cifar1O" in msg and "cifar10" in msg and "\n" not in msg and len(msg) < 300
+
+
+@pytest.mark.parametrize("size", [-3, 0, 10 ** 6])
+def test_absurd_image_size_is_rejected_before_allocating(size):
+  config = tiny_config(**{"data.source": "synthetic", "data.image_size": size,
+                          "data.num_classes": 10})
+  with pytest.raises(ValueError, match="image_size") as e:
+    data_lib.load(config)
+  assert "\n" not in str(e.value)
+
+
+def test_huge_synthetic_data_is_rejected():
+  config = tiny_config(**{"data.source": "synthetic", "data.image_size": 2048,
+                          "data.num_classes": 10, "data.synthetic_size": 100_000})
+  with pytest.raises(ValueError, match="GiB"):
+    data_lib.load(config)

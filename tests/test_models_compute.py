@@ -1,0 +1,224 @@
+"""Compute-saving model options (issue 12) and the paper's v1 bottleneck (issue 11):
+per-mini-batch stochastic depth that skips dropped blocks, remat, scanned blocks and
+their parameter layout conversion, ResNet v1 (stride in the first 1x1)."""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaxcnn.models import create_model, layers, summary
+from flaxcnn.models import efficientnet as E
+from flaxcnn.models.pyramidnet import PyramidBlock
+from flaxcnn.models.resnet import ResidualBlock
+from flaxcnn.models.wide_resnet import WideBlock
+
+KEY = jax.random.PRNGKey(0)
+TINY_EFFNET = dict(stages=(E.Stage(1, 3, 1, 8, 1, fused=True, se_ratio=0.0),
+                           E.Stage(4, 3, 2, 8, 4, fused=True, se_ratio=0.0),
+                           E.Stage(2, 3, 1, 8, 3)), stem_features=8, head_features=16)
+RESNET = dict(depth=20, stage_planes=(4, 8, 8), stem_width=4)          # 3 blocks per stage
+FAMILIES = {   # tiny nets with >= 3 blocks per stage
+    "resnet": ("resnet20_cifar", RESNET),
+    "preact": ("preact_resnet110_cifar", RESNET),
+    "wrn": ("wrn16_4", dict(depth=22, widen_factor=1)),
+    "pyramidnet": ("pyramidnet110_a48", dict(depth=14, alpha=4)),
+    "resnext": ("resnext29_8x64d", dict(depth=20, stage_planes=(4, 8, 8), stem_width=4,
+                                        cardinality=2, width=32)),
+    "efficientnet": ("efficientnet_b0", TINY_EFFNET),
+}
+BLOCKS = (ResidualBlock, WideBlock, PyramidBlock, E.MBConv)
+
+
+def _x(n=4, size=16, seed=1):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=(n, size, size, 3)), jnp.float32)
+
+
+def _init(model, x):
+  return jax.jit(lambda: model.init({"params": KEY, "dropout": KEY}, x))()
+
+
+# ----------------------------------------------------------------------------- per-batch SD
+
+def test_per_batch_block_is_its_shortcut_or_its_scaled_branch():
+  """One draw for the whole batch: the output is x (BN stats untouched) or
+  x + F(x) / p (BN stats updated exactly as without stochastic depth)."""
+  x = jax.random.normal(KEY, (4, 8, 8, 8))
+  make = functools.partial(ResidualBlock, planes=8, placement="full_preact",
+                           stochastic_depth_per="batch")
+  variables = make().init(KEY, x, train=False)
+  full, full_stats = make().apply(variables, x, train=True, mutable=["batch_stats"])
+  step = jax.jit(lambda v, x, k: make(survival_prob=0.5).apply(
+      v, x, train=True, mutable=["batch_stats"], rngs={"dropout": k}))
+  outcomes = []
+  for seed in range(16):
+    out, stats = step(variables, x, jax.random.PRNGKey(seed))
+    dropped = bool(np.allclose(out, x, atol=0))
+    outcomes.append(dropped)
+    if dropped:
+      jax.tree.map(np.testing.assert_array_equal, stats["batch_stats"], variables["batch_stats"])
+    else:
+      np.testing.assert_allclose(out, x + 2.0 * (full - x), rtol=1e-5, atol=1e-5)
+      jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6),
+                   stats["batch_stats"], full_stats["batch_stats"])
+  assert 3 <= sum(outcomes) <= 13
+  # Inference and the 'inference_scale' form: the branch times p.
+  inf = make(survival_prob=0.5, stochastic_depth_mode="inference_scale")
+  out = inf.apply(variables, x, train=False)
+  np.testing.assert_allclose(out, x + 0.5 * (make().apply(variables, x, train=False) - x), rtol=1e-5, atol=1e-6)
+
+
+def _block_outputs(model, variables, x, key):
+  """Train-mode outputs of every block (in order) and the updated batch stats."""
+  def run(v, x, k):
+    return model.apply(v, x, train=True, rngs={"dropout": k},
+                       mutable=["batch_stats", "intermediates"],
+                       capture_intermediates=lambda m, name: isinstance(m, BLOCKS)
+                       and name == "__call__")
+  logits, state = jax.jit(run)(variables, x, key)
+  flat = jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]
+  outs = {jax.tree_util.keystr(p[:-2]): v for p, v in flat}
+  return logits, outs, state["batch_stats"]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_per_batch_stochastic_depth_skips_whole_blocks_in_every_family(family):
+  name, kwargs = FAMILIES[family]
+  model = create_model(name, num_classes=3, stochastic_depth=0.5, stochastic_depth_decay="constant",
+                       stochastic_depth_per="batch", **kwargs)
+  x = _x()
+  variables = _init(model, x)
+  # One lax.cond per residual block in the traced train step.
+  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=True, rngs={"dropout": KEY},
+                                               mutable=["batch_stats"]))(variables)
+  conds = str(jaxpr).count(" cond[")
+  assert conds >= 4
+  dropped_counts = []
+  for seed in range(6):
+    logits, outs, stats = _block_outputs(model, variables, x, jax.random.PRNGKey(seed))
+    assert np.isfinite(logits).all()
+    names = list(outs)
+    dropped = 0
+    for prev, cur in zip(names, names[1:]):
+      a, b = np.asarray(outs[prev]), np.asarray(outs[cur])
+      if a.shape[:3] != b.shape[:3] or (family != "pyramidnet" and a.shape != b.shape):
+        continue                 # a downsampling / widening block: its shortcut changes x
+      block = cur.strip("[]'").split("']['")[0]
+      old, new = variables["batch_stats"][block], stats[block]
+      same = [np.array_equal(u, v) for u, v in zip(jax.tree.leaves(old), jax.tree.leaves(new))]
+      # identity shortcut (zero-padded channels in PyramidNet)
+      passes = np.array_equal(b[..., :a.shape[-1]], a) and not b[..., a.shape[-1]:].any()
+      assert all(same) == passes and (all(same) or not any(same)), (block, same)
+      dropped += passes
+    dropped_counts.append(dropped)
+  assert sum(dropped_counts) > 0 and len(set(dropped_counts)) > 1
+
+
+@pytest.mark.parametrize("kwargs", [dict(shortcut="none", stochastic_depth=0.5,
+                                         stochastic_depth_per="batch"),
+                                    dict(stochastic_depth_per="mini-batch")])
+def test_per_batch_stochastic_depth_config_errors(kwargs):
+  with pytest.raises(ValueError, match="stochastic_depth_per"):
+    create_model("resnet20_cifar", **kwargs)
+
+
+# ----------------------------------------------------------------------------- scan and remat
+
+def _loss(model, variables, x, params):
+  logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                          mutable=["batch_stats"], rngs={"dropout": KEY})
+  return jnp.mean(logits ** 2)
+
+
+def _nparams(tree):
+  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("family", ["resnet", "preact", "wrn", "efficientnet"])
+def test_scanned_blocks_match_unscanned_with_converted_weights(family):
+  name, kwargs = FAMILIES[family]
+  plain = create_model(name, num_classes=3, **kwargs)
+  scanned = create_model(name, num_classes=3, scan_blocks=True, **kwargs)
+  x = _x()
+  v_plain = _init(plain, x)
+  v_scan = _init(scanned, x)
+  groups = scanned.scan_groups
+  assert groups and all(g[0] in v_scan["params"] for g in groups)
+  assert _nparams(v_scan["params"]) == _nparams(v_plain["params"])
+  # The layouts convert both ways, exactly.
+  converted = layers.stack_blocks(v_plain, groups)
+  assert jax.tree.structure(converted) == jax.tree.structure(v_scan)
+  back = layers.unstack_blocks(converted, groups)
+  jax.tree.map(np.testing.assert_array_equal, back, v_plain)
+  assert jax.tree.structure(layers.unstack_blocks(v_scan, groups)) == jax.tree.structure(v_plain)
+  # Same logits (inference and training) and gradients.
+  np.testing.assert_allclose(scanned.apply(converted, x), plain.apply(v_plain, x),
+                             rtol=1e-5, atol=1e-5)
+  g_plain = jax.jit(jax.grad(functools.partial(_loss, plain, v_plain, x)))(v_plain["params"])
+  g_scan = jax.jit(jax.grad(functools.partial(_loss, scanned, converted, x)))(converted["params"])
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5),
+               layers.unstack_blocks({"params": g_scan}, groups)["params"], g_plain)
+
+
+def test_scanned_blocks_take_per_block_survival_probabilities():
+  """Linear decay under scan: each block keeps its own p_l (inference_scale shows it)."""
+  kw = dict(RESNET, num_classes=3, stochastic_depth=0.5, stochastic_depth_mode="inference_scale")
+  plain, scanned = (create_model("resnet20_cifar", scan_blocks=s, **kw) for s in (False, True))
+  x = _x()
+  v = _init(plain, x)
+  np.testing.assert_allclose(scanned.apply(layers.stack_blocks(v, scanned.scan_groups), x),
+                             plain.apply(v, x), rtol=1e-5, atol=1e-5)
+  # Per-batch stochastic depth runs under scan too.
+  sd = create_model("resnet20_cifar", scan_blocks=True, stochastic_depth_per="batch", **kw)
+  out, _ = jax.jit(lambda v: sd.apply(v, x, train=True, rngs={"dropout": KEY},
+                                      mutable=["batch_stats"]))(_init(sd, x))
+  assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("family", ["resnet", "wrn", "pyramidnet", "efficientnet"])
+def test_remat_gives_the_same_gradients(family):
+  name, kwargs = FAMILIES[family]
+  plain = create_model(name, num_classes=3, **kwargs)
+  remat = create_model(name, num_classes=3, remat=True, **kwargs)
+  x = _x()
+  v = _init(plain, x)
+  assert jax.tree.structure(_init(remat, x)) == jax.tree.structure(v)
+  g = [jax.jit(jax.grad(functools.partial(_loss, m, v, x)))(v["params"]) for m in (plain, remat)]
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), *g)
+
+
+def test_pyramidnet_cannot_scan():
+  with pytest.raises(ValueError, match="scan_blocks"):
+    create_model("pyramidnet110_a48", scan_blocks=True)
+
+
+# ----------------------------------------------------------------------------- ResNet v1
+
+def test_resnet50_v1_strides_the_first_1x1_and_has_the_papers_macs():
+  v1, v15 = create_model("resnet50_v1"), create_model("resnet50")
+  assert v1.stride_in_1x1 and not v15.stride_in_1x1
+  assert summary.count_params(v1, 224) == summary.count_params(v15, 224)
+  # He et al. 2015, Table 1: 3.8 x 10^9 FLOPs (multiply-adds); v1.5 has 4.1 G.
+  assert summary.count_macs(v1, 224) == pytest.approx(3.8e9, rel=0.01)
+
+
+def test_v1_bottleneck_moves_the_stride():
+  x = jnp.zeros((1, 8, 8, 16))
+  for stride_in_1x1, strides in ((True, [2, 1, 1]), (False, [1, 2, 1])):
+    block = ResidualBlock(planes=4, strides=2, bottleneck=True, stride_in_1x1=stride_in_1x1)
+    seen = []
+
+    def spy(next_fun, args, kwargs, context):
+      if isinstance(context.module, nn.Conv) and context.module.name.startswith("Conv_"):
+        seen.append(context.module.strides[0])
+      return next_fun(*args, **kwargs)
+    with nn.intercept_methods(spy):
+      jax.eval_shape(lambda: block.init(KEY, x, train=False))
+    assert seen == strides
+  # The authors' pre-activation ResNet-164/1001 (resnet-1k-layers) stride the 1x1 too.
+  assert create_model("preact_resnet164_cifar_v1").stride_in_1x1
+  assert create_model("preact_resnet1001_cifar_v1").stride_in_1x1
+  with pytest.raises(ValueError, match="stride_in_1x1"):
+    create_model("resnet18", stride_in_1x1=True)

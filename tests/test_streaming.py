@@ -1,0 +1,194 @@
+"""The streaming pipeline: fused windows, the Inception crop, multi-scale testing."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import tiny_config
+from flaxcnn import augment, data as data_lib
+from flaxcnn.data import streaming
+
+
+def _jpeg_folder(root, shapes=((150, 200), (200, 150), (120, 120), (100, 210)),
+                 per_class=4, classes=("a", "b"), splits=("train", "test")):
+  """Photo-like JPEGs (smooth colour fields) of several sizes and aspect ratios."""
+  rng = np.random.RandomState(0)
+  for split in splits:
+    for c, cls in enumerate(classes):
+      d = root / split / cls
+      d.mkdir(parents=True)
+      for i in range(per_class):
+        h, w = shapes[i % len(shapes)]
+        low = rng.randint(0, 256, (4, 5, 3)).astype(np.uint8)
+        img = Image.fromarray(low).resize((w, h), Image.BICUBIC)
+        img.save(d / f"{i:03d}.jpg", quality=90)
+  return root
+
+
+def _config(root, **overrides):
+  c = tiny_config(**{"data.source": "folder", "data.root": str(root), "data.in_memory": False,
+                     "data.image_size": 32, "data.validation_size": 0, "batch_size": 4,
+                     "augment.scale_range": (36, 64), **overrides})
+  return c
+
+
+def _with_crop(config, crop):
+  with config.unlocked():   # until config.py has the field
+    config.augment.train_crop = crop
+  return config
+
+
+def _windows(fn, shape, draws):
+  """`draws` windows (y, x, h, w) of fn(shape, seed) for seeds (0, 0..draws-1)."""
+  seeds = tf.stack([tf.zeros(draws, tf.int64), tf.range(draws, dtype=tf.int64)], axis=1)
+  ds = tf.data.Dataset.from_tensor_slices(seeds).map(lambda s: fn(tf.constant(shape), s))
+  return np.stack(list(ds.batch(draws).as_numpy_iterator())[0])
+
+
+def test_inception_crop_statistics_match_the_reference():
+  """sample_distorted_bounding_box as the EfficientNet reference: area 0.08-1 (0.1 with
+  min_object_covered), aspect 3/4-4/3 before the resize, else the 224/256 centre crop."""
+  h, w = 375, 500
+  win = _windows(lambda s, seed: streaming.inception_window(s, 224, seed), (h, w, 3), 2000)
+  y, x, ch, cw = win.T
+  assert (y >= 0).all() and (x >= 0).all() and (y + ch <= h).all() and (x + cw <= w).all()
+  side = int(224 / 256 * h)
+  centre = (ch == side) & (cw == side) & (y == (h - side + 1) // 2) & (x == (w - side + 1) // 2)
+  sampled = ~centre
+  area = ch[sampled] * cw[sampled] / (h * w)
+  aspect = cw[sampled] / ch[sampled]
+  assert area.min() >= 0.08 and area.max() < 1.0
+  assert aspect.min() >= 0.75 * 0.98 and aspect.max() <= 4 / 3 * 1.02
+  assert 0.3 < area.mean() < 0.7        # uniform area in [0.1, 1], large ones rejected
+  assert centre.mean() < 0.05             # 10 attempts rarely all fail here
+  assert len(np.unique(win, axis=0)) > 1500
+  # a strip where no 3/4-4/3 window covers 10%: always the centre crop, as the reference
+  win = _windows(lambda s, seed: streaming.inception_window(s, 224, seed), (20, 400, 3), 50)
+  side = int(224 / 256 * 20)
+  np.testing.assert_array_equal(win, np.tile([[2, (400 - side + 1) // 2, side, side]], (50, 1)))
+
+
+def test_scale_window_is_the_scale_augmentation():
+  """Shorter side resized to s then a size crop == a size * shorter / s window."""
+  for scale, side in ((256, 328), (480, 175), (375, 224)):
+    win = _windows(lambda s, seed: streaming.scale_window(s, 224, scale, seed), (375, 500), 300)
+    assert (win[:, 2] == side).all() and (win[:, 3] == side).all()
+    assert (win[:, 0] + side <= 375).all() and (win[:, 1] + side <= 500).all()
+    assert win[:, 1].min() < 30 and win[:, 1].max() > 500 - side - 30   # offsets spread
+
+
+def test_fused_decode_equals_decoding_the_whole_image(tmp_path):
+  root = _jpeg_folder(tmp_path / "j", splits=("train",), classes=("a",), per_class=1)
+  data = tf.io.read_file(str(root / "train" / "a" / "000.jpg"))
+  full = tf.io.decode_jpeg(data, channels=3).numpy().astype(int)
+  png = tf.io.encode_png(full.astype(np.uint8))
+  for y, x, h, w in ((0, 0, 150, 200), (10, 20, 64, 80), (33, 47, 50, 61)):
+    fn = lambda shape: tf.constant([y, x, h, w], tf.int32)
+    crop = streaming.decode_window(data, fn).numpy()
+    assert crop.shape == (h, w, 3)
+    assert np.abs(crop - full[y:y + h, x:x + w]).mean() < 1.5   # chroma edges differ
+    np.testing.assert_array_equal(streaming.decode_window(png, fn).numpy(),
+                                  full[y:y + h, x:x + w])
+
+
+@pytest.mark.parametrize("crop", ["scale", "inception"])
+def test_train_crops_are_deterministic_and_resumable(tmp_path, cache_env, crop):
+  root = _jpeg_folder(tmp_path / "j")
+  config = _with_crop(_config(root), crop)
+  ds = data_lib.load(config)
+  full = list(ds.train_batches(config, epoch=0, start_step=0))
+  assert len(full) == 2 and full[0][0].shape == (4, 32, 32, 3) and full[0][0].dtype == np.uint8
+  resumed = list(ds.train_batches(config, epoch=0, start_step=1))
+  np.testing.assert_array_equal(full[1][0], resumed[0][0])
+  np.testing.assert_array_equal(full[1][1], resumed[0][1])
+  again = list(ds.train_batches(config, epoch=0, start_step=0))
+  np.testing.assert_array_equal(full[0][0], again[0][0])
+  other = list(ds.train_batches(config, epoch=1, start_step=0))
+  assert any((a[0] != b[0]).any() for a, b in zip(full, other))
+
+
+def test_inception_eval_uses_the_reference_centre_crop(tmp_path, cache_env):
+  root = _jpeg_folder(tmp_path / "j")
+  scale = data_lib.load(_config(root))
+  incep = data_lib.load(_with_crop(_config(root), "inception"))
+  assert scale._eval_fraction(32) == pytest.approx(32 / 37)     # round(32 / 0.875)
+  assert incep._eval_fraction(32) == pytest.approx(32 / 64)     # 32 / (32 + 32)
+  a = next(scale.eval_batches("test", 8))[0]
+  b = next(incep.eval_batches("test", 8))[0]
+  assert a.shape == b.shape == (8, 32, 32, 3) and (a != b).any()
+
+
+def test_corrupt_image_in_the_stream_is_named(tmp_path, cache_env):
+  root = _jpeg_folder(tmp_path / "j")
+  (root / "train" / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")
+  config = _config(root)
+  ds = data_lib.load(config)
+  with pytest.raises(ValueError) as e:
+    for _ in range(3):
+      list(ds.train_batches(config, epoch=_, start_step=0))
+  msg = str(e.value)
+  assert "broken.jpg" in msg and "\n" not in msg
+  with pytest.raises(ValueError, match="broken.jpg"):
+    list(ds.eval_batches("train", 3))
+
+
+class _TinyFCN(nn.Module):
+  """Fully convolutional: conv, global average pooling, dense."""
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Conv(4, (3, 3), strides=2)(x / 255.0))
+    return nn.Dense(2)(x.mean(axis=(1, 2)))
+
+
+def test_multiscale_full_images_averaged_over_scales(tmp_path, cache_env):
+  """He et al. 2015 Table 5 style: whole images at shorter side s, fully convolutional,
+  softmax averaged over scales (and flips); each example counted once."""
+  root = _jpeg_folder(tmp_path / "j", per_class=5)
+  ds = data_lib.load(_config(root))
+  scales = (24, 40)
+  model = _TinyFCN()
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 24, 24, 3)))
+
+  @jax.jit   # as the eval step would: one compilation per shape group
+  def probs(views):
+    ps = [jax.nn.softmax(model.apply(params, v)) for v in augment.full_image_views(views)]
+    return sum(ps) / len(ps)
+
+  seen, got = [], {}
+  for views, labels, mask in ds.multiscale_batches("test", 3, scales):
+    assert len(views) == len(scales) and len(labels) == len(mask) == 3
+    for s, v in zip(scales, views):
+      assert v.dtype == np.uint8 and min(v.shape[1:3]) == s
+    p = np.asarray(probs(tuple(views)))
+    for k in np.nonzero(mask)[0]:
+      seen.append(int(labels[k]))
+      got.setdefault(int(labels[k]), []).append(p[k])
+  assert sorted(seen) == sorted(ds.records["test"][1].tolist())    # each once
+  # the same scores image by image, at the image's own aspect ratio (exact groups)
+  paths, labels = ds.records["test"]
+  for path, label in zip(paths, labels):
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    h, w = image.shape[:2]
+    views = []
+    for s in scales:
+      r = round(max(h, w) / min(h, w) / 0.1) * 0.1
+      size = (s, round(s * r)) if w >= h else (round(s * r), s)
+      views.append(streaming._resize(image, *size).numpy()[None])
+    p = np.asarray(probs(tuple(views)))[0]
+    assert min(np.abs(q - p).max() for q in got[int(label)]) < 1e-5
+  shapes = {tuple(v.shape[1:3] for v in views)
+            for views, _, _ in ds.multiscale_batches("test", 3, scales)}
+  assert len(shapes) == 4    # 4 aspect groups in this folder: 4 compilations, not 1 per image
+
+
+def test_check_config_rejects_bad_data_settings():
+  data_lib.check_config(tiny_config())
+  for field, value in (("data.image_size", -3), ("data.image_size", 10 ** 6),
+                       ("augment.scale_range", (480, 256)), ("eval_scales", (224, -1))):
+    with pytest.raises(ValueError, match=field.split(".")[-1]):
+      data_lib.check_config(tiny_config(**{field: value}))
+  with pytest.raises(ValueError, match="train_crop"):
+    data_lib.check_config(_with_crop(tiny_config(), "bogus"))
