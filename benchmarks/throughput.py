@@ -10,7 +10,11 @@ For each model:batch it times the jitted train step on
   the per-step gather, pad-and-crop, flip and normalization inside the step (the
   path `launch.py` uses for CIFAR). Real CIFAR-10 images with --cifar, else random
   uint8 images of the same shape (the work done is the same).
-It prints the device, both figures and their ratio. No TensorFlow is imported.
+It prints the device, both figures and their ratio, and beside each img/s the
+achieved TFLOP/s: the training FLOPs per image are taken as 3 x the forward
+multiply-adds x 2 (forward, input gradient and weight gradient; a multiply-add
+is 2 FLOPs), counted by `flaxcnn.models.summary` at the training input size, so
+a GPU figure reads at once as a fraction of the card's peak. No TensorFlow is imported.
 """
 import argparse
 import os
@@ -25,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from flaxcnn import config as config_lib, train  # noqa: E402
 from flaxcnn.data import Dataset, Split, sources  # noqa: E402
-from flaxcnn.models import get_preset  # noqa: E402
+from flaxcnn.models import get_preset, summary  # noqa: E402
 
 
 def _config(model, batch, dtype, size, num_classes):
@@ -54,6 +58,11 @@ def _time(fn, state, steps, warmup):
   return time.perf_counter() - t, state
 
 
+def train_flops_per_image(model, image_size: int) -> float:
+  """3 x forward multiply-adds x 2 FLOPs (forward, input and weight gradients)."""
+  return 3 * 2 * summary.count_macs(model, image_size)
+
+
 def bench(model, batch, dtype, steps, warmup, cifar=None):
   preset = get_preset(model)
   size, num_classes = preset.image_size, preset.num_classes
@@ -69,7 +78,7 @@ def bench(model, batch, dtype, steps, warmup, cifar=None):
                       (0.5,) * 3, (0.25,) * 3)
   run = train.setup(config, dataset)
   state = train.create_state(run, dataset.image_shape)
-  results = {}
+  results = {"train_flops": train_flops_per_image(run.model, size)}
 
   # synthetic: one device-resident batch, normalization in the step
   step = train.make_batch_train_step(run)
@@ -107,9 +116,12 @@ def main():
   for item in args.models.split(","):
     model, batch = item.split(":")
     r = bench(model, int(batch), args.dtype, args.steps, args.warmup, args.cifar)
-    line = f"{model:16s} batch {batch:>4s}  synthetic {r['synthetic']:10.1f} img/s"
+    flops = r["train_flops"]
+    tflops = lambda ips: f"{ips * flops / 1e12:7.3f} TFLOP/s"
+    line = (f"{model:16s} batch {batch:>4s}  {flops / 1e9:7.2f} GFLOP/img (train)  "
+            f"synthetic {r['synthetic']:10.1f} img/s {tflops(r['synthetic'])}")
     if "in-memory" in r:
-      line += (f"  in-memory {r['in-memory']:10.1f} img/s  "
+      line += (f"  in-memory {r['in-memory']:10.1f} img/s {tflops(r['in-memory'])}  "
                f"({100 * r['in-memory'] / r['synthetic']:.1f}% of synthetic)")
     print(line, flush=True)
 

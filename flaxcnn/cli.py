@@ -94,8 +94,47 @@ def main(argv):
     sys.exit(f"error: {e}")
 
 
+def _config_error(e: BaseException, argv) -> str:
+  """A flag or config-file error as one line (absl and ml_collections give pages)."""
+  text = str(e)
+  path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+  if isinstance(e, AttributeError) or "Did you mean" in text:
+    words = [w.strip("'\\\" ") for w in text.replace("\\n", "\n").split()]
+    hint = text.split("Did you mean", 1)[1].split("instead")[0].strip(" '\\\"") \
+        if "Did you mean" in text else ""
+    field = words[0] if words else "?"
+    return (f"--config: the config has no field {field!r}"
+            + (f"; did you mean {hint!r}?" if hint else "")
+            + " (flaxcnn/config.py documents every field)")
+  if "No such file" in text or "Errno 2" in text or "could not be loaded" in text.lower():
+    return f"--config={path}: no such config file (see experiments/)"
+  lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+  if "Traceback" in text:          # an exception inside the config file: its last line
+    last = lines[-1]
+    if last.startswith("SyntaxError") or "SyntaxError" in text:
+      where = next((ln for ln in lines if ln.startswith("File ") and path.split(":")[0]
+                    in ln), "")
+      return f"--config={path}: syntax error ({last}) {where}".strip()
+    return f"--config={path}: {last}"
+  if isinstance(e, SyntaxError):
+    return f"--config={path}: syntax error in {e.filename} line {e.lineno}: {e.msg}"
+  return " ".join(lines)[:400]
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with a config-file or override error as one line."""
+  try:
+    args = FLAGS(argv)
+    if FLAGS.config is not None:
+      "seed" in FLAGS.config   # a file that failed to load raises here  # noqa: B015
+    return args
+  except Exception as e:  # noqa: BLE001 (any error of a config file or flag)
+    sys.stderr.write(f"error: {_config_error(e, argv)}\n")
+    sys.exit(2)
+
+
 def run():
   """Parses --jax_* flags and the flags above, then runs `main`."""
   import jax
   jax.config.config_with_absl()
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -222,6 +222,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                                             or config.data.num_classes is None):
     raise ValueError("config.data.image_size and config.data.num_classes must be set for "
                      "config.data.source='synthetic'")
+  if config.data.num_classes is not None and config.data.source != "synthetic":
+    raise ValueError(f"config.data.num_classes={config.data.num_classes}: the "
+                     f"{config.data.source!r} source defines its own classes; leave it unset "
+                     "(it is for config.data.source='synthetic')")
   from flaxcnn import data as data_lib
   data_lib.check_config(config)
   check_model(config)

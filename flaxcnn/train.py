@@ -443,6 +443,11 @@ def load_initial_weights(config, state: TrainState, run: Run) -> TrainState:
 def setup(config, dataset) -> Run:
   """Builds the static parts of a run from a validated config and a dataset."""
   task = task_for(config)
+  head = config.model.kwargs.get("num_classes")
+  if head is not None and head != dataset.num_classes:
+    raise ValueError(f"config.model.kwargs.num_classes={head} but {dataset.name} has "
+                     f"{dataset.num_classes} classes; drop the override (the model's head "
+                     "follows the data)")
   model = config_lib.build_model(config, dataset.num_classes)
   n_train = dataset.sizes["train"]
   if n_train < config.batch_size:

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 from flaxcnn import config as config_lib
 from flaxcnn import sweep
-from flaxcnn.models import create_model, get_preset
+from flaxcnn.models import get_preset
 
 EXPERIMENTS = os.path.join(ROOT, "experiments")
 FILES = sorted(glob.glob(os.path.join(EXPERIMENTS, "*.py")))

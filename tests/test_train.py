@@ -1,6 +1,5 @@
 """The training loop end to end: learning, evaluation, resume, signals, NaN."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +11,39 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_launch, tiny_config
-from flaxcnn import data as data_lib, metrics, train
-from flaxcnn.config import build_model
+from flaxcnn import config as config_lib, data as data_lib, metrics, train
+
+# Each reliability test runs for both tasks of the one loop: (config file, overrides).
+TASKS = {
+    "classification": ("experiments/quickstart.py", {}),
+    "segmentation": ("experiments/unet_craters.py", {
+        "data.synthetic_size": 256,
+        "data.validation_size": 64, "eval_batch_size": 64}),
+}
+
+
+def _task_args(task):
+  path, overrides = TASKS[task]
+  return [f"--config={path}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def _task_config(task, **overrides):
+  """The task's config file with its test overrides (as the command line gives them)."""
+  import importlib.util
+  path, base = TASKS[task]
+  spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return config_lib.apply_overrides(module.get_config(), {**base, **overrides})
+
+
+def _tiny(task, **overrides):
+  """A few-second run of the task in process: tiny_config, or tiny craters."""
+  if task == "classification":
+    return tiny_config(**overrides)
+  return _task_config("segmentation", **{"num_steps": 12, "log_every_steps": 1,
+                                         "checkpoint_every_steps": 4,
+                                         "eval_every_epochs": 100.0, **overrides})
 
 
 def _params(config, workdir):
@@ -60,9 +90,10 @@ def test_evaluation_counts_each_example_once():
   assert res["top5"] == pytest.approx(np.mean((top5 == split.labels[:, None]).any(-1)), abs=1e-6)
 
 
-def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path, task):
   """A run killed with SIGKILL and resumed ends with the uninterrupted parameters."""
-  args = ["--config=experiments/quickstart.py", "--config.num_steps=30",
+  args = _task_args(task) + ["--config.num_steps=30",
           "--config.checkpoint_every_steps=10", "--config.log_every_steps=5",
           "--config.eval_every_epochs=100"]
   full = tmp_path / "full"
@@ -88,14 +119,16 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   assert "Resumed from checkpoint" in r.stdout
 
-  from experiments import quickstart
-  config = quickstart.get_config()
+  config = _task_config(task)
   _assert_trees_equal(_params(config, str(full)), _params(config, str(killed)))
+  steps = [l["step"] for l in metrics.read_jsonl(str(killed)) if l["split"] == "train"]
+  assert steps == sorted(set(steps)), "a repeated step left a duplicate history line"
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_sigterm_saves_and_exits_cleanly(tmp_path, task):
   env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
-  p = subprocess.Popen([sys.executable, "launch.py", "--config=experiments/quickstart.py",
+  p = subprocess.Popen([sys.executable, "launch.py"] + _task_args(task) + [
                         f"--workdir={tmp_path}", "--config.num_steps=100000",
                         "--config.checkpoint_every_steps=100000",
                         "--config.log_every_steps=1"],
@@ -114,9 +147,10 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   assert steps and steps[0] > 0
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-  config = tiny_config(num_steps=40, checkpoint_every_steps=4)
-  good = train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, task):
+  config = _tiny(task, num_steps=40, checkpoint_every_steps=4)
+  good = train.train_and_evaluate(_tiny(task, num_steps=4), str(tmp_path))
   assert good["step"] == 4
   config.optimizer.lr = 1e30
   config.schedule.name = "constant"
@@ -139,6 +173,10 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
   state = train.load_state(config, str(tmp_path))
   assert int(state.step) == 4
   assert "checkpoint 8 is unreadable" in capsys.readouterr().out
+  # moved aside, so no later run or evaluation silently uses step 4 instead
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "corrupt-8"]
+  summary = train.train_and_evaluate(config, str(tmp_path))     # writes step 8 again
+  assert summary["step"] == 8 and "8" in os.listdir(tmp_path / "checkpoints")
 
 
 def test_bfloat16_training_runs(tmp_path):

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from flaxcnn.data import Dataset, Split, finalize
+from flaxcnn.data.core import Dataset, Split, finalize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 

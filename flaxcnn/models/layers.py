@@ -286,6 +286,9 @@ def repeat_blocks(module: nn.Module, block: Callable[..., nn.Module], x, train: 
                   **kwargs):
   """Applies the identical blocks `block(survival_prob=p, **kwargs)` in turn.
 
+  `block` is a block class (or a functools.partial of one) called as
+  `block(...)(x, train)` with a `survival_prob` field.
+
   Call it in the compact method of `module`. Unscanned, block i is the submodule
   `names[i]` (its variables under that name, as without this helper). With
   `remat`, each block's activations are recomputed in the backward pass
@@ -297,6 +300,8 @@ def repeat_blocks(module: nn.Module, block: Callable[..., nn.Module], x, train: 
   the scanned blocks. Survival probabilities that differ between blocks are
   scanned over as traced scalars.
   """
+  if isinstance(block, functools.partial):   # a block class with some fields set
+    block, kwargs = block.func, {**block.keywords, **kwargs}
   cls = nn.remat(block, static_argnums=(2,)) if remat else block
   if not scan or len(names) < 2:
     for name, p in zip(names, survival_probs):

@@ -1,0 +1,121 @@
+"""Nothing lost, nothing silently wrong: the loop against faults and misuse (issue 10).
+
+Each case used to finish "successfully" with a wrong result or a long traceback."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_launch, tiny_config
+from flaxcnn import checkpoint, metrics, train, workdir as workdir_lib
+
+
+def test_diverging_parameters_stop_the_run_and_no_checkpoint_is_nonfinite(tmp_path):
+  """lr=30 on the digits: the loss stays finite for a while, the parameters do not."""
+  config = tiny_config(num_steps=60, checkpoint_every_steps=2, log_every_steps=5)
+  config.optimizer.lr = 30.0
+  config.schedule.name = "constant"
+  with pytest.raises(train.NonFiniteLoss, match="NaN/Inf at step"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / "summary.json").exists()
+  steps = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+  assert steps
+  # every checkpoint on disk is finite, and a resume starts from the newest one
+  state = train.load_state(config, str(tmp_path))
+  assert int(state.step) == max(steps)
+  assert checkpoint.all_finite({"params": state.params, "batch_stats": state.batch_stats})
+
+
+def test_resume_skips_a_nonfinite_checkpoint(tmp_path, capsys):
+  config = tiny_config(num_steps=4, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  state = train.load_state(config, str(tmp_path))
+  bad = state.replace(step=state.step + 4,
+                      params=jax.tree.map(lambda x: x * np.nan, state.params))
+  ck = checkpoint.Checkpointer(str(tmp_path))
+  ck.save(bad)
+  ck.close()
+  again = train.load_state(config, str(tmp_path))
+  assert int(again.step) == 4
+  assert "not finite" in capsys.readouterr().out
+  assert "nonfinite-8" in os.listdir(tmp_path / "checkpoints")
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    os.makedirs(tmp_path, exist_ok=True)
+    with open(tmp_path / ".lock", "w") as f:
+      json.dump({"host": socket.gethostname(), "pid": holder.pid, "start": "earlier"}, f)
+    with pytest.raises(workdir_lib.WorkdirBusy, match=rf"in use .*pid {holder.pid}"):
+      train.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+  finally:
+    holder.kill()
+    holder.wait()
+  # the holder is gone: its lock is stale and the run takes it
+  summary = train.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path))
+  assert summary["step"] == 2 and not (tmp_path / ".lock").exists()
+
+
+def test_head_size_must_match_the_data():
+  config = tiny_config(**{"model.kwargs.num_classes": 5})
+  with pytest.raises(ValueError, match=r"num_classes=5 but digits has 10 classes"):
+    train.train_and_evaluate(config, "/tmp/never-written")
+  from flaxcnn import config as config_lib
+  with pytest.raises(ValueError, match=r"data.num_classes=3.*defines its own classes"):
+    config_lib.validate(tiny_config(**{"data.num_classes": 3}))
+
+
+def test_a_fresh_start_does_not_append_to_an_old_history(tmp_path, capsys):
+  train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  import shutil
+  shutil.rmtree(tmp_path / "checkpoints")
+  train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  steps = [l["step"] for l in metrics.read_jsonl(str(tmp_path)) if l["split"] == "train"]
+  assert steps == [1, 2, 3, 4]
+  assert "fresh history" in capsys.readouterr().out
+  assert any(n.startswith("metrics.jsonl.old-") for n in os.listdir(tmp_path))
+
+
+def test_a_config_of_another_model_is_named_not_restored(tmp_path):
+  train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  other = tiny_config(num_steps=8, **{"model.kwargs.depth": 14})
+  with pytest.raises(ValueError, match=r"config differs from the run .*model.kwargs.depth: 8 -> "
+                                       r"14") as e:
+    train.train_and_evaluate(other, str(tmp_path))
+  assert "move" not in str(e.value)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4"]   # nothing moved aside
+
+
+def test_unusable_workdirs_are_one_line_errors(tmp_path):
+  (tmp_path / "f").write_text("x")
+  with pytest.raises(ValueError, match="is a file"):
+    workdir_lib.check_writable(str(tmp_path / "f"))
+  with pytest.raises(ValueError, match="lies under the file"):
+    workdir_lib.check_writable(str(tmp_path / "f" / "wd"))
+  if os.geteuid() != 0:   # root writes anywhere
+    (tmp_path / "ro").mkdir(mode=0o500)
+    with pytest.raises(ValueError, match="not writable"):
+      workdir_lib.check_writable(str(tmp_path / "ro" / "wd"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config=experiments/quickstart.py", "--config.optimizer.lrr=0.1"],
+     "has no field 'lrr'; did you mean 'lr'"),
+    (["--config=experiments/nope.py"], "no such config file"),
+    (["--config=experiments/resnet_cifar.py:abc"], "unknown argument 'abc'"),
+    (["--config=experiments/quickstart.py", "--config.data.image_size=-3"],
+     "data.image_size=-3 must be"),
+])
+def test_command_line_mistakes_are_one_line(tmp_path, args, message):
+  r = run_launch(args + [f"--workdir={tmp_path}/wd"], timeout=120)
+  assert r.returncode != 0
+  errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and message in errors[0], r.stderr[-2000:]
+  assert "Traceback" not in r.stderr
