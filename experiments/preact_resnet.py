@@ -2,7 +2,9 @@
 "Identity Mappings in Deep Residual Networks", Section 4 and Appendix; Table 3).
 
 Full pre-activation bottleneck networks (BN-ReLU-conv units), projection shortcuts
-where the shape changes. The paper's recipe (trained in Caffe: plain momentum):
+where the shape changes, built as the authors' code does (KaimingHe/resnet-1k-layers:
+the stride on the first 1x1 convolution, model.kwargs.stride_in_1x1; the presets
+preact_resnet164_cifar_v1 / preact_resnet1001_cifar_v1). The paper's recipe (trained in Caffe: plain momentum):
 batch 128, SGD momentum 0.9, weight decay 1e-4, learning rate 0.1 divided by 10
 at 32k and 48k iterations, stopped at 64k, i.e. on the 50,000 training images
 164 epochs with drops at epochs 81 and 122 (the epochs of fb.resnet.torch, which the
@@ -34,6 +36,8 @@ def get_config(arg: str = ""):
                        "and/or cifar100")
   config = default_config()
   config.model.name = f"preact_resnet{depth}_cifar"
+  if depth != 110:                               # bottleneck nets: the authors' stride
+    config.model.kwargs.stride_in_1x1 = True
   config.data.source = "tfds"
   config.data.name = dataset
   config.data.validation_size = 0

@@ -18,6 +18,9 @@ The paper's recipe, as far as flaxcnn supports it:
 
 ResNet-18/34 use basic blocks, 50/101/152 bottleneck blocks; all use option-B
 shortcuts (projections only where the shape changes), as the paper's Table 4.
+The bottleneck nets are the paper's own form ("v1", the presets resnet50_v1 ...):
+the stride on the first 1x1 convolution (model.kwargs.stride_in_1x1), 3.8 G
+multiply-adds for ResNet-50, not torchvision's "v1.5" (stride on the 3x3, 4.1 G).
 
   python launch.py --config=experiments/resnet50_imagenet.py --workdir=runs/r50
   python launch.py --config=experiments/resnet50_imagenet.py:34,ten_crop --workdir=runs/r34
@@ -49,6 +52,8 @@ def get_config(arg: str = ""):
 
   config = default_config()
   config.model.name = f"resnet{depth}"
+  if depth >= 50:
+    config.model.kwargs.stride_in_1x1 = True   # He et al. 2015's bottleneck ("v1")
   config.data.source = "tfds"
   config.data.name = "imagenet2012"
   config.data.in_memory = False            # stream: decode + scale augmentation in tf.data

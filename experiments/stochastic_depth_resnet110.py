@@ -6,6 +6,8 @@ The paper's recipe: the 110-layer ResNet of He et al. 2015 (option-A shortcuts),
 residual blocks dropped with survival probability decaying linearly from 1 to
 p_L = 0.5 over the 54 blocks, p_l = 1 - l/L (1 - p_L); at test time each block's
 output is scaled by p_l (the paper's form: stochastic_depth_mode='inference_scale').
+A block is dropped for the whole mini-batch and then not computed at all, as in the
+paper (stochastic_depth_per='batch'; its BN statistics are not updated either).
 SGD, batch 128, 500 epochs, learning rate 0.1 divided by 10 at epochs 250 and 375,
 weight decay 1e-4, momentum 0.9 with Nesterov (the authors' code:
 yueatsprograms/Stochastic_Depth main.lua, nesterov=true, dampening 0; weight decay on
@@ -34,6 +36,7 @@ def get_config(arg: str = ""):
   config.model.kwargs.stochastic_depth = 0.5          # p_L
   config.model.kwargs.stochastic_depth_decay = "linear"
   config.model.kwargs.stochastic_depth_mode = "inference_scale"
+  config.model.kwargs.stochastic_depth_per = "batch"
   config.data.source = "tfds"
   config.data.name = dataset
   config.data.validation_size = 5000

@@ -329,7 +329,16 @@ def evaluate_head(head, features, labels) -> dict:
 
 def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None) -> dict:
   """Backbone -> cached features -> logistic-regression head; returns the summary."""
-  from flaxcnn import data as data_lib
+  from flaxcnn import workdir as workdir_lib
+  lock = workdir_lib.prepare(workdir)   # one-line errors; a busy workdir is refused
+  try:
+    return _run(config, workdir, backbone, dataset)
+  finally:
+    lock.release()
+
+
+def _run(config, workdir, backbone, dataset) -> dict:
+  from flaxcnn import data as data_lib, workdir as workdir_lib
   from flaxcnn.metrics import MetricWriter
   t0 = time.time()
   if backbone is None:
@@ -344,8 +353,7 @@ def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None)
   x_train, y_train = feats.splits["train"]
   head = train_head(x_train, y_train, dataset.num_classes, f.head_steps, f.head_lr, f.head_l2)
   summary = {"train": evaluate_head(head, x_train, y_train)}
-  os.makedirs(workdir, exist_ok=True)
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, resume_step=0)   # a head's lines replace the old ones
   for name in ("validation", "test"):
     if name in feats.splits:
       summary[name] = evaluate_head(head, *feats.splits[name])
@@ -356,11 +364,9 @@ def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None)
   summary.update(backbone=backbone.key, cache=feats.path, from_cache=feats.from_cache,
                  feature_dim=feats.dim, seconds=time.time() - t0)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as fh:
-      fh.write(config.to_json_best_effort(indent=2))
+    workdir_lib.save_config(config, workdir)
     np.savez(os.path.join(workdir, "head.npz"), **head)
-    with open(os.path.join(workdir, "summary.json"), "w") as fh:
-      json.dump(summary, fh, indent=2)
+    workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 

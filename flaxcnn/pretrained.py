@@ -360,6 +360,9 @@ def convert(preset_name: str, state_dict: Mapping[str, np.ndarray],
       if head in sd and np.ndim(sd[head]) == 2:
         num_classes = int(np.shape(sd[head])[0])
   model = _build(preset_name, num_classes, model_kwargs)
+  scan_groups = model.scan_groups if getattr(model, "scan_blocks", False) else None
+  if scan_groups is not None:   # convert to the unscanned layout, then stack the blocks
+    model = model.clone(scan_blocks=False)
   _check_known_mismatch(model, sd)
   kmap = _key_map(model)
   fresh_head = set()
@@ -405,6 +408,9 @@ def convert(preset_name: str, state_dict: Mapping[str, np.ndarray],
       flat[(collection,) + tuple(path)] = value
   variables = traverse_util.unflatten_dict(flat)
   variables.setdefault("batch_stats", {})
+  if scan_groups is not None:
+    from flaxcnn.models import layers
+    variables = layers.stack_blocks(variables, scan_groups)
   return variables
 
 

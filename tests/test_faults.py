@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import run_launch, tiny_config
+from conftest import ROOT, run_launch, tiny_config
 from flaxcnn import checkpoint, metrics, train, workdir as workdir_lib
 
 
@@ -119,3 +119,57 @@ def test_command_line_mistakes_are_one_line(tmp_path, args, message):
   errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1 and message in errors[0], r.stderr[-2000:]
   assert "Traceback" not in r.stderr
+
+
+def test_rerunning_a_finished_sweep_variant_with_other_overrides_warns(tmp_path, capsys):
+  from flaxcnn import sweep
+  plan = [{"seed": 0}]
+  sweep.run(tiny_config(num_steps=2), str(tmp_path), sweep=plan, compilation_cache=False)
+  capsys.readouterr()
+  records = sweep.run(tiny_config(num_steps=2, **{"optimizer.lr": 0.01}), str(tmp_path),
+                      sweep=plan, compilation_cache=False)
+  out = capsys.readouterr().out
+  assert records[0]["status"] == "finished" and records[0].get("skipped")
+  assert "config differs from the finished run (optimizer.lr: 0.05 -> 0.01)" in out
+  assert "summary.json" in out
+
+
+@pytest.mark.slow
+def test_soak_ten_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
+  """10 SIGKILLs at random moments (some during checkpoint writes) in one run; the
+  final parameters equal an uninterrupted run's and the history has each step once."""
+  import random
+  import signal
+  import time
+  args = ["--config=experiments/quickstart.py", "--config.num_steps=200",
+          "--config.checkpoint_every_steps=3", "--config.log_every_steps=1",
+          "--config.eval_every_epochs=100"]
+  full = tmp_path / "full"
+  assert run_launch(args + [f"--workdir={full}"]).returncode == 0
+  killed = tmp_path / "killed"
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  rng = random.Random(0)
+  kills = 0
+  while kills < 10:
+    p = subprocess.Popen([sys.executable, "launch.py"] + args + [f"--workdir={killed}"],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    for line in p.stdout:      # kill once training runs, a random number of steps later
+      if line.startswith("epoch"):
+        break
+    time.sleep(rng.uniform(0.0, 0.4))
+    if p.poll() is not None:   # finished before the kill: start the count over
+      break
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    kills += 1
+  r = run_launch(args + [f"--workdir={killed}"])
+  assert r.returncode == 0, r.stderr[-2000:]
+  from experiments import quickstart
+  config = quickstart.get_config()
+  a = jax.device_get(train.load_state(config, str(full)).params)
+  b = jax.device_get(train.load_state(config, str(killed)).params)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  steps = [l["step"] for l in metrics.read_jsonl(str(killed)) if l["split"] == "train"]
+  assert steps == list(range(1, 201)), steps

@@ -206,3 +206,15 @@ def test_unet_learns_to_segment_craters(tmp_path):
   # The checkpoint evaluates to the same numbers.
   results = train.evaluate_checkpoint(config, str(tmp_path))
   assert results["test"]["mean_iou"] == pytest.approx(test["mean_iou"], abs=1e-6)
+
+
+def test_segmentation_gains_the_loops_ema_mixup_and_bfloat16(tmp_path):
+  """The one loop gives segmentation what classification has: weight EMA (evaluated
+  separately), mixup of images and per-pixel targets, bfloat16 compute."""
+  config = seg_config(num_steps=6, ema_decay=0.9, dtype="bfloat16", log_every_steps=3,
+                      **{"augment.mixup_alpha": 0.2, "model.kwargs.base_features": 4})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert {"test", "test_ema", "validation_ema"} <= set(summary)
+  assert np.isfinite(summary["test_ema"]["mean_iou"])
+  state = train.load_state(config, str(tmp_path))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))

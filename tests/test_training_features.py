@@ -110,3 +110,21 @@ def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
   # frozen BatchNorm: the running averages are the source's
   np.testing.assert_array_equal(steps[4]["batch_stats"]["BatchNorm_0"]["mean"],
                                 source.batch_stats["BatchNorm_0"]["mean"])
+
+
+def test_profile_trace_hparams_and_norms(tmp_path):
+  """--config.profile_steps writes a jax.profiler trace; TensorBoard gets the run's
+  hyperparameters (HParams view); gradient and parameter norms are logged."""
+  import glob
+  import os
+  from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+  from flaxcnn import metrics
+  train.train_and_evaluate(tiny_config(num_steps=5, profile_steps=2), str(tmp_path))
+  assert glob.glob(str(tmp_path / "profile" / "**" / "*.xplane.pb"), recursive=True)
+  events = glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+  plugins = {v.metadata.plugin_data.plugin_name for f in events
+             for e in EventFileLoader(f).Load() for v in e.summary.value}
+  assert "hparams" in plugins
+  line = [r for r in metrics.read_jsonl(str(tmp_path)) if r["split"] == "train"][-1]
+  assert line["grad_norm"] > 0 and line["param_norm"] > 0
+  assert os.path.exists(tmp_path / "config.json")

@@ -12,7 +12,8 @@ choice (adopted in all its other experiments); with constant decay a p_L that is
 too small fails.
 
 Recipe: experiments/stochastic_depth_resnet110.py (500 epochs, lr 0.1 /10 at 250
-and 375, Nesterov, weight decay 1e-4, 45k/5k split, inference-time scaling by p_l).
+and 375, Nesterov, weight decay 1e-4, 45k/5k split, inference-time scaling by p_l,
+blocks dropped per mini-batch and skipped: model.kwargs.stochastic_depth_per=batch).
 `cifar100` switches the dataset; `seeds=N` repeats every variant.
 
   python launch.py --config=experiments/ablations/stochastic_depth.py --workdir=runs/stochastic_depth --sweep

@@ -331,9 +331,9 @@ class EfficientNet(nn.Module):
           stochastic_depth_per=self.stochastic_depth_per, act=self.act,
           bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, dtype=self.dtype)
       p = probs[i:i + len(names)]
-      x = layers.repeat_blocks(self, block, x, train, names[:1], p[:1], remat=self.remat,
+      x = layers.repeat_blocks(block, x, train, names[:1], p[:1], remat=self.remat,
                                strides=b.strides)
-      x = layers.repeat_blocks(self, block, x, train, names[1:], p[1:], remat=self.remat,
+      x = layers.repeat_blocks(block, x, train, names[1:], p[1:], remat=self.remat,
                                scan=self.scan_blocks, scan_name=f"stage{s + 1}_scan")
       i += len(names)
     x = _conv_bn(x, train, rf(self.head_features), 1, act=act, dtype=self.dtype,

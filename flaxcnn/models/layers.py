@@ -280,7 +280,7 @@ def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
 # ----------------------------------------------------------------------------
 # Repeated blocks: rematerialization and scan.
 
-def repeat_blocks(module: nn.Module, block: Callable[..., nn.Module], x, train: bool,
+def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
                   names: Sequence[str], survival_probs: Sequence[float], *,
                   remat: bool = False, scan: bool = False, scan_name: str = "",
                   **kwargs):
@@ -289,7 +289,7 @@ def repeat_blocks(module: nn.Module, block: Callable[..., nn.Module], x, train: 
   `block` is a block class (or a functools.partial of one) called as
   `block(...)(x, train)` with a `survival_prob` field.
 
-  Call it in the compact method of `module`. Unscanned, block i is the submodule
+  Call it in the compact method of the model. Unscanned, block i is the submodule
   `names[i]` (its variables under that name, as without this helper). With
   `remat`, each block's activations are recomputed in the backward pass
   (`nn.remat`; Chen et al. 2016, "Training Deep Nets with Sublinear Memory

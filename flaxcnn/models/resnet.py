@@ -345,10 +345,10 @@ class ResNet(nn.Module):
       names = [f"ResidualBlock_{index + b}" for b in range(num_blocks)]
       stage_probs = probs[index:index + num_blocks]
       # The first block of a stage changes stride or width: never scanned.
-      x = layers.repeat_blocks(self, block, x, train, names[:1], stage_probs[:1],
+      x = layers.repeat_blocks(block, x, train, names[:1], stage_probs[:1],
                                remat=self.remat, strides=2 if stage > 0 else 1,
                                skip_preact=preact and self.stem == "imagenet" and index == 0)
-      x = layers.repeat_blocks(self, block, x, train, names[1:], stage_probs[1:],
+      x = layers.repeat_blocks(block, x, train, names[1:], stage_probs[1:],
                                remat=self.remat, scan=self.scan_blocks,
                                scan_name=f"stage{stage + 1}_scan")
       index += num_blocks

@@ -179,9 +179,9 @@ class WideResNet(nn.Module):
           dropblock_size=self.dropblock_size, dtype=self.dtype)
       names = [f"group{g}_block{b}" for b in range(1, n + 1)]
       p = probs[(g - 1) * n:g * n]
-      x = layers.repeat_blocks(self, block, x, train, names[:1], p[:1], remat=self.remat,
+      x = layers.repeat_blocks(block, x, train, names[:1], p[:1], remat=self.remat,
                                strides=strides)
-      x = layers.repeat_blocks(self, block, x, train, names[1:], p[1:], remat=self.remat,
+      x = layers.repeat_blocks(block, x, train, names[1:], p[1:], remat=self.remat,
                                scan=self.scan_blocks, scan_name=f"group{g}_scan")
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
     return layers.classifier_head(x, train, self.num_classes, dtype=self.dtype,
