@@ -10,30 +10,25 @@ at 32k and 48k iterations, stopped at 64k, i.e. on the 50,000 training images
 164 epochs with drops at epochs 81 and 122 (the epochs of fb.resnet.torch, which the
 authors' released code resnet-1k-layers uses); pad-4 random crop + flip.
 ResNet-1001 (and, as in He et al. 2015, ResNet-110) starts with learning rate 0.01
-for the first 400 iterations: here a linear warmup over 400 iterations (about one
-epoch), since flaxcnn has no constant-lr warmup.
+for the first 400 iterations, then 0.1: a constant warm-up (schedule.warmup='constant',
+warmup_factor 0.1). Weight decay on every parameter, BatchNorm's included (decay_all:
+the authors' Torch code applies weightDecay to all parameters).
 
   python launch.py --config=experiments/preact_resnet.py --workdir=runs/preact164
   python launch.py --config=experiments/preact_resnet.py:1001,cifar100 --workdir=runs/p1001
 
 Arguments: depth 164 (default), 1001 or 110; `cifar100`.
 """
-from flaxcnn.config import default_config
+from flaxcnn.config import default_config, parse_arg
 
 DEPTHS = (110, 164, 1001)
 STEPS_PER_EPOCH = 50000 // 128    # 390
 
 
 def get_config(arg: str = ""):
-  depth, dataset = 164, "cifar10"
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.isdigit() and int(p) in DEPTHS:
-      depth = int(p)
-    elif p in ("cifar10", "cifar100"):
-      dataset = p
-    else:
-      raise ValueError(f"preact_resnet.py: unknown argument {p!r}; use a depth {DEPTHS} "
-                       "and/or cifar100")
+  opts = parse_arg(arg, "preact_resnet.py", depth=("164", "110", "1001"),
+                   dataset=("cifar10", "cifar100"))
+  depth, dataset = int(opts["depth"]), opts["dataset"]
   config = default_config()
   config.model.name = f"preact_resnet{depth}_cifar"
   if depth != 110:                               # bottleneck nets: the authors' stride
@@ -51,10 +46,16 @@ def get_config(arg: str = ""):
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 1e-4
+  config.optimizer.decay_all = True
   config.schedule.name = "piecewise"
   config.schedule.boundaries = (81.0, 122.0)
   config.schedule.factor = 0.1
-  config.schedule.warmup_epochs = 400 / STEPS_PER_EPOCH if depth in (110, 1001) else 0.0
+  if depth in (110, 1001):                       # 0.01 for 400 iterations, then 0.1
+    config.schedule.warmup_epochs = 400 / STEPS_PER_EPOCH
+    config.schedule.warmup = "constant"
+    config.schedule.warmup_factor = 0.1
+  else:
+    config.schedule.warmup_epochs = 0.0
   config.log_every_steps = 100
   config.eval_every_epochs = 5.0
   config.checkpoint_every_steps = 2000

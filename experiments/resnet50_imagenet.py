@@ -3,7 +3,8 @@ Learning for Image Recognition", Section 3.4 "Implementation"; results in Tables
 
 The paper's recipe, as far as flaxcnn supports it:
 - SGD, batch 256, momentum 0.9 (plain momentum: the paper trained in Caffe),
-  weight decay 1e-4, no dropout, BatchNorm after every convolution;
+  weight decay 1e-4 on every parameter (decay_all: Caffe applies it to the BatchNorm
+  scales and biases too), no dropout, BatchNorm after every convolution;
 - learning rate 0.1, divided by 10 when the validation error plateaus
   (schedule 'plateau', factor 0.1); the paper trains up to 60e4 iterations,
   i.e. 60e4 * 256 / 1.28M = 120 epochs. It does not say how long a plateau is:
@@ -30,25 +31,16 @@ multiply-adds for ResNet-50, not torchvision's "v1.5" (stride on the 3x3, 4.1 G)
 Reads TFDS `imagenet2012` (prepared in --config.data.data_dir); an ImageNet image
 folder works too: --config.data.source=folder --config.data.root=ROOT.
 """
-from flaxcnn.config import default_config
+from flaxcnn.config import default_config, parse_arg
 
 DEPTHS = (18, 34, 50, 101, 152)
 EVAL_MODES = ("center", "ten_crop", "multiscale")
 
 
 def get_config(arg: str = ""):
-  parts = [p.strip() for p in arg.split(",") if p.strip()]
-  depth, eval_mode = 50, "center"
-  for p in parts:
-    if p.isdigit():
-      depth = int(p)
-    elif p in EVAL_MODES:
-      eval_mode = p
-    else:
-      raise ValueError(f"resnet50_imagenet.py: unknown argument {p!r}; use a depth "
-                       f"{DEPTHS} and/or an evaluation mode {EVAL_MODES}")
-  if depth not in DEPTHS:
-    raise ValueError(f"resnet50_imagenet.py: depth {depth} is not one of {DEPTHS}")
+  opts = parse_arg(arg, "resnet50_imagenet.py", depth=("50", "18", "34", "101", "152"),
+                   eval_mode=EVAL_MODES)
+  depth, eval_mode = int(opts["depth"]), opts["eval_mode"]
 
   config = default_config()
   config.model.name = f"resnet{depth}"
@@ -75,6 +67,7 @@ def get_config(arg: str = ""):
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 1e-4
+  config.optimizer.decay_all = True        # Caffe (and fb.resnet.torch) decay every parameter
   config.schedule.name = "plateau"
   config.schedule.factor = 0.1
   config.schedule.patience = 5

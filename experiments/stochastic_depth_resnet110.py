@@ -18,19 +18,13 @@ all parameters), pad-4 random crop + flip, 45k/5k train/validation split.
 
 Arguments: `cifar100`; `1202` for the paper's ResNet-1202 (Table 1, p_L 0.5).
 """
-from flaxcnn.config import default_config
+from flaxcnn.config import default_config, parse_arg
 
 
 def get_config(arg: str = ""):
-  depth, dataset = 110, "cifar10"
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p in ("110", "1202"):
-      depth = int(p)
-    elif p in ("cifar10", "cifar100"):
-      dataset = p
-    else:
-      raise ValueError(f"stochastic_depth_resnet110.py: unknown argument {p!r}; use "
-                       "110 or 1202 and/or cifar100")
+  opts = parse_arg(arg, "stochastic_depth_resnet110.py", depth=("110", "1202"),
+                   dataset=("cifar10", "cifar100"))
+  depth, dataset = int(opts["depth"]), opts["dataset"]
   config = default_config()
   config.model.name = f"resnet{depth}_cifar"
   config.model.kwargs.stochastic_depth = 0.5          # p_L

@@ -139,6 +139,8 @@ def shrink(config):
   elif ctor in ("imagenet_resnet", "imagenet_resnext"):
     if ctor == "imagenet_resnet":
       kw.depth, kw.bottleneck = 18, False
+      if "stride_in_1x1" in kw:   # a basic block has no 1x1 convolution to stride
+        kw.stride_in_1x1 = False
     kw.stage_planes, kw.stem_width = (16, 32, 64, 128), 8
     size = 32
   elif ctor == "WideResNet":

@@ -137,12 +137,13 @@ def test_efficientnet_learning_rate_scales_linearly_with_the_batch():
   assert load("efficientnetv2_s.py", "s,batch=1024").optimizer.lr == pytest.approx(0.064)
 
 
-def test_efficientnet_crop_scale_range_covers_8_to_100_percent():
-  for variant in ("b0", "b4"):
+def test_efficientnet_uses_the_references_random_resized_crop():
+  # The reference's crop (area 8%-100%, aspect 3/4-4/3; its statistics are pinned in
+  # tests/test_streaming.py), at the preset's own resolution.
+  for variant, size in (("b0", 224), ("b4", 380)):
     c = load("efficientnet_b0.py", variant)
-    lo, hi = c.augment.scale_range
-    assert lo == c.data.image_size
-    assert (lo / hi) ** 2 == pytest.approx(0.08, rel=0.01)
+    assert c.augment.train_crop == "inception"
+    assert c.data.image_size == size
 
 
 # EfficientNetV2 paper, Table 6.

@@ -231,8 +231,21 @@ def test_resnet50_v1_strides_the_first_1x1_and_has_the_papers_macs():
   v1, v15 = create_model("resnet50_v1"), create_model("resnet50")
   assert v1.stride_in_1x1 and not v15.stride_in_1x1
   assert summary.count_params(v1, 224) == summary.count_params(v15, 224)
-  # He et al. 2015, Table 1: 3.8 x 10^9 FLOPs (multiply-adds); v1.5 has 4.1 G.
-  assert summary.count_macs(v1, 224) == pytest.approx(3.8e9, rel=0.01)
+  # He et al. 2015, Table 1 prints "3.8 x 10^9 FLOPs" (multiply-adds); v1.5 has 4.1 G.
+  assert summary.count_macs(v1, 224) < 0.95 * summary.count_macs(v15, 224)
+
+
+# He et al. 2015, Table 1, "FLOPs" (multiply-adds) of the v1 nets. The printed figures
+# are two significant digits and not one rounding rule (our exact counts: 1.814,
+# 3.664, 3.858, 7.570, 11.282 G), so each is pinned within 2%: the largest gap is
+# ResNet-34's 1.8%, and the v1.5 ResNet-50 (4.09 G) is 7.7% away.
+TABLE1_MACS = {"resnet18": 1.8e9, "resnet34": 3.6e9, "resnet50_v1": 3.8e9,
+               "resnet101_v1": 7.6e9, "resnet152_v1": 11.3e9}
+
+
+@pytest.mark.parametrize("name", TABLE1_MACS)
+def test_imagenet_resnet_macs_match_table1(name):
+  assert summary.count_macs(create_model(name), 224) == pytest.approx(TABLE1_MACS[name], rel=0.02)
 
 
 def test_v1_bottleneck_moves_the_stride():
@@ -242,7 +255,8 @@ def test_v1_bottleneck_moves_the_stride():
     seen = []
 
     def spy(next_fun, args, kwargs, context):
-      if isinstance(context.module, nn.Conv) and context.module.name.startswith("Conv_"):
+      # the block's own convolutions (the projection shortcut strides in both forms)
+      if isinstance(context.module, nn.Conv) and len(context.module.path) == 1:
         seen.append(context.module.strides[0])
       return next_fun(*args, **kwargs)
     with nn.intercept_methods(spy):

@@ -157,6 +157,9 @@ def test_wrn_config_errors_name_the_field():
     WideResNet(10, dropout=1.5)
   with pytest.raises(ValueError, match="^dropblock_stages:"):
     WideResNet(10, dropblock_stages=(4,))
+  for preset in ("wrn28_10", "pyramidnet110_a48"):
+    with pytest.raises(ValueError, match="^dropblock_keep_prob=0.8 applies to no stage"):
+      registry.create_model(preset, dropblock_keep_prob=0.8)
 
 
 def test_wrn_bf16_forward_returns_float32_logits():

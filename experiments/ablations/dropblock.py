@@ -23,15 +23,14 @@ shortcut (the paper's best placement, its Table 2 / Figure 4 "skip connection").
 Recipe (Sec. 4.1: the TF reference ResNet-50 with its defaults, 270 epochs): batch
 1024, SGD momentum 0.9, learning rate 0.1 x 1024/256 = 0.4 with a 5-epoch linear
 warmup (reference), divided by 10 at epochs 125, 200 and 250, weight decay 1e-4,
-224x224 crops (Inception-style in the reference, approximated by a shorter-side
-scale range: see experiments/efficientnet_b0.py), single centre crop evaluation.
+224x224 Inception-style random-resized crops and the bottleneck's stride on its 3x3
+convolution (both as the reference), single centre crop evaluation.
 `seeds=3` repeats every variant as the paper's averages of three runs.
 
   python launch.py --config=experiments/ablations/dropblock.py --workdir=runs/dropblock --sweep
   python launch.py --config=experiments/ablations/dropblock.py --workdir=runs/dropblock --list_variants
   python launch.py --config=experiments/ablations/dropblock.py --workdir=runs/dropblock --sweep_index=0
 """
-import math
 import os
 
 from flaxcnn import papers, sweep
@@ -63,7 +62,10 @@ def get_config(arg: str = ""):
   config.model.kwargs.dropblock_size = 7
   config.model.kwargs.dropblock_stages = (3, 4)
   config.dropblock_schedule = "linear"
-  config.augment.scale_range = (224, int(round(224 / math.sqrt(0.08))))
+  # The TF reference ResNet-50 strides the 3x3 convolution ("v1.5") and crops
+  # Inception-style (random-resized crop, area 8%-100%).
+  config.model.kwargs.stride_in_1x1 = False
+  config.augment.train_crop = "inception"
   config.eval_mode = "center"
   config.batch_size = 1024
   config.num_epochs = 270.0

@@ -23,6 +23,7 @@ blocks dropped per mini-batch and skipped: model.kwargs.stochastic_depth_per=bat
 import os
 
 from flaxcnn import sweep
+from flaxcnn.config import parse_arg
 
 _EXP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DECAYS = ("linear", "constant")
@@ -30,15 +31,7 @@ P_L = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _options(arg):
-  opts = {"seeds": 1, "dataset": ""}
-  for p in (p.strip() for p in arg.split(",") if p.strip()):
-    if p.startswith("seeds="):
-      opts["seeds"] = int(p.split("=", 1)[1])
-    elif p == "cifar100":
-      opts["dataset"] = "cifar100"
-    else:
-      raise ValueError(f"stochastic_depth.py: unknown argument {p!r}; use seeds=N, cifar100")
-  return opts
+  return parse_arg(arg, "stochastic_depth.py", seeds=1, dataset=("cifar10", "cifar100"))
 
 
 def get_config(arg: str = ""):

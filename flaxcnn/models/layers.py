@@ -224,6 +224,18 @@ def schedule_strength(module: nn.Module) -> jnp.ndarray:
   return jnp.ones((), jnp.float32)
 
 
+def check_dropblock(keep_prob: float, stages, num_stages: int) -> None:
+  """Rejects DropBlock settings that would silently do nothing or cannot apply."""
+  if not 0.0 < keep_prob <= 1.0:
+    raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {keep_prob}")
+  bad = [s for s in stages if not 1 <= s <= num_stages]
+  if bad:
+    raise ValueError(f"dropblock_stages: stages are 1..{num_stages}, got {list(bad)}")
+  if keep_prob < 1.0 and not stages:
+    raise ValueError(f"dropblock_keep_prob={keep_prob} applies to no stage: set "
+                     f"dropblock_stages (the DropBlock paper's ResNet-50: (3, 4))")
+
+
 class DropBlock(nn.Module):
   """DropBlock (Ghiasi et al. 2018): drops contiguous block_size x block_size
   regions, in all channels at once (or per channel), then renormalizes.

@@ -165,9 +165,7 @@ class PyramidNet(nn.Module):
                        f"widening, got {self.alpha}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-    if any(s not in range(1, len(stages) + 1) for s in self.dropblock_stages):
-      raise ValueError(f"dropblock_stages: stages are 1..{len(stages)}, "
-                       f"got {tuple(self.dropblock_stages)}")
+    layers.check_dropblock(self.dropblock_keep_prob, self.dropblock_stages, len(stages))
     layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
     layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
     if self.scan_blocks:

@@ -279,11 +279,7 @@ class ResNet(nn.Module):
     if not 0.0 < self.stochastic_depth <= 1.0:
       raise ValueError(f"stochastic_depth: final survival probability must be in (0, 1], "
                        f"got {self.stochastic_depth}")
-    if not 0.0 < self.dropblock_keep_prob <= 1.0:
-      raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {self.dropblock_keep_prob}")
-    bad = [s for s in self.dropblock_stages if not 1 <= s <= len(self.stage_sizes)]
-    if bad:
-      raise ValueError(f"dropblock_stages: stages are 1..{len(self.stage_sizes)}, got {bad}")
+    layers.check_dropblock(self.dropblock_keep_prob, self.dropblock_stages, len(self.stage_sizes))
     if self.shortcut == "none" and self.shortcut_variant != "identity":
       raise ValueError("shortcut_variant: a plain network (shortcut='none') has no shortcut to vary")
     if self.shortcut == "none" and self.stochastic_depth_per == "batch" and self.stochastic_depth < 1:

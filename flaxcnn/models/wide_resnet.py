@@ -146,8 +146,7 @@ class WideResNet(nn.Module):
       raise ValueError(f"widen_factor: must be a positive integer, got {self.widen_factor}")
     if not 0.0 <= self.dropout <= 1.0:
       raise ValueError(f"dropout: must be in [0, 1], got {self.dropout}")
-    if any(s not in (1, 2, 3) for s in self.dropblock_stages):
-      raise ValueError(f"dropblock_stages: WRN stages are 1, 2, 3, got {tuple(self.dropblock_stages)}")
+    layers.check_dropblock(self.dropblock_keep_prob, self.dropblock_stages, 3)
     layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
     layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
 
