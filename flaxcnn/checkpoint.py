@@ -7,8 +7,14 @@ unreadable one (a write cut short, a corrupt file) is moved aside to
 evaluation silently reads an older step while the newer one stays on disk; the
 run then writes that step again. A checkpoint of another model or optimizer (its
 arrays do not match the config's) is never moved: that is `StructureMismatch`.
+A save that fails (a full disk, a quota) is `CheckpointWriteError`: its partial
+temporary directory is removed and the earlier checkpoints stay as they were.
 """
+import contextlib
+import glob
 import os
+import re
+import shutil
 
 import jax
 import numpy as np
@@ -19,6 +25,22 @@ from flax import serialization
 
 class StructureMismatch(ValueError):
   """The checkpoints in a workdir hold another model's or optimizer's arrays."""
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (full disk, quota, permissions)."""
+
+
+def _write_reason(e: BaseException) -> str:
+  """The operating system's words for a failed write, e.g. 'No space left on device'."""
+  for x in (e, e.__cause__, e.__context__):
+    if isinstance(x, OSError) and x.errno:
+      return os.strerror(x.errno)
+  code = re.search(r"os_error_code='?(\d+)", str(e))
+  if code:
+    return os.strerror(int(code.group(1)))
+  first = str(e).splitlines()[0] if str(e) else type(e).__name__
+  return first[:160]
 
 
 def _shapes(tree) -> dict:
@@ -39,15 +61,46 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=True),
+                                             enable_async_checkpointing=True,
+                                             cleanup_tmp_directories=True),
         item_handlers=ocp.StandardCheckpointHandler())
+    self._in_flight = None   # the step of a save that may still be writing
 
   def save(self, state) -> None:
     step = int(jax.device_get(state.step))
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, args=ocp.args.StandardSave(serialization.to_state_dict(state)),
-                      force=True)
+    self.wait()   # the previous asynchronous save, which may have failed
+    with self._writing(step):
+      self.manager.save(step, args=ocp.args.StandardSave(serialization.to_state_dict(state)),
+                        force=True)
+    self._in_flight = step
+
+  @contextlib.contextmanager
+  def _writing(self, step):
+    """Turns a failed save of `step` into CheckpointWriteError and removes what it
+    left half-written."""
+    try:
+      yield
+    except Exception as e:  # orbax/tensorstore raise ValueError, OSError, ...
+      removed = self._remove_partial()
+      what = f"checkpoint {step}" if step is not None else "a checkpoint"
+      self._in_flight = None
+      logging.info("writing %s into %s failed: %r", what, self.directory, e)
+      raise CheckpointWriteError(
+          f"could not write {what} into {self.directory}: {_write_reason(e)}"
+          + (" (its partial files were removed)" if removed else "")
+          + f"; the checkpoints on disk ({', '.join(map(str, self.steps())) or 'none'}) "
+          "are intact. Free space there (or fix the disk), then rerun to resume.") from e
+
+  def _remove_partial(self) -> bool:
+    """Deletes the temporary directories of saves that did not finish."""
+    if jax.process_index() != 0:
+      return False
+    partial = glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp*"))
+    for path in partial:
+      shutil.rmtree(path, ignore_errors=True)
+    return bool(partial)
 
   def reached_preemption(self, step: int) -> bool:
     """True on every process once any of them was told of a preemption (Orbax's
@@ -55,7 +108,9 @@ class Checkpointer:
     return self.manager.reached_preemption(step)
 
   def wait(self):
-    self.manager.wait_until_finished()
+    with self._writing(self._in_flight):
+      self.manager.wait_until_finished()
+    self._in_flight = None
 
   def steps(self):
     return sorted(self.manager.all_steps())
@@ -117,8 +172,10 @@ class Checkpointer:
     return None, None
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
 
 
 def load_raw(workdir: str, with_step: bool = False):

@@ -19,6 +19,7 @@ The console shows a header, progress, evaluations, warnings and errors; the full
 config and library INFO lines go to WORKDIR/logs/ (--verbosity=1 shows them too).
 `--jax_*` flags set JAX options (e.g. --jax_log_compiles).
 """
+import logging as std_logging
 import os
 import sys
 
@@ -42,6 +43,25 @@ flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, na
 FLAGS = flags.FLAGS
 
 
+def _library_errors_to_log_file(record) -> bool:
+  """Errors that Orbax logs from its background threads (a failed asynchronous
+  save: pages of traceback) go to the log file only; flaxcnn reports them as one
+  line (checkpoint.CheckpointWriteError)."""
+  if "/orbax/" in record.pathname.replace(os.sep, "/") and record.levelno >= std_logging.ERROR:
+    record.levelno, record.levelname = std_logging.INFO, "INFO"
+  return True
+
+
+def _unraisable_to_log_file(unraisable, default=sys.unraisablehook) -> None:
+  """Tensorstore callbacks of an aborted asynchronous save find Orbax's event loop
+  closed; that is the same failure, already reported as one line: log it only."""
+  if (isinstance(unraisable.exc_value, RuntimeError)
+      and "Event loop is closed" in str(unraisable.exc_value)):
+    logging.info("after a failed save: %r", unraisable.exc_value)
+    return
+  default(unraisable)
+
+
 def _log_to_workdir(workdir: str) -> None:
   """Library INFO lines (Orbax, JAX) and the config go to WORKDIR/logs/; the console
   keeps warnings and errors, or everything with --verbosity=1."""
@@ -50,9 +70,12 @@ def _log_to_workdir(workdir: str) -> None:
     os.makedirs(log_dir, exist_ok=True)
   except OSError:
     return   # the workdir check reports it in one line
-  logging.get_absl_handler().use_absl_log_file("flaxcnn", log_dir)
+  handler = logging.get_absl_handler()
+  handler.use_absl_log_file("flaxcnn", log_dir)
   if not FLAGS["stderrthreshold"].present:
     FLAGS.stderrthreshold = "info" if FLAGS.verbosity >= 1 else "warning"
+    handler.addFilter(_library_errors_to_log_file)
+    sys.unraisablehook = _unraisable_to_log_file
   if FLAGS.verbosity < 0 and not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)   # to the log file
 
@@ -69,7 +92,7 @@ def main(argv):
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required (checkpoints, metrics and logs go there)")
   import jax
-  from flaxcnn import distributed, train, workdir as workdir_lib
+  from flaxcnn import checkpoint, distributed, train, workdir as workdir_lib
   config, workdir = FLAGS.config, FLAGS.workdir
   try:
     workdir_lib.check_writable(workdir)
@@ -88,7 +111,15 @@ def main(argv):
       train.evaluate_checkpoint(config, workdir)
     else:
       train.train_and_evaluate(config, workdir)
-  except (FileNotFoundError, ValueError, RuntimeError, train.NonFiniteLoss) as e:
+  except checkpoint.CheckpointWriteError as e:
+    # Orbax's aborted asynchronous writes leave futures that print pages when the
+    # interpreter shuts down; everything is saved or cleaned up by now: leave at once.
+    sys.stderr.write(f"error: {e}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.flush()
+    os._exit(1)
+  except (OSError, ValueError, RuntimeError, train.NonFiniteLoss) as e:
     if jax.process_count() > 1:
       logging.error("process %d: %s", jax.process_index(), e)
     sys.exit(f"error: {e}")

@@ -121,6 +121,30 @@ def test_command_line_mistakes_are_one_line(tmp_path, args, message):
   assert "Traceback" not in r.stderr
 
 
+def test_a_failed_checkpoint_write_is_one_line_and_leaves_nothing_partial(tmp_path):
+  """A disk that refuses a checkpoint's files (here: a file-size limit, EFBIG, as a
+  full disk's ENOSPC) during an asynchronous save: one line naming the step and the
+  reason, no orphaned temporary directory, and a rerun with room trains on."""
+  wd = str(tmp_path / "wd")
+  args = ["--config=experiments/quickstart.py", f"--workdir={wd}",
+          "--config.num_epochs=1", "--config.checkpoint_every_steps=5"]
+  # 150 kB files (ulimit -f counts KiB): the logs fit, the checkpoint's data files do not.
+  r = subprocess.run(["bash", "-c", 'ulimit -f 146 && exec "$@"', "bash", sys.executable,
+                      os.path.join(ROOT, "launch.py")] + args, cwd=ROOT, capture_output=True,
+                     text=True, timeout=300, env={
+                         k: v for k, v in os.environ.items()
+                         if k != "JAX_COMPILATION_CACHE_DIR"} | {"PYTHONPATH": ROOT})
+  assert r.returncode != 0
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error: could not write checkpoint 5 "), \
+      r.stderr[-3000:]
+  assert "File too large" in lines[0] and "partial files were removed" in lines[0]
+  assert os.listdir(os.path.join(wd, "checkpoints")) == []
+  r = run_launch(args, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "Finished" in r.stdout
+
+
 def test_rerunning_a_finished_sweep_variant_with_other_overrides_warns(tmp_path, capsys):
   from flaxcnn import sweep
   plan = [{"seed": 0}]

@@ -36,6 +36,16 @@ def test_one_trace_agrees_with_separate_counts():
   assert params64 == params and macs64 - head == 4 * (macs - head)
 
 
+@pytest.mark.parametrize("name", ["resnet110_cifar", "preact_resnet164_cifar_v1", "wrn16_4",
+                                  "efficientnetv2_s"])
+def test_scanned_blocks_count_the_same(name):
+  """summarize traces repeated blocks once (scan_blocks); a scan's body counts
+  `length` times, so the numbers equal the unscanned model's."""
+  size = registry.get_preset(name).image_size
+  assert summary.profile(registry.create_model(name, scan_blocks=True), size) == \
+      summary.profile(registry.create_model(name), size)
+
+
 def test_list_prints_every_preset(capsys):
   assert summary.main(["summary", "--list"]) == 0
   assert capsys.readouterr().out.split() == registry.list_models()

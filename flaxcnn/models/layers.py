@@ -271,6 +271,22 @@ class DropBlock(nn.Module):
     return (x * (mask * scale).astype(x.dtype)).astype(x.dtype)
 
 
+class Head(nn.Module):
+  """The classifier's dense layer: the matmul (and its gradients) in `dtype`
+  (bfloat16 on accelerators), the bias and the logits in float32, so that the bias
+  and its gradient (a sum over the batch) are never rounded to bfloat16. Parameters
+  and initializers as `nn.Dense`'s (`kernel` lecun-normal, `bias` zeros)."""
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+    return y.astype(jnp.float32) + bias
+
+
 def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
                     dtype: Dtype = jnp.float32, pre_logits: bool = False):
   """Global average pooling, optional dropout and the final dense layer `head`.
@@ -285,8 +301,7 @@ def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
     return x.astype(jnp.float32)
   if dropout > 0:
     x = nn.Dropout(dropout, deterministic=not train)(x)
-  x = nn.Dense(num_classes, dtype=dtype, name="head")(x)
-  return x.astype(jnp.float32)
+  return Head(num_classes, dtype=dtype, name="head")(x)
 
 
 # ----------------------------------------------------------------------------

@@ -39,8 +39,8 @@ def _macs_of_jaxpr(jaxpr) -> int:
       (lhs_contract, _), _ = eqn.params["dimension_numbers"]
       contracted = int(np.prod([lhs.shape[d] for d in lhs_contract]))
       total += int(np.prod(eqn.outvars[0].aval.shape)) * contracted
-    for sub in _sub_jaxprs(eqn.params):
-      total += _macs_of_jaxpr(sub)
+    inner = sum(_macs_of_jaxpr(sub) for sub in _sub_jaxprs(eqn.params))
+    total += inner * (eqn.params["length"] if prim == "scan" else 1)
   return total
 
 
@@ -95,7 +95,13 @@ def summarize(name: str, image_size: Optional[int] = None) -> Tuple[str, int, in
   from flaxcnn.models import registry
   preset = registry.get_preset(name)
   size = image_size or preset.image_size
-  params, macs = profile(registry.create_model(name), size)
+  try:   # repeated blocks traced once (nn.scan): the same counts, far faster for deep nets
+    model = registry.create_model(name, scan_blocks=True)
+  except ValueError as e:   # a family without repeated blocks (DenseNet, PyramidNet, ...)
+    if "scan_blocks" not in str(e):
+      raise
+    model = registry.create_model(name)
+  params, macs = profile(model, size)
   return name, params, macs, size
 
 
