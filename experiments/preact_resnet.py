@@ -21,14 +21,13 @@ Arguments: depth 164 (default), 1001 or 110; `cifar100`.
 """
 from flaxcnn.config import default_config, parse_arg
 
-DEPTHS = (110, 164, 1001)
+DEPTHS = (164, 110, 1001)        # the first is the default
 STEPS_PER_EPOCH = 50000 // 128    # 390
 
 
 def get_config(arg: str = ""):
-  opts = parse_arg(arg, "preact_resnet.py", depth=("164", "110", "1001"),
-                   dataset=("cifar10", "cifar100"))
-  depth, dataset = int(opts["depth"]), opts["dataset"]
+  opts = parse_arg(arg, "preact_resnet.py", depth=DEPTHS, dataset=("cifar10", "cifar100"))
+  depth, dataset = opts["depth"], opts["dataset"]
   config = default_config()
   config.model.name = f"preact_resnet{depth}_cifar"
   if depth != 110:                               # bottleneck nets: the authors' stride

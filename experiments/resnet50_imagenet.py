@@ -33,14 +33,13 @@ folder works too: --config.data.source=folder --config.data.root=ROOT.
 """
 from flaxcnn.config import default_config, parse_arg
 
-DEPTHS = (18, 34, 50, 101, 152)
+DEPTHS = (50, 18, 34, 101, 152)   # the first is the default
 EVAL_MODES = ("center", "ten_crop", "multiscale")
 
 
 def get_config(arg: str = ""):
-  opts = parse_arg(arg, "resnet50_imagenet.py", depth=("50", "18", "34", "101", "152"),
-                   eval_mode=EVAL_MODES)
-  depth, eval_mode = int(opts["depth"]), opts["eval_mode"]
+  opts = parse_arg(arg, "resnet50_imagenet.py", depth=DEPTHS, eval_mode=EVAL_MODES)
+  depth, eval_mode = opts["depth"], opts["eval_mode"]
 
   config = default_config()
   config.model.name = f"resnet{depth}"

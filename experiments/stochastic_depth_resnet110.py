@@ -22,9 +22,9 @@ from flaxcnn.config import default_config, parse_arg
 
 
 def get_config(arg: str = ""):
-  opts = parse_arg(arg, "stochastic_depth_resnet110.py", depth=("110", "1202"),
+  opts = parse_arg(arg, "stochastic_depth_resnet110.py", depth=(110, 1202),
                    dataset=("cifar10", "cifar100"))
-  depth, dataset = int(opts["depth"]), opts["dataset"]
+  depth, dataset = opts["depth"], opts["dataset"]
   config = default_config()
   config.model.name = f"resnet{depth}_cifar"
   config.model.kwargs.stochastic_depth = 0.5          # p_L

@@ -455,6 +455,7 @@ def setup(config, dataset) -> Run:
                      f"{n_train} training examples")
   task.check(config, model, dataset)
   if getattr(model, "stochastic_depth_per", "example") == "batch" and \
+      getattr(model, "stochastic_depth", 1.0) < 1.0 and \
       jax.default_backend() == "cpu" and jax.process_index() == 0:
     print("WARNING: stochastic_depth_per='batch' skips dropped blocks with lax.cond, "
           "whose gradient XLA:CPU computes ~9x slower than the plain step "
