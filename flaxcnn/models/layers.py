@@ -23,8 +23,79 @@ ModuleDef = Any
 
 he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_nhwc(x, w, strides, pads, rhs_dilation, groups):
+  return jax.lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=rhs_dilation,
+                                      dimension_numbers=_NHWC, feature_group_count=groups)
+
+
+def _conv_nhwc_fwd(x, w, strides, pads, rhs_dilation, groups):
+  return _conv_nhwc(x, w, strides, pads, rhs_dilation, groups), (x, w)
+
+
+def _conv_nhwc_bwd(strides, pads, rhs_dilation, groups, residuals, dy):
+  """Both gradients as NHWC/HWIO convolutions (XLA:CPU's fast layout)."""
+  x, w = residuals
+  kh, kw, cig, cout = w.shape
+  dy = dy.astype(x.dtype)
+  span = [(k - 1) * d + 1 for k, d in zip((kh, kw), rhs_dilation)]
+  geometry = list(zip(x.shape[1:3], span, strides, dy.shape[1:3], pads))
+  # Input gradient: the stride-dilated dy convolved with the flipped kernel,
+  # input and output features swapped within each group.
+  w_t = (w[::-1, ::-1].reshape(kh, kw, cig, groups, cout // groups)
+         .transpose(0, 1, 4, 3, 2).reshape(kh, kw, cout // groups, groups * cig))
+  dx_pads = [(k - lo - 1, n - (o - 1) * s - 1 + lo) for n, k, s, o, (lo, _) in geometry]
+  dx = jax.lax.conv_general_dilated(dy, w_t, (1, 1), dx_pads, lhs_dilation=strides,
+                                    rhs_dilation=rhs_dilation, dimension_numbers=_NHWC,
+                                    feature_group_count=groups)
+  # Weight gradient: batch and features swapped (x as [C, H, W, N], dy as
+  # [h, w, N, C']), the stride as the kernel dilation, one group per batch group.
+  dw_pads = [(lo, (o - 1) * s + k - n - lo) for n, k, s, o, (lo, _) in geometry]
+  dw = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3),
+                                    rhs_dilation, dw_pads, rhs_dilation=strides,
+                                    dimension_numbers=_NHWC, batch_group_count=groups)
+  return dx, dw.transpose(1, 2, 0, 3).astype(w.dtype)
+
+
+_conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """`jax.lax.conv_general_dilated` whose gradients XLA:CPU runs fast anywhere.
+
+  XLA:CPU brings convolutions into its fast (Eigen/YNNPACK) form only in the
+  top-level computation. The gradient convolutions JAX derives have other
+  dimension orders, so inside a `lax.cond` branch (per-batch stochastic depth)
+  or a `scan` body (`scan_blocks=True`) they ran on a naive loop, 10-30x
+  slower. On the CPU, 2-D NHWC convolutions therefore get a VJP that writes
+  both gradients as NHWC/HWIO convolutions (same values; tests compare them).
+  Other backends and forms use `jax.lax.conv_general_dilated` unchanged.
+  """
+  nd = lhs.ndim - 2
+  rhs_dilation = tuple(rhs_dilation or (1,) * nd)
+  if (jax.default_backend() != "cpu" or nd != 2 or batch_group_count != 1
+      or preferred_element_type is not None
+      or any(d != 1 for d in (lhs_dilation or ()))
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type)
+  if isinstance(padding, str):
+    span = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], rhs_dilation)]
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], span, window_strides, padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  return _conv_nhwc(lhs, rhs, tuple(window_strides), pads, rhs_dilation, feature_group_count)
+
+
 # The conv used everywhere: no bias (BatchNorm follows), He initialization.
-Conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal)
+Conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal,
+                         conv_general_dilated=conv_general_dilated)
 
 
 def batch_norm(train: bool, dtype: Dtype = jnp.float32, **kwargs) -> nn.BatchNorm:
@@ -109,9 +180,11 @@ class SqueezeExcite(nn.Module):
   @nn.compact
   def __call__(self, x):
     s = jnp.mean(x, axis=(1, 2), keepdims=True)
-    s = nn.Conv(self.hidden, (1, 1), dtype=self.dtype, name="reduce")(s)
+    s = nn.Conv(self.hidden, (1, 1), dtype=self.dtype, name="reduce",
+                conv_general_dilated=conv_general_dilated)(s)
     s = self.act(s)
-    s = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype, name="expand")(s)
+    s = nn.Conv(x.shape[-1], (1, 1), dtype=self.dtype, name="expand",
+                conv_general_dilated=conv_general_dilated)(s)
     return x * nn.sigmoid(s)
 
 

@@ -165,6 +165,7 @@ class ResidualBlock(nn.Module):
       elif variant in ("exclusive_gating", "shortcut_only_gating"):
         gate = nn.Conv(out, (1, 1), (self.strides, self.strides), dtype=self.dtype,
                        kernel_init=layers.he_normal, name="gate",
+                       conv_general_dilated=layers.conv_general_dilated,
                        bias_init=nn.initializers.constant(self.gate_bias_init))(x)
         gate = nn.sigmoid(gate)
         sc = sc * (1.0 - gate)
