@@ -454,12 +454,6 @@ def setup(config, dataset) -> Run:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{n_train} training examples")
   task.check(config, model, dataset)
-  if getattr(model, "stochastic_depth_per", "example") == "batch" and \
-      getattr(model, "stochastic_depth", 1.0) < 1.0 and \
-      jax.default_backend() == "cpu" and jax.process_index() == 0:
-    print("WARNING: stochastic_depth_per='batch' skips dropped blocks with lax.cond, "
-          "whose gradient XLA:CPU computes ~9x slower than the plain step "
-          "(benchmarks/RESULTS.md); on a CPU use stochastic_depth_per=example", flush=True)
   spe = n_train // config.batch_size
   total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
   variables = jax.eval_shape(lambda: init_variables(model, dataset.image_shape, 0))
