@@ -79,7 +79,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   nd = lhs.ndim - 2
   rhs_dilation = tuple(rhs_dilation or (1,) * nd)
   if (jax.default_backend() != "cpu" or nd != 2 or batch_group_count != 1
-      or preferred_element_type is not None
+      or precision is not None or preferred_element_type is not None
       or any(d != 1 for d in (lhs_dilation or ()))
       or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
