@@ -10,6 +10,9 @@ folder and times, on one tf.data thread (so the figure is per core):
   fused decode_and_crop_jpeg), as the EfficientNet reference;
 - eval centre crop: flaxcnn's evaluation view (the 224/256 centre window);
 - inception unfused: the same crop after decoding the whole JPEG;
+- inception window decode only: the fused decode of the same windows with no
+  resize and no flip, the bound on any random-resized crop with this decoder
+  (libjpeg-turbo must entropy-decode every row down to the window's last);
 - scale-aug unfused: the former path (decode all, resize the shorter side to 256-480,
   crop), for comparison.
 Each pipeline runs `--repeats` times, interleaved, and the best pass counts (the
@@ -106,6 +109,26 @@ def unfused_inception_batches(paths, size, batch, threads):
   return ds.as_numpy_iterator()
 
 
+def window_only_batches(paths, size, batch, threads):
+  """The fused decode of the random-resized crop's windows alone (no resize, no
+  flip; padded to 500x500 so windows batch): the bound on the crop's rate."""
+  import tensorflow as tf
+  from flaxcnn.data import streaming
+
+  def load(i, path):
+    seed = tf.random.experimental.stateless_split(tf.stack([tf.constant(0, tf.int64), i]), 3)
+    data = tf.io.read_file(path)
+    window = streaming.inception_window(tf.image.extract_jpeg_shape(data), size, seed[0])
+    image = tf.io.decode_and_crop_jpeg(data, window, channels=3)
+    return image[:size, :size], i
+
+  ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), paths))
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.padded_batch(batch, ([size, size, 3], []))
+  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(streaming.data_options(threads))
+  return ds.as_numpy_iterator()
+
+
 def timed(make_iterator):
   """(images per CPU-second of this process, images per wall second) of one pass,
   from the end of the first batch (graph built) to the last. CPU time makes the
@@ -159,6 +182,8 @@ def main():
         "train inception crop (fused)": train("inception"),
         "inception crop unfused (decode all, crop)":
             lambda: unfused_inception_batches(paths, 224, args.batch, args.threads),
+        "inception window decode only (the bound)":
+            lambda: window_only_batches(paths, 224, args.batch, args.threads),
         "eval centre crop 224/256 (fused)": lambda: ds.eval_batches("test", args.batch),
         "scale-aug 256-480 unfused (before)":
             lambda: unfused_batches(paths, 224, args.batch, args.threads),

@@ -50,6 +50,23 @@ class BNReLUConv(nn.Module):
     return x
 
 
+@jax.custom_vjp
+def _gradient_at_once(x):
+  """The identity, whose gradient is materialized as soon as it is computed.
+
+  The gradient of a feature map that several later dense layers read is a sum
+  over those layers. Left alone, XLA fuses each layer's BN/ReLU backward into
+  that sum at the block's end, so the recomputed concatenation and ReLU mask of
+  every layer stay alive until then: quadratic memory again. An optimization
+  barrier on each layer's share (Pleiss et al.'s shared gradient storage, in
+  effect) lets those buffers go as soon as the layer's backward is done."""
+  return x
+
+
+_gradient_at_once.defvjp(lambda x: (x, None),
+                         lambda _, g: (jax.lax.optimization_barrier(g),))
+
+
 class DenseLayer(nn.Module):
   """One layer of a dense block (Huang et al. 2017): the concatenation of all
   earlier feature maps, [BN-ReLU-conv1x1 to bottleneck_width*k channels
@@ -59,10 +76,13 @@ class DenseLayer(nn.Module):
   bottleneck_width: int = 4
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  memory_efficient: bool = False   # materialize each input's gradient at once
 
   @nn.compact
   def __call__(self, features: Sequence[jnp.ndarray], train: bool):
     unit = functools.partial(BNReLUConv, dropout=self.dropout, dtype=self.dtype)
+    if self.memory_efficient:
+      features = [_gradient_at_once(f) for f in features]
     x = jnp.concatenate(features, axis=-1) if len(features) > 1 else features[0]
     if self.bottleneck:
       x = unit(self.bottleneck_width * self.growth_rate, (1, 1), name="BNReLUConv_0")(x, train)
@@ -88,7 +108,9 @@ class DenseBlock(nn.Module):
   once per layer and once at the end. With `remat_policy` set, each layer runs
   under `nn.remat` (memory-efficient DenseNet, Pleiss et al. 2017): only the
   policy's outputs and the k new channels of each layer are kept for the
-  backward pass, so activation memory grows linearly, not quadratically, in depth.
+  backward pass, and each layer's share of the gradients is materialized at once
+  (`_gradient_at_once`), so activation memory grows linearly, not quadratically,
+  in depth.
   """
   num_layers: int
   growth_rate: int
@@ -107,7 +129,8 @@ class DenseBlock(nn.Module):
     features = [x]
     for i in range(self.num_layers):
       features.append(layer(self.growth_rate, self.bottleneck, self.bottleneck_width,
-                            self.dropout, self.dtype, name=f"layer{i + 1}")(features, train))
+                            self.dropout, self.dtype, self.remat_policy is not None,
+                            name=f"layer{i + 1}")(features, train))
     return jnp.concatenate(features, axis=-1)
 
 
