@@ -2,6 +2,7 @@
 per-mini-batch stochastic depth that skips dropped blocks, remat, scanned blocks and
 their parameter layout conversion, ResNet v1 (stride in the first 1x1)."""
 import functools
+import os
 
 import flax.linen as nn
 import jax
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import flaxcnn
 from flaxcnn.models import create_model, layers, summary
 from flaxcnn.models import efficientnet as E
 from flaxcnn.models.pyramidnet import PyramidBlock
@@ -338,3 +340,26 @@ def test_gradient_convolutions_inside_cond_and_scan_keep_the_fast_layout(nested)
   labels = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines()
             if " convolution(" in line]
   assert len(labels) >= 3 and set(labels) == {"b01f_01io->b01f"}, labels
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, flaxcnn.YNN_FLAG),
+    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+     "--xla_force_host_platform_device_count=2 " + flaxcnn.YNN_FLAG),
+    ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=x"},
+     "--xla_cpu_experimental_ynn_fusion_type=x"),
+    ({"FLAXCNN_KEEP_XLA_DEFAULTS": "1"}, ""),
+])
+def test_importing_flaxcnn_turns_off_cpu_ynn_fusions_unless_told(env, expected):
+  # YNNPACK fusions made XLA:CPU training steps up to 2x slower (RESULTS.md).
+  import subprocess
+  import sys
+  if not flaxcnn._jaxlib_knows(flaxcnn.YNN_FLAG):
+    expected = env.get("XLA_FLAGS", "")
+  base = {k: v for k, v in os.environ.items()
+          if k not in ("XLA_FLAGS", "FLAXCNN_KEEP_XLA_DEFAULTS")}
+  out = subprocess.run([sys.executable, "-c", "import os, flaxcnn; "
+                        "print(os.environ.get('XLA_FLAGS', ''))"],
+                       env={**base, **env}, capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip() == expected
