@@ -111,7 +111,7 @@ def unfused_inception_batches(paths, size, batch, threads):
 
 def window_only_batches(paths, size, batch, threads):
   """The fused decode of the random-resized crop's windows alone (no resize, no
-  flip; padded to 500x500 so windows batch): the bound on the crop's rate."""
+  flip; cut or padded to size x size so windows batch): the bound on the crop's rate."""
   import tensorflow as tf
   from flaxcnn.data import streaming
 
