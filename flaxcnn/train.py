@@ -190,6 +190,22 @@ def _update(run: Run, state: TrainState, x, labels, rng):
   return new_state, metrics
 
 
+def compiler_options(run: Run) -> Optional[dict]:
+  """XLA options of the training step: on the CPU, keep rematerialization.
+
+  XLA:CPU's `cse_barrier_expander` pass deletes the optimization barriers that
+  `jax.checkpoint` (remat, memory-efficient DenseNet) places around recomputed
+  values; CSE then merges the recomputation back into the forward pass and remat
+  saves no memory. GPU and TPU compilers keep the barriers, so only CPU runs of a
+  model with remat or memory_efficient on disable that pass.
+  """
+  model = run.model
+  uses_remat = bool(getattr(model, "remat", False) or getattr(model, "memory_efficient", False))
+  if uses_remat and run.mesh.devices.flat[0].platform == "cpu":
+    return {"xla_disable_hlo_passes": "cse_barrier_expander"}
+  return None
+
+
 def make_train_step(run: Run):
   """The in-memory training step: gather, augment, update, all on the device.
 
@@ -207,7 +223,7 @@ def make_train_step(run: Run):
     x = jax.lax.with_sharding_constraint(x, run.batch_sharding)
     return _update(run, state, x, y, k_update)
 
-  return jax.jit(step, donate_argnums=(0,),
+  return jax.jit(step, donate_argnums=(0,), compiler_options=compiler_options(run),
                  out_shardings=(run.replicated, run.replicated))
 
 
@@ -227,7 +243,7 @@ def make_batch_train_step(run: Run):
     x = augment.cutout(k_cut, x, cfg.augment.cutout).astype(run.compute_dtype)
     return _update(run, state, x, labels, k_update)
 
-  return jax.jit(step, donate_argnums=(0,),
+  return jax.jit(step, donate_argnums=(0,), compiler_options=compiler_options(run),
                  out_shardings=(run.replicated, run.replicated))
 
 

@@ -363,3 +363,33 @@ def test_importing_flaxcnn_turns_off_cpu_ynn_fusions_unless_told(env, expected):
                        env={**base, **env}, capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert out.stdout.strip() == expected
+
+
+def _train_step_temp_bytes(monkeypatch, keep_barriers: bool, **model_kwargs) -> int:
+  """XLA temporary memory of the trainer's compiled ResNet-8 step (batch 8)."""
+  from flaxcnn import config as config_lib, train
+  from flaxcnn.data import Dataset, Split
+  if not keep_barriers:
+    monkeypatch.setattr(train, "compiler_options", lambda run: None)
+  c = config_lib.default_config()
+  c.model.name = "resnet20_cifar"
+  c.model.kwargs.update(model_kwargs, depth=8)
+  c.batch_size, c.num_steps = 8, 10
+  images, labels = np.zeros((8, 32, 32, 3), np.uint8), np.zeros((8,), np.int32)
+  data = Dataset("synthetic", 10, {"train": Split(images, labels)}, (0.5,) * 3, (0.25,) * 3)
+  run = train.setup(c, data)
+  state = jax.eval_shape(lambda: train.create_state(run, data.image_shape))
+  x = jax.ShapeDtypeStruct(images.shape, jnp.uint8, sharding=run.batch_sharding)
+  y = jax.ShapeDtypeStruct(labels.shape, jnp.int32, sharding=run.batch_sharding)
+  compiled = train.make_batch_train_step(run).lower(state, x, y).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the pass is XLA:CPU's")
+def test_trainer_keeps_remat_on_the_cpu(monkeypatch):
+  # XLA:CPU's cse_barrier_expander deletes remat's barriers and CSE then undoes the
+  # recomputation (the step without the trainer's option keeps every activation);
+  # the trainer's compiler options keep them for models with remat on.
+  plain = _train_step_temp_bytes(monkeypatch, True)
+  assert _train_step_temp_bytes(monkeypatch, True, remat=True) < 0.8 * plain
+  assert _train_step_temp_bytes(monkeypatch, False, remat=True) > 0.9 * plain

@@ -286,7 +286,8 @@ def test_memory_efficient_gives_identical_outputs_and_gradients(bottleneck):
     np.testing.assert_allclose(loss2, loss, rtol=1e-6)
     np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves((grads2, stats2)), jax.tree.leaves((grads, stats))):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+      # float32 sums in another order: 1e-5 of the leaf's largest entry apart
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max()) + 1e-7)
 
 
 def _saved_residual_bytes(model, x):
