@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from flaxcnn.models import create_model  # noqa: E402
+from flaxcnn.models import create_model, layers  # noqa: E402
 
 
 def _variables(model, batch):
@@ -72,7 +72,7 @@ def compile_time(name, batch, **kwargs):
   v = _variables(model, batch)
   x, y = _batch(batch)
   t0 = time.perf_counter()
-  lowered = jax.jit(_step_fn(model)).lower(v, x, y, jax.random.PRNGKey(0))
+  lowered = jax.jit(_step_fn(model), compiler_options=layers.compiler_options()).lower(v, x, y, jax.random.PRNGKey(0))
   t1 = time.perf_counter()
   lowered.compile()
   t2 = time.perf_counter()
@@ -83,7 +83,7 @@ def step_time(name, batch, steps, **kwargs):
   model = create_model(name, **kwargs)
   v = _variables(model, batch)
   x, y = _batch(batch)
-  step = jax.jit(_step_fn(model), donate_argnums=0)
+  step = jax.jit(_step_fn(model), donate_argnums=0, compiler_options=layers.compiler_options())
   for i in range(3):  # compile + warm-up
     v, loss = step(v, x, y, jax.random.PRNGKey(1000 + i))
   jax.block_until_ready(loss)

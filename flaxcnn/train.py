@@ -191,19 +191,18 @@ def _update(run: Run, state: TrainState, x, labels, rng):
 
 
 def compiler_options(run: Run) -> Optional[dict]:
-  """XLA options of the training step: on the CPU, keep rematerialization.
+  """XLA options of the run's compiled steps: on the CPU, keep optimization barriers.
 
-  XLA:CPU's `cse_barrier_expander` pass deletes the optimization barriers that
-  `jax.checkpoint` (remat, memory-efficient DenseNet) places around recomputed
-  values; CSE then merges the recomputation back into the forward pass and remat
-  saves no memory. GPU and TPU compilers keep the barriers, so only CPU runs of a
-  model with remat or memory_efficient on disable that pass.
+  XLA:CPU's `cse_barrier_expander` pass deletes optimization barriers before
+  fusion. The models place them at residual block boundaries
+  (`layers.block_boundary`: without them XLA:CPU recomputes the whole residual
+  chain inside later blocks' fusions, 2x the step time of ResNet-110), and
+  `jax.checkpoint` places them around recomputed values (remat, memory-efficient
+  DenseNet: without them CSE undoes the recomputation and saves no memory).
+  GPU and TPU compilers keep barriers; there this is None.
   """
-  model = run.model
-  uses_remat = bool(getattr(model, "remat", False) or getattr(model, "memory_efficient", False))
-  if uses_remat and run.mesh.devices.flat[0].platform == "cpu":
-    return {"xla_disable_hlo_passes": "cse_barrier_expander"}
-  return None
+  from flaxcnn.models import layers
+  return layers.compiler_options(run.mesh.devices.flat[0].platform)
 
 
 def make_train_step(run: Run):
@@ -254,7 +253,7 @@ def make_eval_step(run: Run, eval_size: Optional[int] = None):
     scores = run.task.eval_scores(run, {"params": params, "batch_stats": batch_stats},
                                   images, size)
     return run.task.eval_sums(scores, labels, mask)
-  return jax.jit(step, out_shardings=run.replicated)
+  return jax.jit(step, out_shardings=run.replicated, compiler_options=compiler_options(run))
 
 
 def evaluate(run: Run, eval_step, params, batch_stats, batches, dataset=None) -> dict:

@@ -387,6 +387,29 @@ def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
 # ----------------------------------------------------------------------------
 # Repeated blocks: rematerialization and scan.
 
+def block_boundary(x):
+  """A residual block's output, kept as one array on the CPU.
+
+  XLA:CPU fuses elementwise producers into every consumer, so the chain
+  relu(bn(conv) + shortcut) of consecutive residual blocks is recomputed inside
+  each later block's fusions (up to XLA's 96 operands per fusion): quadratic in
+  depth, most of the step time of an unscanned ResNet-110. An optimization barrier
+  at each block boundary stops that. XLA:CPU deletes barriers early unless its
+  `cse_barrier_expander` pass is off, which the trainer's compiles do
+  (`train.compiler_options`); other backends keep the array as it is.
+  """
+  return jax.lax.optimization_barrier(x) if jax.default_backend() == "cpu" else x
+
+
+def compiler_options(platform: Optional[str] = None) -> Optional[dict]:
+  """XLA options for compiling a model's steps on `platform` (default backend):
+  on the CPU, keep optimization barriers (`block_boundary`, and remat's, which
+  without them CSE merges back into the forward pass, saving no memory)."""
+  if (platform or jax.default_backend()) == "cpu":
+    return {"xla_disable_hlo_passes": "cse_barrier_expander"}
+  return None
+
+
 def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
                   names: Sequence[str], survival_probs: Sequence[float], *,
                   remat: bool = False, scan: bool = False, scan_name: str = "",
@@ -412,7 +435,7 @@ def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
   cls = nn.remat(block, static_argnums=(2,)) if remat else block
   if not scan or len(names) < 2:
     for name, p in zip(names, survival_probs):
-      x = cls(survival_prob=p, name=name, **kwargs)(x, train)
+      x = block_boundary(cls(survival_prob=p, name=name, **kwargs)(x, train))
     return x
   if not scan_name:
     raise ValueError("repeat_blocks: scan needs a scan_name for the stacked blocks")

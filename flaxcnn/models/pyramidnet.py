@@ -196,6 +196,7 @@ class PyramidNet(nn.Module):
                                         self.stochastic_depth_decay),
             self.stochastic_depth_mode, self.stochastic_depth_per, keep,
             self.dropblock_size, self.dtype, name=f"stage{i + 1}_block{b + 1}")(x, train)
+        x = layers.block_boundary(x)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
     return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
                                   pre_logits)
