@@ -13,8 +13,8 @@ On the CPU, XLA's `cse_barrier_expander` pass deletes the optimization barriers
 that `jax.checkpoint` places around recomputed values, after which CSE merges
 the recomputation back into the forward pass: remat then saves no memory (the
 plain and memory-efficient steps have byte-identical temporaries). GPU and TPU
-compilers keep the barriers. This script therefore disables that pass on the
-CPU (it does not touch the plain step, which has no barriers); --keep-cpu-cse
+compilers keep the barriers. The trainer's compiles disable that pass on the CPU
+(`train.compiler_options`), and so does this script through them; --keep-cpu-cse
 measures the CPU compiler as it is.
 """
 import argparse
@@ -24,9 +24,6 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CPU_FLAG = "--xla_disable_hlo_passes=cse_barrier_expander"
-if "--keep-cpu-cse" not in sys.argv:
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + CPU_FLAG).strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -93,6 +90,8 @@ def main():
   p.add_argument("--keep-cpu-cse", action="store_true",
                  help="keep XLA's CPU pass that undoes remat (see the docstring)")
   args = p.parse_args()
+  if args.keep_cpu_cse:
+    train.compiler_options = lambda run: None
   dev = jax.devices()[0]
   print(f"machine: {platform.node()} {os.cpu_count()} cpus; {jax.device_count()} x "
         f"{dev.platform} {dev.device_kind}; jax {jax.__version__}; "
