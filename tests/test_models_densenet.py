@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxcnn.models import densenet, registry, summary
+from flaxcnn.models import densenet, layers, registry, summary
 from flaxcnn.models.densenet import DenseNet, densenet_cifar
 
 KEYS = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
@@ -323,16 +323,16 @@ def test_memory_efficient_keeps_parameter_names():
 
 def _compiled_gradient_temp_bytes(num_layers, x):
   """XLA temporary memory of a dense block's compiled gradient (memory-efficient).
-  The CPU's cse_barrier_expander pass, which deletes remat's barriers on the CPU
-  only, is disabled for this compile (as benchmarks/densenet_memory.py does)."""
+  Compiled with the trainer's CPU options (`layers.compiler_options`), which keep
+  the barriers that XLA:CPU's cse_barrier_expander pass would delete."""
   block = densenet.DenseBlock(num_layers, 4, remat_policy="convs")
   v = block.init({"params": _key(0)}, x, train=False)
   def loss(p):
     y, _ = block.apply({"params": p, "batch_stats": v["batch_stats"]}, x, train=True,
                        mutable=["batch_stats"])
     return jnp.sum(y ** 2)
-  compiled = jax.jit(jax.grad(loss)).lower(v["params"]).compile(
-      {"xla_disable_hlo_passes": "cse_barrier_expander"})
+  compiled = jax.jit(jax.grad(loss), compiler_options=layers.compiler_options()).lower(
+      v["params"]).compile()
   return compiled.memory_analysis().temp_size_in_bytes
 
 
