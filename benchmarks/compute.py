@@ -13,9 +13,19 @@
    over --steps steps after warm-up. Target: ratio <= 0.80 (expected survival
    is 0.75 of the blocks). Measured with the blocks unscanned (the default) and
    with `scan_blocks=True` on both sides.
+3. What skipping can save on this machine: the step with every block of one
+   stage forced to run (survival 0.99999) or to drop (0.001), which gives each
+   stage's cost, and from those the ratio linear p_L = 0.5 is expected to reach
+   (ours, and with free skips and no cond overhead). The stages differ on a CPU
+   (memory-bound BN/ReLU passes scale with H*W*C, which halves per stage)
+   although their FLOPs are equal.
 Synthetic float32 32x32 batches; parameters filled on the host (no jitted init).
+The variants of one comparison are compiled first, then timed in alternation
+(two steps each per round, the same dropout keys for all), so that the
+machine's drift falls on every variant alike.
 """
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -79,26 +89,49 @@ def compile_time(name, batch, **kwargs):
   return t1 - t0, t2 - t1
 
 
-def step_time(name, batch, steps, **kwargs):
-  model = create_model(name, **kwargs)
-  v = _variables(model, batch)
+def step_times(variants, batch, steps):
+  """Mean step time of each `label -> (model name, kwargs[, forced blocks])`, timed in
+  alternation. With forced blocks, those blocks always drop and all others always
+  run (`forced_survival`)."""
   x, y = _batch(batch)
-  step = jax.jit(_step_fn(model), donate_argnums=0, compiler_options=layers.compiler_options())
-  for i in range(3):  # compile + warm-up
-    v, loss = step(v, x, y, jax.random.PRNGKey(1000 + i))
-  jax.block_until_ready(loss)
-  t = time.perf_counter()
-  for i in range(steps):
-    v, loss = step(v, x, y, jax.random.PRNGKey(i))
-  jax.block_until_ready(loss)
-  return (time.perf_counter() - t) / steps
+  runs = {}
+  for label, (name, kwargs, *forced) in variants.items():
+    with forced_survival(*forced) if forced else contextlib.nullcontext():
+      model = create_model(name, **kwargs)
+      step = jax.jit(_step_fn(model), donate_argnums=0,
+                     compiler_options=layers.compiler_options())
+      v = _variables(model, batch)
+      for i in range(2):  # compile (survival probabilities are read here) + warm-up
+        v, loss = step(v, x, y, jax.random.PRNGKey(1000 + i))
+      jax.block_until_ready(loss)
+    runs[label] = [step, v, 0.0]
+  for start in range(0, steps, 2):
+    for run in runs.values():
+      t = time.perf_counter()
+      for i in range(start, min(start + 2, steps)):
+        run[1], loss = run[0](run[1], x, y, jax.random.PRNGKey(i))
+      jax.block_until_ready(loss)
+      run[2] += time.perf_counter() - t
+  return {label: run[2] / steps for label, run in runs.items()}
+
+
+@contextlib.contextmanager
+def forced_survival(blocks):
+  """ResNet's blocks `blocks` (l in 1..L) always drop, all others always run."""
+  original = layers.survival_probability
+  layers.survival_probability = lambda l, *_, **__: 0.001 if l in blocks else 0.99999
+  try:
+    yield
+  finally:
+    layers.survival_probability = original
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--skip_compile", action="store_true", help="only the step times")
+  parser.add_argument("--skip_compile", action="store_true", help="no compile-time row")
+  parser.add_argument("--skip_stages", action="store_true", help="no per-stage cost rows")
   args = parser.parse_args()
   print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
         f"jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}, "
@@ -116,17 +149,33 @@ def main():
         f"{lo110 + co110:.1f} s ({lo110:.1f} + {co110:.1f})",
         (lo1202 + co1202) / (lo110 + co110), "<= 2")
   sd = dict(stochastic_depth=0.5, stochastic_depth_per="batch")
-  times = {}
   for scan in (False, True):
-    times[scan] = (step_time("resnet110_cifar", args.batch, args.steps, scan_blocks=scan),
-                   step_time("resnet110_cifar", args.batch, args.steps, scan_blocks=scan, **sd))
-    none, drop = times[scan]
+    t = step_times({"none": ("resnet110_cifar", dict(scan_blocks=scan)),
+                    "sd": ("resnet110_cifar", dict(scan_blocks=scan, **sd))},
+                   args.batch, args.steps)
     row(f"ResNet-110 step{', scan_blocks=True' if scan else ''}, per-batch stochastic depth "
         f"p_L=0.5 vs none (mean of {args.steps} steps, batch {args.batch})",
-        f"{drop:.3f} s", f"{none:.3f} s", drop / none, "<= 0.80")
-  row("ResNet-110 step without stochastic depth, scan_blocks=True vs unscanned",
-      f"{times[True][0]:.3f} s", f"{times[False][0]:.3f} s", times[True][0] / times[False][0],
-      "(none)")
+        f"{t['sd']:.3f} s", f"{t['none']:.3f} s", t["sd"] / t["none"], "<= 0.80")
+  if args.skip_stages:
+    return
+  # 3. Each stage's cost, from steps in which its 18 blocks always drop.
+  stages = {"all run": (), "stage 1 dropped": range(1, 19), "stage 2 dropped": range(19, 37),
+            "stage 3 dropped": range(37, 55), "all dropped": range(1, 55)}
+  t = step_times({"none": ("resnet110_cifar", {}),
+                  **{label: ("resnet110_cifar", sd, set(blocks))
+                     for label, blocks in stages.items()}}, args.batch, args.steps)
+  for label in stages:
+    row(f"ResNet-110 step, per-batch SD forced: {label} vs without stochastic depth",
+        f"{t[label]:.3f} s", f"{t['none']:.3f} s", t[label] / t["none"], "(none)")
+  # Expected drop rate of each stage's blocks under linear decay to p_L = 0.5.
+  drop = {s: np.mean([l / 54 * 0.5 for l in stages[f"stage {s} dropped"]]) for s in (1, 2, 3)}
+  saved = {s: t["all run"] - t[f"stage {s} dropped"] for s in (1, 2, 3)}
+  ours = t["all run"] - sum(drop[s] * saved[s] for s in drop)
+  free = 1 - sum(drop[s] * saved[s] / t["all run"] for s in drop)
+  row("ResNet-110 step, linear p_L=0.5 expected from these stage costs vs without "
+      f"stochastic depth (with free skips: {free:.2f}x)", f"{ours:.3f} s",
+      f"{t['none']:.3f} s", ours / t["none"], "<= 0.80")
+
 
 if __name__ == "__main__":
   main()

@@ -29,6 +29,7 @@ Results: WORKDIR/summary.json ({'validation', 'test'}: loss, accuracy, count;
 bias, feature mean and std).
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -200,6 +201,7 @@ def extract_features(backbone: Backbone, dataset, batch_size: int,
                      image_size: Optional[int] = None) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
   """Runs the backbone once over every split: {split: (features, labels)}."""
   from flaxcnn import augment, parallel
+  from flaxcnn.models import layers
   mesh = parallel.make_mesh()
   batch_sharding = parallel.batch_sharded(mesh)
   channels = _input_channels(backbone, dataset.image_shape if not image_size else
@@ -207,7 +209,9 @@ def extract_features(backbone: Backbone, dataset, batch_size: int,
   mean = np.resize(np.asarray(backbone.mean, np.float32), channels)
   std = np.resize(np.asarray(backbone.std, np.float32), channels)
 
-  @jax.jit
+  # Keep the residual blocks' optimization barriers on the CPU (layers.compiler_options).
+  @functools.partial(jax.jit, compiler_options=layers.compiler_options(
+      mesh.devices.flat[0].platform))
   def features(variables, images):
     x = images
     if x.shape[-1] != channels:

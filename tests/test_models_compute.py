@@ -70,23 +70,56 @@ def test_per_batch_block_is_its_shortcut_or_its_scaled_branch(case):
   kw = dict(dropout=0.0) if case == "wrn" else {}
   step = jax.jit(lambda v, k: make(survival_prob=0.5, **kw).apply(
       v, x, train=True, mutable=["batch_stats"], rngs={"dropout": k}))
+  # Gradients (the kept branch saves only its conv outputs and recomputes the rest).
+  r = jax.random.normal(jax.random.PRNGKey(9), full.shape)
+  def loss(m, params, k):
+    out, _ = m.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"],
+                     rngs={"dropout": k})
+    return jnp.sum(out * r)
+  grad = jax.jit(jax.grad(functools.partial(loss, make(survival_prob=0.5, **kw)), argnums=0))
+  full_grad = jax.jit(jax.grad(functools.partial(loss, make(**kw))))(variables["params"], KEY)
+  scale = max(float(np.abs(leaf).max()) for leaf in jax.tree.leaves(full_grad))
   outcomes = []
   for seed in range(10):
     out, stats = step(variables, jax.random.PRNGKey(seed))
+    g = grad(variables["params"], jax.random.PRNGKey(seed))
     dropped = bool(np.array_equal(out, sc))
     outcomes.append(dropped)
     if dropped:
       jax.tree.map(np.testing.assert_array_equal, stats["batch_stats"], variables["batch_stats"])
+      assert not any(np.any(leaf) for leaf in jax.tree.leaves(g))
     else:
       np.testing.assert_allclose(out, sc + 2.0 * (full - sc), rtol=1e-4, atol=1e-5)
       jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7),
                    stats["batch_stats"], full_stats["batch_stats"])
+      jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5 * scale),
+                   g, jax.tree.map(lambda b: 2.0 * b, full_grad))
   assert 0 < sum(outcomes) < 10
   # Inference with the 'inference_scale' form: the branch times p.
   inf = make(survival_prob=0.5, stochastic_depth_mode="inference_scale")
   ref = make().apply(variables, x, train=False)
   np.testing.assert_allclose(inf.apply(variables, x, train=False), sc + 0.5 * (ref - sc),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case,convs", [("resnet", 2), ("resnet_preact", 2), ("mbconv", 3)])
+def test_per_batch_block_carries_only_conv_outputs_to_the_backward_pass(case, convs):
+  """The cond of a kept/dropped block returns its output, its input and one
+  residual per convolution (BN and activations are recomputed in the backward
+  pass): a dropped block zero-fills those few slots instead of every intermediate."""
+  cls, kwargs = BLOCK_CASES.get(case, (ResidualBlock, dict(planes=8)))
+  x = jax.random.normal(KEY, (2, 6, 6, 8))
+  make = functools.partial(cls, stochastic_depth_per="batch", **kwargs)
+  variables = make().init({"params": KEY, "dropout": KEY}, x, train=False)
+
+  def loss(params):
+    out, _ = make(survival_prob=0.5).apply({**variables, "params": params}, x, train=True,
+                                           mutable=["batch_stats"], rngs={"dropout": KEY})
+    return out.sum()
+  jaxpr = jax.make_jaxpr(jax.grad(loss))(variables["params"]).jaxpr
+  forward = next(e for e in jaxpr.eqns if e.primitive.name == "cond")
+  activations = [v for v in forward.outvars if v.aval.shape[:3] == x.shape[:3]]
+  assert 2 <= len(activations) <= 2 + convs
 
 
 def _block_outputs(model, variables, x, key):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 Dtype = Any
 ModuleDef = Any
@@ -24,6 +25,9 @@ ModuleDef = Any
 he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+
+CONV_OUTPUT = "conv_output"   # checkpoint_name of every convolution's output
+_SAVE_CONV_OUTPUTS = jax.checkpoint_policies.save_only_these_names(CONV_OUTPUT)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -63,9 +67,9 @@ def _conv_nhwc_bwd(strides, pads, rhs_dilation, groups, residuals, dy):
 _conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         batch_group_count=1, precision=None, preferred_element_type=None):
+def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                          batch_group_count=1, precision=None, preferred_element_type=None):
   """`jax.lax.conv_general_dilated` whose gradients XLA:CPU runs fast anywhere.
 
   XLA:CPU brings convolutions into its fast (Eigen/YNNPACK) form only in the
@@ -98,6 +102,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     x = lhs[:, ::window_strides[0], ::window_strides[1]]
     return jax.lax.dot_general(x, rhs[0, 0], (((3,), (0,)), ((), ())))
   return _conv_nhwc(lhs, rhs, tuple(window_strides), pads, rhs_dilation, feature_group_count)
+
+
+def conv_general_dilated(*args, **kwargs):
+  """`_conv_general_dilated`, its output named `CONV_OUTPUT` for remat policies."""
+  return checkpoint_name(_conv_general_dilated(*args, **kwargs), CONV_OUTPUT)
 
 
 # The conv used everywhere: no bias (BatchNorm follows), He initialization.
@@ -280,7 +289,10 @@ def stochastic_residual(module: nn.Module, branch_fn: Callable, x, shortcut, *, 
       return shortcut
 
     def run(mdl, x, shortcut):
-      y = branch_fn(mdl, x)
+      # Only the convolution outputs leave the branch as residuals for the
+      # backward pass (BN and activations are recomputed from them): a dropped
+      # block must still fill every residual slot of the cond, with zeros.
+      y = nn.checkpoint(branch_fn, prevent_cse=False, policy=_SAVE_CONV_OUTPUTS)(mdl, x)
       return (shortcut + y * jnp.asarray(scale, y.dtype)).astype(shortcut.dtype)
 
     # `run` is the false branch on purpose: jax traces the false branch last,
