@@ -36,6 +36,17 @@ def test_digits_are_real_and_split():
   assert set(np.unique(d.splits["test"].labels)) == set(range(10))
 
 
+def test_digits_split_is_cached_and_identical(cache_env, monkeypatch):
+  first = sources.digits(validation_size=100)
+  assert list((cache_env / "arrays").glob("digits-sklearn-*.npz"))
+  import sklearn.model_selection
+  monkeypatch.setattr(sklearn.model_selection, "train_test_split", None)   # not called again
+  again = sources.digits(validation_size=100)
+  for name, split in first.splits.items():
+    np.testing.assert_array_equal(again.splits[name].images, split.images)
+    np.testing.assert_array_equal(again.splits[name].labels, split.labels)
+
+
 def test_image_folder_and_archive(tmp_path, cache_env):
   root = _make_folder(tmp_path / "pets")
   d = sources.image_folder(str(root), validation_size=3)
