@@ -107,7 +107,7 @@ def test_per_batch_block_carries_only_conv_outputs_to_the_backward_pass(case, co
   """The cond of a kept/dropped block returns its output, its input and one
   residual per convolution (BN and activations are recomputed in the backward
   pass): a dropped block zero-fills those few slots instead of every intermediate."""
-  cls, kwargs = BLOCK_CASES.get(case, (ResidualBlock, dict(planes=8)))
+  cls, kwargs = {**BLOCK_CASES, "resnet": (ResidualBlock, dict(planes=8))}[case]   # + post-act
   x = jax.random.normal(KEY, (2, 6, 6, 8))
   make = functools.partial(cls, stochastic_depth_per="batch", **kwargs)
   variables = make().init({"params": KEY, "dropout": KEY}, x, train=False)
