@@ -57,11 +57,12 @@ def get_config(arg: str = ""):
 
 # ----------------------------------------------------------------------------- paper rows
 # The published results this recipe reproduces (flaxcnn.papers; compared by
-# `python -m flaxcnn.results DIR --paper`): Huang et al. 2016, Table 1.
+# `python -m flaxcnn.results DIR --paper`): Huang et al. 2016, Table 1
+# (and Section 4 for ResNet-1202).
 from flaxcnn import papers  # noqa: E402
 
 PAPER = [row for table, depth, arg in ((papers.SD_T1_C10, 110, ""),
-                                       (papers.SD_T1_C10, 1202, "1202"),
+                                       (papers.SD_1202_C10, 1202, "1202"),
                                        (papers.SD_T1_C100, 110, "cifar100"))
          for row in papers.rows(table, {f"ResNet-{depth} stochastic depth": {
              "model.name": f"resnet{depth}_cifar", "model.kwargs.stochastic_depth": 0.5}},

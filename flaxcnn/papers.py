@@ -200,7 +200,8 @@ HE2016_T2_164 = Table("he2016", "Table 2, ResNet-164",
                       dict(zip(_T2_LABELS, (5.93, 6.50, 6.14, 5.91, 5.46))), **C10)
 
 # He et al. 2016, Table 3: pre-activation ResNets (its CIFAR-10 110/164 rows are
-# Table 2's (e)). ResNet-1001: best of 5, means 4.89 +- 0.14 and 22.68 +- 0.22.
+# Table 2's (e)). ResNet-1001: median of 5 runs (Table 4's caption), means
+# 4.89 +- 0.14 and 22.68 +- 0.22.
 HE2016_T3_C10 = Table("he2016", "Table 3", {"pre-act ResNet-1001": 4.92}, **C10)
 HE2016_T3_C100 = Table("he2016", "Table 3", {
     "pre-act ResNet-164": 24.33, "pre-act ResNet-1001": 22.71}, **C100)
@@ -228,12 +229,17 @@ WRN_T6_C100 = Table("zagoruyko2016", "Table 6", {
     f"WRN-{d}-{k}{' dropout' if i else ''}": v[2 + i] for (d, k), v in _T6.items()
     for i in (0, 1)}, **C100)
 
-# Huang et al. 2016, Table 1 (C10+/C100+: standard augmentation).
+# Huang et al. 2016, Table 1 (C10+/C100+: standard augmentation). The C100+
+# constant-depth value is the table's 27.76 (Section 4's text says 27.22).
 SD_T1_C10 = Table("huang2016", "Table 1", {
-    "ResNet-110 constant depth": 6.41, "ResNet-110 stochastic depth": 5.25,
-    "ResNet-1202 constant depth": 6.67, "ResNet-1202 stochastic depth": 4.91}, **C10)
+    "ResNet-110 constant depth": 6.41, "ResNet-110 stochastic depth": 5.25}, **C10)
 SD_T1_C100 = Table("huang2016", "Table 1", {
-    "ResNet-110 constant depth": 27.22, "ResNet-110 stochastic depth": 24.98}, **C100)
+    "ResNet-110 constant depth": 27.76, "ResNet-110 stochastic depth": 24.98}, **C100,
+    note="Section 4's text gives 27.22 for the constant-depth net; Table 1 says 27.76")
+# Huang et al. 2016, Section 4 and Figure 4 (right): the 1202-layer ResNet, CIFAR-10
+# only, so not in Table 1 (the paper's footnote 2).
+SD_1202_C10 = Table("huang2016", "Section 4, Figure 4 (right)", {
+    "ResNet-1202 constant depth": 6.67, "ResNet-1202 stochastic depth": 4.91}, **C10)
 
 # Huang et al. 2017, Table 2, columns C10+ and C100+ (k = growth rate).
 _DN = {"DenseNet L=40 k=12": (5.24, 24.42), "DenseNet L=100 k=12": (4.10, 20.20),
