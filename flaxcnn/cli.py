@@ -152,12 +152,47 @@ def _config_error(e: BaseException, argv) -> str:
   return " ".join(lines)[:400]
 
 
+_KWARGS_FLAG = "--config.model.kwargs."
+
+
+def _pop_model_kwargs(argv):
+  """(argv without its --config.model.kwargs.KEY=VALUE flags, [(KEY, VALUE)]): those
+  are applied after the config loads (`config.parse_model_kwarg`), since a preset's
+  keyword is not a field of the config until a config file sets it."""
+  rest, pairs, i = [], [], 0
+  while i < len(argv):
+    arg = argv[i]
+    key = arg[len(_KWARGS_FLAG):] if arg.startswith(_KWARGS_FLAG) else ""
+    if key and "=" in key and "." not in key.split("=", 1)[0]:
+      pairs.append(tuple(key.split("=", 1)))
+    elif key and "." not in key:   # --config.model.kwargs.KEY VALUE, or a bare KEY: true
+      if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+        pairs.append((key, argv[i + 1]))
+        i += 1
+      else:
+        pairs.append((key, "true"))
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, pairs
+
+
 def _parse_flags(argv):
   """absl's flag parsing, with a config-file or override error as one line."""
   try:
-    args = FLAGS(argv)
+    argv, model_kwargs = _pop_model_kwargs(argv)
+    saved, sys.argv = sys.argv, argv   # ml_collections reads its overrides from sys.argv
+    try:
+      args = FLAGS(argv)
+    finally:
+      sys.argv = saved
     if FLAGS.config is not None:
       "seed" in FLAGS.config   # a file that failed to load raises here  # noqa: B015
+      from flaxcnn.config import parse_model_kwarg
+      kwargs = FLAGS.config.model.kwargs
+      for key, text in model_kwargs:
+        with kwargs.unlocked():          # a config file may have locked it
+          kwargs[key] = parse_model_kwarg(FLAGS.config, key, text)
     return args
   except Exception as e:  # noqa: BLE001 (any error of a config file or flag)
     sys.stderr.write(f"error: {_config_error(e, argv)}\n")

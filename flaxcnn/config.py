@@ -256,6 +256,48 @@ def build_model(config, num_classes: int):
   return models.create_model(config.model.name, **kwargs)
 
 
+def parse_model_kwarg(config, key: str, text: str):
+  """The value of `--config.model.kwargs.KEY=TEXT`, typed like the preset's default
+  for KEY (else like the config file's setting of it), so that
+  `--config.model.kwargs.stochastic_depth_per=batch` works on any config: ml_collections'
+  flags override only fields a config already has. A keyword the preset lacks is
+  parsed as a Python literal (else kept as text) and left to `validate`. A ValueError
+  names the flag when TEXT does not fit."""
+  import ast
+  from flaxcnn import models
+  like = models.keyword_default(config.model.name, key)
+  if like is models.NO_DEFAULT and key in config.model.kwargs:
+    like = config.model.kwargs[key]
+
+  def literal():
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      return text
+
+  try:
+    if isinstance(like, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      return text.lower() in ("true", "1")
+    if isinstance(like, str):
+      return text
+    if isinstance(like, int):
+      return int(text)
+    if isinstance(like, float):
+      return float(text)
+    if isinstance(like, (tuple, list)):    # or a name, where a field takes either
+      value = literal()
+      return tuple(value) if isinstance(value, (tuple, list)) else value
+    if like is None or like is models.NO_DEFAULT:
+      return literal()
+  except ValueError:
+    raise ValueError(f"--config.model.kwargs.{key}={text}: expected a value of type "
+                     f"{type(like).__name__} (the preset has {like!r})") from None
+  raise ValueError(f"--config.model.kwargs.{key}={text}: {key} of {config.model.name} is "
+                   f"{like!r}, which the command line cannot express; set it in a config file")
+
+
 def parse_arg(arg: str, file: str, **options) -> dict:
   """The options of a config file's ':arg' string ('b3,batch=1024'), one parser for
   every file. Each keyword names an option and gives its default:

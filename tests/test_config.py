@@ -66,3 +66,56 @@ def test_launch_reports_bad_override_in_one_line(tmp_path):
   r = run_launch(["--config=experiments/quickstart.py", f"--workdir={tmp_path}",
                   "--config.optimizer.lrr=0.1"], timeout=120)
   assert r.returncode != 0 and "lrr" in r.stderr
+
+
+@pytest.mark.parametrize("model,key,text,value", [
+    ("resnet20_cifar", "stochastic_depth", "0.5", 0.5),            # float, not in the config
+    ("resnet20_cifar", "stochastic_depth", "1", 1.0),
+    ("resnet20_cifar", "stochastic_depth_per", "batch", "batch"),  # str
+    ("resnet20_cifar", "scan_blocks", "true", True),               # bool
+    ("wrn28_10", "widen_factor", "4", 4),                          # int
+    ("wrn28_10", "stage_strides", "(1, 2, 2)", (1, 2, 2)),         # unknown: a literal
+    ("wrn28_10", "dropout", "0.3", 0.3),                           # set by the config file
+    ("wrn28_10", "block_type", "[3, 1]", (3, 1)),                  # a tuple
+])
+def test_model_kwarg_overrides_take_the_presets_types(model, key, text, value):
+  c = tiny_config()
+  c.model.name = model
+  if key == "dropout":
+    c.model.kwargs.dropout = 0.0
+  got = config_lib.parse_model_kwarg(c, key, text)
+  assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("key,text,match", [
+    ("stochastic_depth", "half", "stochastic_depth=half: expected a value of type float"),
+    ("widen_factor", "2.5", "widen_factor=2.5: expected a value of type int"),
+    ("scan_blocks", "maybe", "scan_blocks=maybe: expected a value of type bool"),
+])
+def test_model_kwarg_override_of_the_wrong_type_names_it(key, text, match):
+  c = tiny_config()
+  c.model.name = "wrn28_10"
+  with pytest.raises(ValueError, match=match):
+    config_lib.parse_model_kwarg(c, key, text)
+
+
+def test_launch_overrides_a_model_keyword_the_config_file_does_not_set(tmp_path):
+  """`--config.model.kwargs.KEY=VALUE` (and `KEY VALUE`) for a keyword of the preset
+  that the config file leaves at its default: ml_collections alone refuses it."""
+  import json
+  r = run_launch(["--config=experiments/quickstart.py", f"--workdir={tmp_path}",
+                  "--config.num_steps=1", "--config.eval_every_epochs=100",
+                  "--config.model.kwargs.stochastic_depth=0.5",
+                  "--config.model.kwargs.stochastic_depth_per", "batch"], timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  kwargs = json.load(open(tmp_path / "config.json"))["model"]["kwargs"]
+  assert kwargs["stochastic_depth"] == 0.5 and kwargs["stochastic_depth_per"] == "batch"
+
+
+def test_model_kwarg_flags_are_taken_out_of_the_command_line_in_every_form():
+  from flaxcnn import cli
+  argv = ["launch.py", "--config=x.py", "--config.model.kwargs.a=1", "--config.model.kwargs.b",
+          "2", "--config.model.kwargs.c", "--workdir=w", "--config.optimizer.lr=0.1"]
+  rest, pairs = cli._pop_model_kwargs(argv)
+  assert rest == ["launch.py", "--config=x.py", "--workdir=w", "--config.optimizer.lr=0.1"]
+  assert pairs == [("a", "1"), ("b", "2"), ("c", "true")]

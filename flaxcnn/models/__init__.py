@@ -1,4 +1,6 @@
 """The model zoo: one module per family, shared blocks in `layers`."""
-from flaxcnn.models.registry import create_model, get_preset, list_models, register
+from flaxcnn.models.registry import (NO_DEFAULT, create_model, get_preset, keyword_default,
+                                     list_models, register)
 
-__all__ = ["create_model", "get_preset", "list_models", "register"]
+__all__ = ["NO_DEFAULT", "create_model", "get_preset", "keyword_default", "list_models",
+           "register"]

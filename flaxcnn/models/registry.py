@@ -65,3 +65,24 @@ def create_model(name: str, **overrides) -> nn.Module:
   except TypeError as e:
     raise ValueError(f"model.kwargs: preset {name!r} does not accept these "
                      f"arguments ({e}).") from None
+
+
+NO_DEFAULT = object()
+
+
+def keyword_default(name: str, key: str):
+  """The value preset `name` gives keyword `key`: its own setting, else the built
+  model's field, else the factory function's default; NO_DEFAULT when none has it."""
+  import inspect
+  preset = get_preset(name)
+  if key == "num_classes":
+    return preset.num_classes
+  if key in preset.kwargs:
+    return preset.kwargs[key]
+  model = create_model(name)
+  if key in {f.name for f in dataclasses.fields(model)} - {"parent", "name"}:
+    return getattr(model, key)
+  parameter = inspect.signature(preset.constructor).parameters.get(key)
+  if parameter is not None and parameter.default is not inspect.Parameter.empty:
+    return parameter.default
+  return NO_DEFAULT
