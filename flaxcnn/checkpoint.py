@@ -1,7 +1,10 @@
 """Orbax checkpoints of the whole train state: periodic, final, atomic, last K kept.
 
-`restore_latest` restores the newest checkpoint that is readable and finite. An
-unreadable one (a write cut short, a corrupt file) is moved aside to
+`restore_latest` restores the newest checkpoint that is readable, finite and intact.
+Each save records a checksum of every array (`checksums`: the sum of its bits as
+uint32 words, exact whatever the sharding) in the step's metadata; a restore whose
+arrays do not match it (bytes changed on disk, which Orbax reads without complaint)
+counts as corrupt. An unreadable one (a write cut short, a corrupt file) is moved aside to
 `checkpoints/corrupt-<step>/` and one with NaN/Inf arrays to
 `checkpoints/nonfinite-<step>/`, with a warning, so that no later run or
 evaluation silently reads an older step while the newer one stays on disk; the
@@ -49,6 +52,28 @@ def _shapes(tree) -> dict:
   return {jax.tree_util.keystr(p): tuple(getattr(x, "shape", np.shape(x))) for p, x in flat}
 
 
+@jax.jit
+def _leaf_checksums(tree):
+  """Per array: the sum of its bits as uint32 words (mod 2**32), so exact in any
+  order of addition, on any number of devices or processes."""
+  import jax.numpy as jnp
+
+  def words(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+      x = x.astype(jnp.uint8)
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[x.dtype.itemsize]
+    return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+
+  return [jnp.sum(words(x), dtype=jnp.uint32) for x in jax.tree.leaves(tree)]
+
+
+def checksums(tree) -> list:
+  """`_leaf_checksums` as Python ints (the replicated scalars read on this process)."""
+  return [int(np.asarray(c.addressable_data(0))) for c in _leaf_checksums(tree)]
+
+
 def all_finite(tree) -> bool:
   return all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(jax.device_get(tree))
              if np.issubdtype(np.asarray(x).dtype, np.floating))
@@ -71,9 +96,11 @@ class Checkpointer:
     if step in self.manager.all_steps():
       return
     self.wait()   # the previous asynchronous save, which may have failed
+    tree = serialization.to_state_dict(state)
+    sums = checksums(tree)
     with self._writing(step):
-      self.manager.save(step, args=ocp.args.StandardSave(serialization.to_state_dict(state)),
-                        force=True)
+      self.manager.save(step, args=ocp.args.StandardSave(tree), force=True,
+                        custom_metadata={"checksums": sums})
     self._in_flight = step
 
   @contextlib.contextmanager
@@ -161,6 +188,10 @@ class Checkpointer:
         logging.warning("checkpoint %d unreadable: %s: %s", step, type(e).__name__, first)
         self._set_aside(step, "corrupt", "unreadable")
         continue
+      if not intact(self.manager, step, restored):
+        self._set_aside(step, "corrupt", "corrupt (its arrays differ from the checksums "
+                        "written with them)")
+        continue
       if not all_finite({"params": restored["params"],
                          "batch_stats": restored.get("batch_stats", {})}):
         self._set_aside(step, "nonfinite", "not finite (NaN/Inf parameters)")
@@ -176,6 +207,16 @@ class Checkpointer:
       self.wait()
     finally:
       self.manager.close()
+
+
+def intact(manager, step: int, restored) -> bool:
+  """Do the restored arrays of `step` match the checksums saved with them? True
+  for checkpoints written before checksums were recorded."""
+  try:
+    saved = (manager.metadata(step).custom_metadata or {}).get("checksums")
+  except Exception:  # no step metadata: nothing to compare with
+    saved = None
+  return saved is None or list(saved) == checksums(restored)
 
 
 def load_raw(workdir: str, with_step: bool = False):
@@ -194,6 +235,10 @@ def load_raw(workdir: str, with_step: bool = False):
       except Exception as e:  # unreadable: try the previous one
         print(f"WARNING: checkpoint {step} in {directory} is unreadable "
               f"({type(e).__name__}); trying the previous one", flush=True)
+        continue
+      if not intact(manager, step, restored):
+        print(f"WARNING: checkpoint {step} in {directory} is corrupt (its arrays differ "
+              "from the checksums written with them); trying the previous one", flush=True)
         continue
       variables = {"params": restored["params"],
                    "batch_stats": restored.get("batch_stats", {})}

@@ -179,6 +179,27 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
   assert summary["step"] == 8 and "8" in os.listdir(tmp_path / "checkpoints")
 
 
+def test_silently_changed_checkpoint_bytes_are_caught_by_the_checksums(tmp_path, capsys):
+  """Bytes flipped inside a checkpoint's data file: Orbax reads it without complaint
+  (wrong values), the checksums saved with it do not match, so it is set aside."""
+  from flaxcnn import checkpoint
+  config = tiny_config(num_steps=8, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  data = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "checkpoints" / "8")
+          for f in files if os.sep + "d" + os.sep in os.path.join(root, f)]
+  largest = max(data, key=os.path.getsize)
+  raw = bytearray(open(largest, "rb").read())
+  middle = len(raw) // 2
+  raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])
+  open(largest, "wb").write(raw)
+  step, _ = checkpoint.load_raw(str(tmp_path), with_step=True)     # read-only
+  assert step == 4 and "checkpoint 8 in" in capsys.readouterr().out
+  state = train.load_state(config, str(tmp_path))
+  assert int(state.step) == 4
+  assert "checkpoint 8 is corrupt (its arrays differ from the checksums" in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "corrupt-8"]
+
+
 def test_bfloat16_training_runs(tmp_path):
   s = train.train_and_evaluate(tiny_config(dtype="bfloat16", num_steps=6), str(tmp_path))
   assert np.isfinite(s["test"]["loss"])
