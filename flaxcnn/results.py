@@ -21,8 +21,10 @@ directory of runs, or a list of either.
 Columns of `load` (errors and accuracies are fractions; tables and figures show %):
   run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'incomplete' |
   'pending'; see `flaxcnn.sweep.variant_status`),
-  one column per overridden field (its last dotted part, e.g. 'depth', 'seed', when
-  that is unambiguous; the dotted name otherwise; listed in `runs.attrs["swept"]`),
+  one column per overridden field, and per config field whose value differs between
+  the runs (config.json; so runs of different models, data or budgets are never
+  pooled into one row), by its last dotted part (e.g. 'depth', 'seed') when that is
+  unambiguous, the dotted name otherwise; listed in `runs.attrs["swept"]`,
   epochs, steps, wall_time (seconds),
   final_{train,validation,test}_{error,accuracy,loss} (train: averaged over the last
   epoch, as measured during training, i.e. with augmentation and dropout on),
@@ -151,6 +153,29 @@ _RESERVED = {"run", "status", "epochs", "steps", "wall_time", "error", "path", "
              "dev_still_improving"}
 
 
+# Fields that do not change what a run learns.
+_BOOKKEEPING = {"log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+                "profile_steps", "eval_batch_size"}
+
+
+def _flat_config(run_dir: str) -> dict:
+  """{dotted field: value} of the config a run saved (config.json); {} before it ran."""
+  saved = sweep_lib._read_json(os.path.join(run_dir, "config.json"))
+  return papers.flatten(saved) if isinstance(saved, dict) else {}
+
+
+def _differing_config_fields(dirs, exclude=()) -> List[str]:
+  """The config fields whose values differ between the runs that saved a config:
+  runs of different models, data or budgets are never pooled into one row, also
+  when they were not launched as one sweep."""
+  configs = [c for c in map(_flat_config, dirs) if c]
+  if len(configs) < 2:
+    return []
+  keys = sorted(set().union(*configs) - set(exclude) - _BOOKKEEPING)
+  return [k for k in keys
+          if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+
+
 def _hashable(v):
   if isinstance(v, (list, tuple)):
     return "x".join(str(x) for x in v)
@@ -175,6 +200,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
       if f not in fields:
         fields.append(f)
     infos.append((d, record))
+  fields += _differing_config_fields(dirs, exclude=fields)
   names = _column_names(fields, _RESERVED)
   rows, curve_frames = [], []
   for d, record in infos:
@@ -182,7 +208,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
     curve = _epoch_curve(records)
     summary = sweep_lib._read_json(os.path.join(d, "summary.json")) or {}
     row = {"run": record.get("name", os.path.basename(d)), "status": record["status"]}
-    overrides = record.get("overrides") or {}
+    overrides = {**_flat_config(d), **(record.get("overrides") or {})}
     for f in fields:
       row[names[f]] = _hashable(overrides.get(f, np.nan))
     row.update(_run_metrics(curve, summary, records))

@@ -149,6 +149,27 @@ def test_markdown_table_is_mean_and_std_over_seeds(sweep_dir):
   assert "| 8 | 0 | 10.00 | 1 |" in by_seed
 
 
+def test_plain_runs_of_different_configs_are_not_pooled(tmp_path):
+  """Runs launched one by one (no variant.json) into one folder: the config fields
+  that differ (model, budget) become columns, so no row averages unlike runs; the
+  seed and bookkeeping fields (logging, checkpoint intervals) do not split rows."""
+  def run(name, model, steps, seed, log_every, test):
+    write_run(str(tmp_path / name), [0.3, 0.2], [0.3, 0.25], test_error=[0.3, test])
+    config = {"seed": seed, "model": {"name": model, "kwargs": {}}, "num_steps": steps,
+              "log_every_steps": log_every}
+    (tmp_path / name / "config.json").write_text(json.dumps(config))
+  run("a", "resnet20_cifar", 1500, 0, 100, 0.10)
+  run("b", "resnet20_cifar", 1500, 1, 10, 0.12)
+  run("c", "resnet20_cifar", 40, 0, 100, 0.50)
+  run("d", "wrn28_10", 1500, 0, 100, 0.90)
+  runs = results.load(str(tmp_path))
+  assert runs.attrs["swept"] == ["name", "num_steps", "seed"]
+  lines = results.table(runs, metrics=["final_test_error"]).strip().splitlines()
+  assert lines[0] == "| name | num_steps | test error (%) | runs |"
+  assert lines[2:] == ["| resnet20_cifar | 1500 | 11.00 ± 1.41 | 2 |",
+                       "| resnet20_cifar | 40 | 50.00 | 1 |", "| wrn28_10 | 1500 | 90.00 | 1 |"]
+
+
 def test_figures_and_report_are_written(sweep_dir, tmp_path):
   runs, curves = results.load(str(sweep_dir), curves=True)
   fig = results.plot_curves(curves, path=str(tmp_path / "c.png"))
