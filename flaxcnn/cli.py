@@ -88,7 +88,7 @@ def main(argv):
   if FLAGS.list_variants:
     from flaxcnn import sweep
     sys.exit(sweep.main(FLAGS["config"].config_filename, FLAGS.config, FLAGS.workdir,
-                        list_only=True))
+                        list_only=True, fixed=_command_line_fields()))
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required (checkpoints, metrics and logs go there)")
   import jax
@@ -103,7 +103,7 @@ def main(argv):
     if FLAGS.sweep or FLAGS.sweep_index is not None:
       from flaxcnn import sweep
       sys.exit(sweep.main(FLAGS["config"].config_filename, config, workdir,
-                          index=FLAGS.sweep_index))
+                          index=FLAGS.sweep_index, fixed=_command_line_fields()))
     if "features" in config:
       from flaxcnn import features
       features.run(config, workdir)
@@ -153,6 +153,13 @@ def _config_error(e: BaseException, argv) -> str:
 
 
 _KWARGS_FLAG = "--config.model.kwargs."
+_MODEL_KWARGS = []   # the (KEY, VALUE) pairs of the command line, set by _parse_flags
+
+
+def _command_line_fields():
+  """The dotted config fields the command line overrides."""
+  return (list(config_flags.get_override_values(FLAGS["config"]))
+          + [f"model.kwargs.{key}" for key, _ in _MODEL_KWARGS])
 
 
 def _pop_model_kwargs(argv):
@@ -190,6 +197,7 @@ def _parse_flags(argv):
       "seed" in FLAGS.config   # a file that failed to load raises here  # noqa: B015
       from flaxcnn.config import parse_model_kwarg
       kwargs = FLAGS.config.model.kwargs
+      _MODEL_KWARGS[:] = model_kwargs
       for key, text in model_kwargs:
         with kwargs.unlocked():          # a config file may have locked it
           kwargs[key] = parse_model_kwarg(FLAGS.config, key, text)

@@ -492,11 +492,24 @@ def describe(source, arg: str = "", config=None, workdir: Optional[str] = None,
   return "\n".join(lines)
 
 
+def check_command_line(config_arg: str, config, fields) -> None:
+  """A ValueError naming the first command-line override (`fields`, dotted) that a
+  variant of the sweep sets again: the variant's value would silently win."""
+  for name, overrides, _ in _specs(config_arg, config=config):
+    clash = sorted(set(fields) & set(overrides))
+    if clash:
+      raise ValueError(f"--config.{clash[0]} is set by the sweep itself (variant {name} has "
+                       f"{clash[0]}={overrides[clash[0]]!r}), which would replace the flag's "
+                       "value; drop the flag, or run one setting without --sweep/--sweep_index")
+
+
 def main(config_arg: str, config, workdir: Optional[str], index: Optional[int] = None,
-         list_only: bool = False) -> int:
+         list_only: bool = False, fixed=()) -> int:
   """launch.py's --sweep / --sweep_index / --list_variants. Returns the exit status
-  (or a one-line error message for sys.exit)."""
+  (or a one-line error message for sys.exit). `fixed`: the fields the command line
+  set, which no variant may set again."""
   try:
+    check_command_line(config_arg, config, fixed)
     if list_only:
       print(describe(config_arg, config=config, workdir=workdir), flush=True)
       return 0

@@ -243,3 +243,13 @@ def test_command_line_list_index_and_sweep(tmp_path, cache_env):
   listing = sweep.describe(config, workdir=str(out)).splitlines()
   assert listing[1].endswith("\tfinished")
   assert "\tfailed (ValueError: " in listing[2] and "got 9" in listing[2]
+
+
+def test_a_command_line_override_of_a_swept_field_is_refused():
+  """--sweep_index=0 --config.model.kwargs.depth=20 on a depth sweep would train the
+  variant's depth and ignore the flag: refused, naming the flag; other flags pass."""
+  with pytest.raises(ValueError, match=r"--config.model.kwargs.depth is set by the sweep"):
+    sweep.check_command_line(DIGITS_DEPTH, None, ["num_steps", "model.kwargs.depth"])
+  with pytest.raises(ValueError, match=r"--config.seed is set by the sweep"):
+    sweep.check_command_line(DIGITS_DEPTH, None, ["seed"])
+  sweep.check_command_line(DIGITS_DEPTH, None, ["num_steps", "optimizer.lr"])
