@@ -35,7 +35,18 @@ class Task:
     return data_lib.load(config)
 
   def check(self, config, model, dataset) -> None:
-    """Config-against-data checks that need the dataset (before compiling)."""
+    """Config-against-data checks that need the dataset (before compiling): multi-scale
+    sides far above the images' own size (the ImageNet defaults 224-640 on 32x32
+    images) would only exhaust the memory."""
+    if config.eval_mode == "multiscale":
+      size = config.data.image_size or dataset.image_shape[0]
+      scales = tuple(config.eval_scales)
+      if max(scales) > 4 * size:
+        raise ValueError(
+            f"config.eval_scales={scales} (shorter sides for multi-scale testing) are far "
+            f"above these {size}x{size} images; He et al. 2015 test at 1-2.9x the training "
+            f"size, so use e.g. --config.eval_scales='({size}, {round(1.5 * size)}, "
+            f"{2 * size})'")
 
   # ---------------------------------------------------------------- training
 

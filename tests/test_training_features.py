@@ -128,3 +128,17 @@ def test_profile_trace_hparams_and_norms(tmp_path):
   line = [r for r in metrics.read_jsonl(str(tmp_path)) if r["split"] == "train"][-1]
   assert line["grad_norm"] > 0 and line["param_norm"] > 0
   assert os.path.exists(tmp_path / "config.json")
+
+
+def test_multiscale_sides_far_above_the_images_are_refused_before_compiling():
+  """The ImageNet default sides (224-640) on 8x8 digits asked XLA for 56 GB."""
+  import types
+  from flaxcnn import tasks
+  config = tiny_config()
+  config.eval_mode = "multiscale"
+  digits = types.SimpleNamespace(image_shape=(8, 8, 1))
+  with pytest.raises(ValueError, match=r"config.eval_scales=\(224, .* far above these 8x8 "
+                                       r"images.*eval_scales='\(8, 12, 16\)'"):
+    tasks.Task().check(config, None, digits)
+  config.eval_scales = (8, 12, 16)
+  tasks.Task().check(config, None, digits)
