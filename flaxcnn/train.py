@@ -570,19 +570,44 @@ def _header(config, run: Run, dataset, workdir, resumed: Optional[int]) -> str:
           f"{workdir} | {start}")
 
 
-def _config_differences(config, workdir: str):
-  """Fields of `config` that differ from the run saved in workdir/config.json."""
+def _changed_fields(config, workdir: str) -> dict:
+  """{field: (saved, now)} where `config` differs from the run in workdir/config.json."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    return []
+    return {}
   with open(path) as f:
     try:
       saved = _flat(json.load(f))
     except ValueError:
-      return []
+      return {}
   now = _flat(json.loads(config.to_json_best_effort()))
-  return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-          if saved.get(k) != now.get(k)]
+  return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
+          if saved.get(k) != now.get(k)}
+
+
+def _config_differences(config, workdir: str):
+  """'field: saved -> now' for the fields of `config` that differ from the saved run."""
+  return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _changed_fields(config, workdir).items()]
+
+
+# Fields whose change would make a resumed run's steps other images than the steps
+# before: the global batch (steps per epoch, the epochs of every schedule), the seed
+# (each epoch's order and augmentation) and which examples the splits hold.
+RESUME_FIXED = ("batch_size", "seed", "data.source", "data.name", "data.validation_size",
+                "data.train_split")
+
+
+def check_resume(config, workdir: str, step: int) -> None:
+  """A ValueError naming a RESUME_FIXED field that differs from the checkpointed run."""
+  changed = _changed_fields(config, workdir)
+  for field in RESUME_FIXED:
+    if field in changed:
+      saved, now = changed[field]
+      raise ValueError(
+          f"config.{field}={now!r} differs from the run in {workdir} ({saved!r}), whose "
+          f"checkpoint at step {step} it would resume: its steps would no longer continue "
+          f"the same epochs. Resume with --config.{field}={saved!r}, or start a new "
+          f"--workdir (--config.init_from={workdir} starts from its weights)")
 
 
 def _flat(d, prefix=""):
@@ -628,6 +653,8 @@ def _train(config, workdir, dataset, task, lock) -> dict:
   try:
     fresh = create_state(base, dataset.image_shape)
     state, restored_step = _restore(config, workdir, ckpt, fresh)
+    if restored_step is not None:
+      check_resume(config, workdir, restored_step)
     if state is None:
       state = load_initial_weights(config, fresh, base) if config.init_from else fresh
     del fresh

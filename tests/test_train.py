@@ -200,6 +200,18 @@ def test_silently_changed_checkpoint_bytes_are_caught_by_the_checksums(tmp_path,
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "corrupt-8"]
 
 
+def test_resuming_with_another_batch_size_or_seed_is_refused(tmp_path):
+  """A step of the resumed run must be the same images as before: a changed global
+  batch or seed is one line naming the field and the saved value; num_steps may grow."""
+  train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  with pytest.raises(ValueError, match=r"config.batch_size=16 differs from the run in .* "
+                                       r"\(32\), whose checkpoint at step 4.*batch_size=32"):
+    train.train_and_evaluate(tiny_config(num_steps=8, batch_size=16), str(tmp_path))
+  with pytest.raises(ValueError, match=r"config.seed=1 differs"):
+    train.train_and_evaluate(tiny_config(num_steps=8, seed=1), str(tmp_path))
+  assert train.train_and_evaluate(tiny_config(num_steps=8), str(tmp_path))["step"] == 8
+
+
 def test_bfloat16_training_runs(tmp_path):
   s = train.train_and_evaluate(tiny_config(dtype="bfloat16", num_steps=6), str(tmp_path))
   assert np.isfinite(s["test"]["loss"])
