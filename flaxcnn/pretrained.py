@@ -78,6 +78,22 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"pretrained weights {path} do not exist")
+  try:
+    sd = _read_raw(path)
+  except (ImportError, ConversionError):
+    raise
+  except Exception as e:  # truncated, not of its suffix's format: many kinds
+    kind = os.path.splitext(path)[1] or "weights"
+    first = str(e).splitlines()[0][:160] if str(e) else ""
+    raise ConversionError(f"pretrained weights {path} cannot be read as a {kind} file "
+                          f"({type(e).__name__}: {first}); is it complete, and of the "
+                          "format its name says (.safetensors, .npz, .pth/.pt)?") from None
+  if sd and all(k.startswith("module.") for k in sd):
+    sd = {k[len("module."):]: v for k, v in sd.items()}
+  return sd
+
+
+def _read_raw(path: str) -> Dict[str, np.ndarray]:
   lower = path.lower()
   if lower.endswith(".safetensors"):
     try:
@@ -107,8 +123,6 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
     if not isinstance(obj, dict):
       raise ConversionError(f"{path} holds a {type(obj).__name__}, not a state dict")
     sd = {k: _torch_to_numpy(v) for k, v in obj.items() if hasattr(v, "detach")}
-  if sd and all(k.startswith("module.") for k in sd):
-    sd = {k[len("module."):]: v for k, v in sd.items()}
   return sd
 
 

@@ -519,3 +519,18 @@ def test_torchvision_efficientnet_is_refused_with_the_reason():
 def test_missing_file():
   with pytest.raises(FileNotFoundError):
     pretrained.load("resnet18", "/nonexistent/weights.safetensors")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors", ".pth"])
+def test_an_unreadable_weights_file_is_one_line_naming_it(tmp_path, suffix):
+  """A truncated or mislabelled file gives one ConversionError (a ValueError the
+  command line prints as one line), not the reader's traceback."""
+  if suffix == ".safetensors":
+    pytest.importorskip("safetensors")
+  if suffix == ".pth":
+    pytest.importorskip("torch")
+  path = tmp_path / f"w{suffix}"
+  path.write_bytes(bytes(range(256)) * 4)
+  with pytest.raises(pretrained.ConversionError, match=rf"w\{suffix} cannot be read as a "
+                                                       rf"\{suffix} file \("):
+    pretrained.read_state_dict(str(path))
