@@ -345,6 +345,10 @@ def _run(config, workdir, backbone, dataset) -> dict:
   from flaxcnn import data as data_lib, workdir as workdir_lib
   from flaxcnn.metrics import MetricWriter
   t0 = time.time()
+  n = jax.device_count()
+  if config.eval_batch_size % n:   # the backbone's batches are split over the devices
+    raise ValueError(f"config.eval_batch_size={config.eval_batch_size} must be divisible "
+                     f"by the {n} devices; use a multiple of {n}")
   if backbone is None:
     backbone = backbone_from_config(config)
   if dataset is None:

@@ -163,3 +163,14 @@ def test_the_command(backbone_run, tmp_path):
        f"--workdir={tmp_path / 'bad'}", "--config.features.backbone=/nonexistent"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert bad.returncode != 0 and "does not exist" in bad.stderr
+
+
+def test_a_batch_the_devices_cannot_share_is_one_line_before_any_work(tmp_path, monkeypatch):
+  """Training refuses eval_batch_size % devices != 0 in validate; extraction did not
+  (a raw sharding error after loading the backbone)."""
+  monkeypatch.setattr(features.jax, "device_count", lambda: 2)
+  config = feature_config(tmp_path / "no-backbone-needed", tmp_path / "cache",
+                          eval_batch_size=255)
+  with pytest.raises(ValueError, match=r"config.eval_batch_size=255 must be divisible by "
+                                       r"the 2 devices"):
+    features.run(config, str(tmp_path / "run"))
