@@ -337,6 +337,9 @@ def parse_arg(arg: str, file: str, **options) -> dict:
           raise ValueError(f"{file}: unknown argument {part!r}; use {usage()}")
         found = match[0]
       elif isinstance(spec, bool):
+        if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+          raise ValueError(f"{file}: argument {part!r} is not a bool (true/false); "
+                           f"use {usage()}")
         found = value.lower() in ("1", "true", "yes")
       else:
         try:

@@ -315,6 +315,9 @@ def test_config_arguments_share_one_parser():
                      ("b0,b3", "given twice")):
     with pytest.raises(ValueError, match=match):
       config_lib.parse_arg(bad, "x.py", variant=("b0", "b3"), batch=4096)
+  assert config_lib.parse_arg("fast=false", "x.py", fast=True) == {"fast": False}
+  with pytest.raises(ValueError, match="'fast=ture' is not a bool"):   # not a silent False
+    config_lib.parse_arg("fast=ture", "x.py", fast=False)
 
 
 def test_recipes_build_the_papers_parameter_counts():
