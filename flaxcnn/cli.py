@@ -123,6 +123,10 @@ def main(argv):
     if jax.process_count() > 1:
       logging.error("process %d: %s", jax.process_index(), e)
     sys.exit(f"error: {e}")
+  except KeyboardInterrupt:   # before the loop's own handler (loading, compiling)
+    sys.stderr.write(f"interrupted; the checkpoints in {workdir} are as they were "
+                     "(each is written whole or not at all): rerun to resume\n")
+    sys.exit(130)
 
 
 def _config_error(e: BaseException, argv) -> str:

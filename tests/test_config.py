@@ -119,3 +119,22 @@ def test_model_kwarg_flags_are_taken_out_of_the_command_line_in_every_form():
   rest, pairs = cli._pop_model_kwargs(argv)
   assert rest == ["launch.py", "--config=x.py", "--workdir=w", "--config.optimizer.lr=0.1"]
   assert pairs == [("a", "1"), ("b", "2"), ("c", "true")]
+
+
+def test_ctrl_c_before_the_training_loop_is_one_line_and_exit_130(tmp_path, monkeypatch,
+                                                                   capsys):
+  """Ctrl-C while data load or compile (the loop's own handler not yet installed):
+  no KeyboardInterrupt traceback, a line saying the checkpoints are intact."""
+  from flaxcnn import cli, train
+
+  def interrupted(config, workdir):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(train, "train_and_evaluate", interrupted)
+  monkeypatch.setattr(cli, "_log_to_workdir", lambda workdir: None)
+  cli._parse_flags(["launch.py", "--config=experiments/quickstart.py",
+                    f"--workdir={tmp_path}"])
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["launch.py"])
+  assert exit_info.value.code == 130
+  err = capsys.readouterr().err
+  assert err.startswith("interrupted; the checkpoints in") and err.count("\n") == 1
