@@ -396,6 +396,14 @@ def _path_str(path):
 def finetune_masks(config, params, steps_per_epoch: int):
   """(head_mask, trainable_mask, head_steps) as float trees for fine-tuning."""
   patterns = [re.compile(p) for p in config.finetune.freeze]
+  paths = [_path_str(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  for p in patterns:
+    if not any(p.search(x) for x in paths):
+      raise ValueError(f"config.finetune.freeze: {p.pattern!r} matches no parameter of "
+                       f"{config.model.name}, whose paths look like "
+                       f"{', '.join(sorted({x.split('/')[0] for x in paths})[:4])}, ... "
+                       f"(e.g. {paths[0]!r}); `python -m flaxcnn.models.summary "
+                       f"{config.model.name} --params` lists them")
   head = jax.tree_util.tree_map_with_path(
       lambda path, _: np.float32(getattr(path[0], "key", None) == HEAD), params)
   trainable = jax.tree_util.tree_map_with_path(

@@ -65,3 +65,19 @@ def test_main_prints_the_same_table_with_and_without_worker_processes(capsys):
 def test_unknown_preset_fails_before_any_work():
   with pytest.raises(ValueError, match="unknown model preset"):
     summary.main(["summary", "resnet20_cifar", "resnet_unknown"])
+
+
+def test_parameter_paths_and_a_given_input_size(capsys):
+  """--params lists what finetune.freeze regexes match; --image_size changes the
+  multiply-adds; an unknown flag is an argparse error, not silently ignored."""
+  assert summary.main(["summary", "resnet20_cifar", "--params"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert "resnet20_cifar Conv_0/kernel 3x3x3x16" in [" ".join(l.split()) for l in lines]
+  assert summary.main(["summary", "resnet50", "--image_size=112", "--jobs=1"]) == 0
+  row = capsys.readouterr().out.splitlines()[1].split()
+  assert row[0] == "resnet50" and row[-1] == "112"
+  assert row[2] == f"{summary.count_macs(registry.create_model('resnet50'), 112) / 1e9:.3f}G"
+  with pytest.raises(SystemExit):
+    summary.main(["summary", "resnet50", "--image_sz=32"])
+  with pytest.raises(ValueError, match="Did you mean .*resnet20_cifar"):
+    summary.main(["summary", "resnet_20"])

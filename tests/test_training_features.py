@@ -142,3 +142,18 @@ def test_multiscale_sides_far_above_the_images_are_refused_before_compiling():
     tasks.Task().check(config, None, digits)
   config.eval_scales = (8, 12, 16)
   tasks.Task().check(config, None, digits)
+
+
+def test_a_freeze_regex_that_matches_no_parameter_is_an_error():
+  """finetune.freeze=('^stem',) on a ResNet whose stem is Conv_0 froze nothing, silently."""
+  import flax
+  config = tiny_config()
+  config.finetune.freeze = ("^Conv_0", "^stemm")
+  params = flax.core.unfreeze({"Conv_0": {"kernel": np.zeros((3, 3))},
+                               "head": {"kernel": np.zeros((2, 2))}})
+  with pytest.raises(ValueError, match=r"config.finetune.freeze: '\^stemm' matches no "
+                                       r"parameter of resnet20_cifar.*Conv_0/kernel"):
+    train.finetune_masks(config, params, 10)
+  config.finetune.freeze = ("^Conv_0",)
+  _, trainable, _ = train.finetune_masks(config, params, 10)
+  assert trainable["Conv_0"]["kernel"] == 0 and trainable["head"]["kernel"] == 1

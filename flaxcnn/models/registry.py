@@ -43,7 +43,9 @@ def get_preset(name: str) -> Preset:
   _load_families()
   if name not in _PRESETS:
     import difflib
-    close = difflib.get_close_matches(name, _PRESETS, n=3)
+    bare = name.replace("_", "").lower()   # resnet_20 -> resnet20_cifar
+    close = sorted(p for p in _PRESETS if p.replace("_", "").startswith(bare))[:3] or \
+        difflib.get_close_matches(name, _PRESETS, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else (
         " See `python -m flaxcnn.models.summary --list`.")
     raise ValueError(f"model.name: unknown model preset {name!r}.{hint}")

@@ -4,6 +4,8 @@
     python -m flaxcnn.models.summary resnet50 wrn28_10 efficientnet_b0
     python -m flaxcnn.models.summary --list
     python -m flaxcnn.models.summary --all --jobs=1   # one process (default: one per core)
+    python -m flaxcnn.models.summary resnet20_cifar --params   # parameter paths, shapes
+    python -m flaxcnn.models.summary resnet50 --image_size=160
 
 Both are counted from one trace of the model's initialization (no compilation,
 no tables, no memory): parameters from the shapes of the variables it returns,
@@ -105,35 +107,55 @@ def summarize(name: str, image_size: Optional[int] = None) -> Tuple[str, int, in
   return name, params, macs, size
 
 
-def _jobs(argv, num_presets: int) -> int:
-  for a in argv:
-    if a.startswith("--jobs="):
-      try:
-        return max(1, int(a.split("=", 1)[1]))
-      except ValueError:
-        raise SystemExit(f"--jobs: expected an integer, got {a!r}") from None
-  return min(os.cpu_count() or 1, num_presets)
+def param_paths(name: str, image_size: Optional[int] = None):
+  """[(path 'a/b/kernel', shape)] of preset `name`'s parameters (what
+  config.finetune.freeze regexes match)."""
+  from flaxcnn.models import registry
+  preset = registry.get_preset(name)
+  variables = init_shapes(registry.create_model(name), image_size or preset.image_size)
+  flat = jax.tree_util.tree_flatten_with_path(variables.get("params", {}))[0]
+  return [("/".join(str(getattr(k, "key", k)) for k in path), tuple(x.shape))
+          for path, x in flat]
 
 
 def main(argv):
+  """The command line; an unknown preset or flag raises before any work."""
+  import argparse
   from flaxcnn.models import registry
-  args = [a for a in argv[1:] if not a.startswith("--")]
-  if "--list" in argv:
+  parser = argparse.ArgumentParser(prog="python -m flaxcnn.models.summary",
+                                   description=__doc__.splitlines()[0])
+  parser.add_argument("presets", nargs="*", help="preset names (default: all)")
+  parser.add_argument("--all", action="store_true", help="every preset")
+  parser.add_argument("--list", action="store_true", help="print the preset names only")
+  parser.add_argument("--params", action="store_true",
+                      help="print each named preset's parameter paths and shapes")
+  parser.add_argument("--image_size", type=int, default=None,
+                      help="input side (default: each preset's own)")
+  parser.add_argument("--jobs", type=int, default=None,
+                      help="worker processes (default: one per core)")
+  args = parser.parse_args(argv[1:])
+  if args.list:
     print("\n".join(registry.list_models()))
     return 0
-  names = registry.list_models() if "--all" in argv or not args else args
+  names = registry.list_models() if args.all or not args.presets else args.presets
   for name in names:
     registry.get_preset(name)   # an unknown name fails before any work
+  if args.params:
+    for name in names:
+      for path, shape in param_paths(name, args.image_size):
+        print(f"{name:24s} {path:60s} {'x'.join(map(str, shape))}")
+    return 0
   print(f"{'preset':40s} {'params':>14s} {'mult-adds':>10s} {'input':>6s}")
-  jobs = _jobs(argv, len(names))
+  jobs = max(1, args.jobs or min(os.cpu_count() or 1, len(names)))
+  sizes = [args.image_size] * len(names)
   if jobs > 1:   # tracing is single-threaded: one process per core (spawned, not forked)
     import concurrent.futures
     import multiprocessing
     from flaxcnn.models.summary import summarize as work
     pool = concurrent.futures.ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"))
-    results = pool.map(work, names)
+    results = pool.map(work, names, sizes)
   else:
-    pool, results = None, map(summarize, names)
+    pool, results = None, map(summarize, names, sizes)
   for name, params, macs, size in results:
     print(f"{name:40s} {params:14,d} {macs / 1e9:9.3f}G {size:6d}", flush=True)
   if pool:
@@ -142,4 +164,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv))
+  try:
+    sys.exit(main(sys.argv))
+  except ValueError as e:
+    sys.exit(f"error: {e}")
