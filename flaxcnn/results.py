@@ -655,7 +655,8 @@ def _settings(base, run_path, overrides) -> dict:
 
 def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   """The paper's reported values beside ours, one row per paper row (in the paper's
-  order) that the runs under `path` reproduce.
+  order) that the runs under `path` reproduce (runs on `data.source='synthetic'`,
+  random images, are never compared).
 
   The paper rows are the PAPER list of the sweep's config file (its sweep.json, or
   `source`, 'experiments/FILE.py[:ARG]'). Columns: table, row, metric, paper, ours
@@ -677,6 +678,9 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   out = []
   for row in rows:
     mine = runs[[row.matches(settings[d]) for d in runs["path"]]] if len(runs) else runs
+    synthetic = [settings[d].get("data.source") == "synthetic" for d in mine["path"]] \
+        if len(mine) else []
+    mine = mine[[not x for x in synthetic]] if len(mine) else mine   # random images
     done = mine[mine.status == "finished"]
     col = row.table.column
     vals = 100 * done[col].to_numpy(float) if len(done) and col in done else np.array([])
@@ -684,7 +688,9 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
     trained = done[unit].to_numpy(float) if len(done) else np.array([])
     full = len(trained) and bool(np.all(trained >= budget * (1 - 1e-6)))
     if not len(vals):
-      label = "no finished run" if len(mine) else "no run"
+      label = ("no finished run" if len(mine) else
+               "no run on real data (synthetic data is not compared)" if any(synthetic)
+               else "no run")
     elif full:
       label = "full"
     else:
@@ -804,10 +810,24 @@ def main(argv=None):
   p.add_argument("--paper", nargs="?", const="", default=None, metavar="FILE.py[:ARG]",
                  help="print the paper's values beside ours (the sweep's config file, or this)")
   args = p.parse_args(argv)
-  if args.paper is not None:
-    compare(args.path, args.paper or None)
-    return
-  files = report(args.path, args.out, args.metric)
+  if not os.path.isdir(args.path):
+    raise SystemExit(f"error: {args.path} is not a directory of runs (a sweep's --workdir "
+                     "or one run's)")
+  try:
+    if args.paper is not None:
+      compare(args.path, args.paper or None)
+      return
+    runs = load(args.path)
+    if not len(runs):
+      raise SystemExit(f"error: no runs in {args.path} (no metrics.jsonl, summary.json or "
+                       "variant.json below it)")
+    if args.metric and args.metric not in runs.columns:
+      metrics = [c for c in runs.columns if c.startswith(("final_", "best_"))]
+      raise SystemExit(f"error: --metric={args.metric} is not a column; use one of "
+                       f"{', '.join(metrics)}")
+    files = report(args.path, args.out, args.metric)
+  except (ValueError, FileNotFoundError, ImportError) as e:   # --paper's config file
+    raise SystemExit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
   with open(files["results.md"]) as f:
     print(f.read())
   print("wrote " + ", ".join(files.values()))

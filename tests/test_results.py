@@ -339,3 +339,28 @@ def test_compare_reports_a_broken_ordering_and_a_shortened_budget(tmp_path, caps
 def test_compare_needs_a_config_file(tmp_path, sweep_dir):
   with pytest.raises(ValueError, match="no sweep.json"):
     results.compare(sweep_dir)
+
+
+def test_runs_on_synthetic_data_are_never_put_beside_the_paper(tmp_path):
+  """data.name stays 'cifar10' when only data.source is overridden: the random images'
+  error was printed beside the paper's CIFAR-10 figure."""
+  sweep = paper_sweep(tmp_path, FINALS)
+  run = os.path.join(sweep, "placement=original,seed=0")
+  config = {"data": {"name": "cifar10", "source": "synthetic"}, "seed": 0,
+            "model": {"name": "resnet110_cifar", "kwargs": {"placement": "original"}}}
+  with open(os.path.join(run, "config.json"), "w") as f:
+    json.dump(config, f)
+  df = results.compare(sweep, verbose=False)
+  assert list(df["n"]) == [1, 2, 2]
+  np.testing.assert_allclose(df["ours"], [6.8, 8.2, 6.3], atol=1e-6)
+
+
+def test_the_command_line_refuses_a_missing_folder_and_an_unknown_metric(tmp_path, sweep_dir):
+  """A mistyped path used to be created and given an empty results.md (exit 0)."""
+  with pytest.raises(SystemExit, match="is not a directory of runs"):
+    results.main([str(tmp_path / "typo")])
+  assert not (tmp_path / "typo").exists()
+  with pytest.raises(SystemExit, match="--metric=bogus is not a column; use one of final_"):
+    results.main([str(sweep_dir), "--metric", "bogus"])
+  with pytest.raises(SystemExit, match="config file .*nonexist.py not found"):
+    results.main([str(sweep_dir), "--paper", "experiments/nonexist.py"])
