@@ -166,6 +166,36 @@ def _command_line_fields():
           + [f"model.kwargs.{key}" for key, _ in _MODEL_KWARGS])
 
 
+def _pop_nones(argv):
+  """(argv without its --config.FIELD=None flags, [FIELD]): ml_collections parses None
+  as its field's type ('invalid literal for int()'); an optional field such as
+  num_steps (unset: num_epochs counts) is set to None after the config loads."""
+  rest, fields = [], []
+  for arg in argv:
+    field, _, value = arg[len("--config."):].partition("=")
+    if arg.startswith("--config.") and value == "None" and not arg.startswith(_KWARGS_FLAG):
+      fields.append(field)
+    else:
+      rest.append(arg)
+  return rest, fields
+
+
+def _set_none(config, field: str) -> None:
+  """Unsets an optional field (None in `default_config()`, e.g. num_steps)."""
+  from flaxcnn.config import default_config
+  default, node, parts = default_config(), config, field.split(".")
+  try:
+    for part in parts[:-1]:
+      node, default = node[part], default[part]
+    optional = default[parts[-1]] is None
+  except (KeyError, AttributeError, TypeError):
+    raise ValueError(f"--config.{field}=None: the config has no field {field!r} "
+                     "(flaxcnn/config.py documents every field)") from None
+  if not optional:
+    raise ValueError(f"--config.{field}=None: {field} is not optional; give it a value")
+  node[parts[-1]] = None
+
+
 def _pop_model_kwargs(argv):
   """(argv without its --config.model.kwargs.KEY=VALUE flags, [(KEY, VALUE)]): those
   are applied after the config loads (`config.parse_model_kwarg`), since a preset's
@@ -192,6 +222,7 @@ def _parse_flags(argv):
   """absl's flag parsing, with a config-file or override error as one line."""
   try:
     argv, model_kwargs = _pop_model_kwargs(argv)
+    argv, nones = _pop_nones(argv)
     saved, sys.argv = sys.argv, argv   # ml_collections reads its overrides from sys.argv
     try:
       args = FLAGS(argv)
@@ -200,6 +231,8 @@ def _parse_flags(argv):
     if FLAGS.config is not None:
       "seed" in FLAGS.config   # a file that failed to load raises here  # noqa: B015
       from flaxcnn.config import parse_model_kwarg
+      for field in nones:
+        _set_none(FLAGS.config, field)
       kwargs = FLAGS.config.model.kwargs
       _MODEL_KWARGS[:] = model_kwargs
       for key, text in model_kwargs:

@@ -138,3 +138,21 @@ def test_ctrl_c_before_the_training_loop_is_one_line_and_exit_130(tmp_path, monk
   assert exit_info.value.code == 130
   err = capsys.readouterr().err
   assert err.startswith("interrupted; the checkpoints in") and err.count("\n") == 1
+
+
+def test_an_optional_field_can_be_unset_from_the_command_line():
+  """--config.num_steps=None turns a step budget back into num_epochs (ml_collections
+  alone: "invalid literal for int()"); a required field cannot be unset."""
+  from experiments import cifar10_jpeg_resnet20
+  from flaxcnn import cli
+  rest, fields = cli._pop_nones(["launch.py", "--config=x.py", "--config.num_steps=None",
+                                 "--config.seed=1"])
+  assert rest == ["launch.py", "--config=x.py", "--config.seed=1"] and fields == ["num_steps"]
+  config = cifar10_jpeg_resnet20.get_config()
+  assert config.num_steps == 1000
+  cli._set_none(config, "num_steps")
+  assert config.num_steps is None
+  with pytest.raises(ValueError, match="batch_size is not optional"):
+    cli._set_none(config, "batch_size")
+  with pytest.raises(ValueError, match="has no field 'optimizer.lrr'"):
+    cli._set_none(config, "optimizer.lrr")
