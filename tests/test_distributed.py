@@ -61,3 +61,16 @@ def test_two_processes_match_one(single_device_losses, tmp_path):
   assert len(losses) == 6          # only process 0 writes metrics
   np.testing.assert_allclose(losses, single_device_losses, rtol=2e-4)
   assert sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == [3, 6]
+
+
+def test_a_one_device_checkpoint_resumes_on_eight_devices(tmp_path):
+  """The checkpoint checksums (uint32 sums of the arrays' bits) are exact whatever the
+  sharding: a run checkpointed on 1 device resumes on 8 (not set aside as corrupt)."""
+  r = run_launch(ARGS + [f"--workdir={tmp_path}"])
+  assert r.returncode == 0, r.stderr[-2000:]
+  r = run_launch(ARGS[:1] + ["--config.num_steps=9"] + ARGS[2:] + [f"--workdir={tmp_path}"],
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "8 cpu device(s)" in r.stdout and "Resumed from checkpoint at step 6" in r.stdout
+  assert "corrupt" not in r.stdout + r.stderr
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6", "9"]
