@@ -192,14 +192,17 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   fields). `diagnose_kwargs` go to `diagnose`.
   """
   dirs = run_dirs(path)
-  infos = []
+  infos = [(d, sweep_lib.variant_status(d)) for d in dirs]
+  for folder in ([path] if isinstance(path, (str, os.PathLike)) else path):
+    for record in sweep_lib.status(os.fspath(folder)):   # never started: 'pending' rows
+      d = os.path.join(os.fspath(folder), record["name"])
+      if d not in dirs:
+        infos.append((d, record))
   fields: List[str] = []
-  for d in dirs:
-    record = sweep_lib.variant_status(d)
+  for _, record in infos:
     for f in (record.get("overrides") or {}):
       if f not in fields:
         fields.append(f)
-    infos.append((d, record))
   fields += _differing_config_fields(dirs, exclude=fields)
   names = _column_names(fields, _RESERVED)
   rows, curve_frames = [], []

@@ -364,3 +364,16 @@ def test_the_command_line_refuses_a_missing_folder_and_an_unknown_metric(tmp_pat
     results.main([str(sweep_dir), "--metric", "bogus"])
   with pytest.raises(SystemExit, match="config file .*nonexist.py not found"):
     results.main([str(sweep_dir), "--paper", "experiments/nonexist.py"])
+
+
+def test_variants_that_never_started_are_rows_marked_pending(sweep_dir):
+  """A sweep stopped before its last variants: sweep.json lists them, their folders do
+  not exist; the table says so instead of leaving them out."""
+  listing = json.loads((sweep_dir / "sweep.json").read_text())
+  listing["variants"].append({"index": 5, "name": "depth=20,seed=0",
+                              "overrides": {"model.kwargs.depth": 20, "seed": 0}})
+  (sweep_dir / "sweep.json").write_text(json.dumps(listing))
+  runs = results.load(str(sweep_dir))
+  row = runs[runs.run == "depth=20,seed=0"]
+  assert list(row.status) == ["pending"] and list(row.depth) == [20]
+  assert "| 20 | – | – | 0 (1 unfinished) |" in results.table(runs)
