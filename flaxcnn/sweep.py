@@ -38,6 +38,7 @@ import ml_collections
 from absl import logging
 
 from flaxcnn import config as config_lib
+from flaxcnn import workdir as workdir_lib
 
 Overrides = Dict[str, object]
 
@@ -371,7 +372,8 @@ def _run_variants(specs, workdir, index, retry_failed, train_fn, chief):
     if record["status"] == FINISHED or (record["status"] == FAILED and not retry_failed):
       if chief:
         print(f"{prefix}: {record['status']}, skipped", flush=True)
-        changed = _changed_fields(cfg, vdir) if record["status"] == FINISHED else []
+        changed = (workdir_lib.describe_changes(workdir_lib.config_changes(cfg, vdir))
+                   if record["status"] == FINISHED else [])
         if changed:
           print(f"WARNING: {prefix}: the config differs from the finished run "
                 f"({'; '.join(changed[:4])}); its results are the old config's. To rerun "
@@ -421,22 +423,6 @@ def _run_variants(specs, workdir, index, retry_failed, train_fn, chief):
     if stop:
       break
   return records
-
-
-def _changed_fields(config, vdir: str) -> List[str]:
-  """'field: old -> new' for the fields of `config` that differ from vdir/config.json."""
-  saved = _read_json(os.path.join(vdir, "config.json"))
-  if not saved:
-    return []
-
-  def flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-      out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
-  old, new = flat(saved), flat(json.loads(config.to_json_best_effort()))
-  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-          if old.get(k) != new.get(k)]
 
 
 def _source_label(source):

@@ -578,26 +578,6 @@ def _header(config, run: Run, dataset, workdir, resumed: Optional[int]) -> str:
           f"{workdir} | {start}")
 
 
-def _changed_fields(config, workdir: str) -> dict:
-  """{field: (saved, now)} where `config` differs from the run in workdir/config.json."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    try:
-      saved = _flat(json.load(f))
-    except ValueError:
-      return {}
-  now = _flat(json.loads(config.to_json_best_effort()))
-  return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
-          if saved.get(k) != now.get(k)}
-
-
-def _config_differences(config, workdir: str):
-  """'field: saved -> now' for the fields of `config` that differ from the saved run."""
-  return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _changed_fields(config, workdir).items()]
-
-
 # Fields whose change would make a resumed run's steps other images than the steps
 # before: the global batch (steps per epoch, the epochs of every schedule), the seed
 # (each epoch's order and augmentation) and which examples the splits hold.
@@ -607,7 +587,7 @@ RESUME_FIXED = ("batch_size", "seed", "data.source", "data.name", "data.validati
 
 def check_resume(config, workdir: str, step: int) -> None:
   """A ValueError naming a RESUME_FIXED field that differs from the checkpointed run."""
-  changed = _changed_fields(config, workdir)
+  changed = workdir_lib.config_changes(config, workdir)
   for field in RESUME_FIXED:
     if field in changed:
       saved, now = changed[field]
@@ -618,21 +598,11 @@ def check_resume(config, workdir: str, step: int) -> None:
           f"--workdir (--config.init_from={workdir} starts from its weights)")
 
 
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def _restore(config, workdir, ckpt, fresh):
   try:
     return ckpt.restore_latest(fresh)
   except StructureMismatch as e:
-    diff = _config_differences(config, workdir)
+    diff = workdir_lib.describe_changes(workdir_lib.config_changes(config, workdir))
     raise ValueError(f"the config differs from the run in {workdir} "
                      f"({'; '.join(diff[:6]) if diff else 'see below'}): {e}. Use another "
                      "--workdir for a new run, or the run's own config to resume it") from None

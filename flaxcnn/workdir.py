@@ -143,3 +143,28 @@ def save_config(config, workdir: str) -> None:
   with open(tmp, "w") as f:
     f.write(config.to_json_best_effort(indent=2))
   os.replace(tmp, os.path.join(workdir, "config.json"))
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+  return out
+
+
+def config_changes(config, workdir: str) -> dict:
+  """{field: (saved, now)} where `config` differs from the run's workdir/config.json
+  ({} when there is none, or it cannot be read)."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      saved = _flat(json.load(f))
+  except (OSError, ValueError):
+    return {}
+  now = _flat(json.loads(config.to_json_best_effort()))
+  return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
+          if saved.get(k) != now.get(k)}
+
+
+def describe_changes(changes: dict) -> list:
+  """['field: saved -> now', ...] of `config_changes`."""
+  return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]
