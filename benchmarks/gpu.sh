@@ -26,12 +26,14 @@ if [ "${TINY:-0}" = 1 ]; then
 else
   models="wrn28_10:512,resnet50:256" steps=50 batch=128 sd_steps=30 limit=600
 fi
+# Per-step limits (seconds): one device command may run 10 minutes in all.
+tp_limit=${TP_LIMIT:-$limit} sd_limit=${SD_LIMIT:-$limit}
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
 } 2>&1 | tee "$out/machine.txt"
-timeout "$limit" python3 benchmarks/throughput.py --models="$models" --steps="$steps" \
+timeout "$tp_limit" python3 benchmarks/throughput.py --models="$models" --steps="$steps" \
   2>&1 | tee "$out/throughput.txt"
-timeout "$limit" python3 benchmarks/compute.py --skip_compile --batch="$batch" \
+timeout "$sd_limit" python3 benchmarks/compute.py --skip_compile --batch="$batch" \
   --steps="$sd_steps" 2>&1 | tee "$out/compute.txt"

@@ -4,8 +4,10 @@ Discs ("craters": dark bowls with a lit rim) on noisy, unevenly lit terrain;
 the U-Net labels every pixel crater or background. unet_small (3 poolings,
 16-128 channels) on 32x32 images.
 
-  python -m flaxcnn.segmentation --config=experiments/unet_craters.py --workdir=runs/craters
-  (or launch.py, once it dispatches segmentation configs to flaxcnn.segmentation)
+  python launch.py --config=experiments/unet_craters.py --workdir=runs/craters
+
+The task (flaxcnn/tasks/segmentation.py) follows from the model; `config.task`
+names it explicitly.
 
 Metrics: pixel accuracy and mean IoU (background, crater) on the validation
 split and on a test set generated from another seed. Result (2 CPU cores,

@@ -6,7 +6,7 @@ TFDS 'oxford_iiit_pet' (3,680 train / 3,669 test images; segmentation_mask
 validation. The dataset must be prepared beforehand (flaxcnn never downloads):
 
   python -c "import tensorflow_datasets as tfds; tfds.builder('oxford_iiit_pet', data_dir='DIR').download_and_prepare()"
-  python -m flaxcnn.segmentation --config=experiments/unet_oxford_pets.py --workdir=runs/pets \
+  python launch.py --config=experiments/unet_oxford_pets.py --workdir=runs/pets \
       --config.data.data_dir=DIR
 """
 from flaxcnn.config import default_config

@@ -26,6 +26,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.dtype = "float32"              # computation dtype: float32 | bfloat16 (params stay float32)
   c.mode = "train"                 # train | eval (evaluate the latest checkpoint in workdir)
+  # classification | segmentation (flaxcnn/tasks/); None: follow the model (per-pixel
+  # models such as 'unet' segment, the rest classify)
+  c.task = placeholder(str)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "resnet20_cifar"  # a preset of flaxcnn.models (python -m flaxcnn.models.summary --list)

@@ -291,26 +291,26 @@ class _DataCache:
   def __init__(self):
     self.key, self.dataset = None, None
 
-  def get(self, config):
-    from flaxcnn import data as data_lib
-    key = config.data.to_json_best_effort(sort_keys=True)
+  def get(self, config, task):
+    key = f"{task.name}/" + config.data.to_json_best_effort(sort_keys=True)
     if config.data.source == "synthetic":
       key += f"/seed={config.seed}"
     if key != self.key:
       self.key, self.dataset = None, None
-      self.dataset = data_lib.load(config)
+      self.dataset = task.load_data(config)
       self.key = key
     return self.dataset
 
 
 def _train_variant(config, vdir, data_cache):
   import jax
-  from flaxcnn import config as config_lib, train
-  config_lib.validate(config, jax.device_count())
+  from flaxcnn import tasks, train
+  task = tasks.for_config(config)
+  task.validate(config, jax.device_count())
   if config.mode != "train":
     raise ValueError(f"config.mode={config.mode!r}: a sweep trains its variants "
                      "(evaluate one with --workdir=DIR/<variant> --config.mode=eval)")
-  dataset = data_cache.get(config)
+  dataset = data_cache.get(config, task)
   return train.train_and_evaluate(config, vdir, dataset=dataset)
 
 

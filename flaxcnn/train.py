@@ -2,7 +2,7 @@
 
     launch -> config -> data -> model -> task -> loop (this file) -> checkpoint/metrics
 
-A `Task` (flaxcnn/tasks.py: classification; flaxcnn/segmentation.py) says what the
+A `Task` (flaxcnn/tasks/: classification, segmentation) says what the
 data are, how a batch is augmented and how evaluation sums become metrics; all the
 rest is here, once: resume, periodic evaluation, checkpoints, signals and
 preemption, the non-finite guard, progress, metrics, progressive stages and
@@ -32,7 +32,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from flaxcnn import augment, config as config_lib, optim, parallel, segmentation, tasks
+from flaxcnn import augment, config as config_lib, optim, parallel, tasks
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer, StructureMismatch
 from flaxcnn.metrics import MetricWriter, format_duration
@@ -54,12 +54,6 @@ class TrainState:
 
 class NonFiniteLoss(FloatingPointError):
   pass
-
-
-def task_for(config) -> tasks.Task:
-  """The task of a config: segmentation for per-pixel models, else classification."""
-  return segmentation.SEGMENTATION if segmentation.is_segmentation(config) \
-      else tasks.CLASSIFICATION
 
 
 @dataclasses.dataclass
@@ -134,9 +128,7 @@ def _update(run: Run, state: TrainState, x, labels, rng):
   """Forward, loss, backward and optimizer update on one normalized batch."""
   cfg = run.config
   k_mix, k_drop = jax.random.split(rng)
-  targets = jax.nn.one_hot(labels, run.num_classes)
-  if cfg.label_smoothing:
-    targets = optax.smooth_labels(targets, cfg.label_smoothing)
+  targets = run.task.targets(run, labels)
   x, targets = augment.mixup(k_mix, x, targets, cfg.augment.mixup_alpha)
 
   variables = {"batch_stats": state.batch_stats}
@@ -150,7 +142,7 @@ def _update(run: Run, state: TrainState, x, labels, rng):
     logits, new_vars = run.model.apply(
         {"params": params, **variables}, x, train=not frozen_bn,
         mutable=["batch_stats"], rngs={"dropout": k_drop})
-    return tasks.cross_entropy(logits, targets), (logits, new_vars)
+    return run.task.loss(logits, targets), (logits, new_vars)
 
   (loss, (logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   lr = run.schedule(state.step) * state.lr_scale
@@ -177,7 +169,7 @@ def _update(run: Run, state: TrainState, x, labels, rng):
                        {"params": params, "batch_stats": batch_stats})
   metrics = {
       "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+      "accuracy": run.task.accuracy(logits, labels),
       "lr": lr,
       "grad_norm": optax.tree.norm(grads),
       "param_norm": optax.tree.norm(params),
@@ -229,18 +221,11 @@ def make_train_step(run: Run):
 def make_batch_train_step(run: Run):
   """The streaming training step: the batch (already cropped/flipped by tf.data,
   uint8) arrives sharded; RandAugment, normalization, Cutout and mixup run here."""
-  cfg = run.config
-
   def step(state, images, labels):
     rng = jax.random.fold_in(state.rng, state.step)
-    k_cut, k_ra, k_update = jax.random.split(rng, 3)
-    if cfg.augment.randaugment_layers:
-      from flaxcnn import randaugment
-      images = randaugment.randaugment(k_ra, images, cfg.augment.randaugment_layers,
-                                       cfg.augment.randaugment_magnitude)
-    x = augment.normalize(images, run.mean, run.std)
-    x = augment.cutout(k_cut, x, cfg.augment.cutout).astype(run.compute_dtype)
-    return _update(run, state, x, labels, k_update)
+    k_aug, k_update = jax.random.split(rng)
+    x, y = run.task.augment_batch(run, k_aug, images, labels)
+    return _update(run, state, x, y, k_update)
 
   return jax.jit(step, donate_argnums=(0,), compiler_options=compiler_options(run),
                  out_shardings=(run.replicated, run.replicated))
@@ -465,7 +450,7 @@ def load_initial_weights(config, state: TrainState, run: Run) -> TrainState:
 
 def setup(config, dataset) -> Run:
   """Builds the static parts of a run from a validated config and a dataset."""
-  task = task_for(config)
+  task = tasks.for_config(config)
   head = config.model.kwargs.get("num_classes")
   if head is not None and head != dataset.num_classes:
     raise ValueError(f"config.model.kwargs.num_classes={head} but {dataset.name} has "
@@ -487,9 +472,7 @@ def setup(config, dataset) -> Run:
             num_classes=dataset.num_classes, schedule_template=variables.get("schedule"))
   if config.init_from:
     run.finetune = finetune_masks(config, variables["params"], spe)
-  if not is_streaming(dataset) and config.data.image_size not in (None, dataset.image_shape[0]) \
-      and task is tasks.CLASSIFICATION:
-    run.train_size = config.data.image_size
+  run.train_size = task.train_size(config, dataset)
   return run
 
 
@@ -614,7 +597,7 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   Returns the final summary: step, epoch, seconds, interrupted, and the
   validation/test metrics of the task.
   """
-  task = task_for(config)
+  task = tasks.for_config(config)
   task.validate(config, jax.device_count())
   lock = workdir_lib.prepare(workdir)
   try:
@@ -786,7 +769,7 @@ def _train(config, workdir, dataset, task, lock) -> dict:
 def load_state(config, workdir: str, dataset=None):
   """The latest train state saved in `workdir` (for notebooks, fine-tuning, tests)."""
   if dataset is None:
-    dataset = task_for(config).load_data(config)
+    dataset = tasks.for_config(config).load_data(config)
   run = setup(config, dataset)
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   try:
@@ -801,7 +784,7 @@ def load_state(config, workdir: str, dataset=None):
 def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   """Evaluates the latest checkpoint in `workdir` on the validation and test splits
   (classification: with `config.eval_mode`, center / ten_crop / multiscale)."""
-  task = task_for(config)
+  task = tasks.for_config(config)
   task.validate(config, jax.device_count())
   if dataset is None:
     dataset = task.load_data(config)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxcnn import metrics, segmentation, train
+from flaxcnn import metrics, train
+from flaxcnn.tasks import segmentation
 from flaxcnn.config import default_config
 from flaxcnn.data import shapes
 

@@ -253,3 +253,21 @@ def test_a_command_line_override_of_a_swept_field_is_refused():
   with pytest.raises(ValueError, match=r"--config.seed is set by the sweep"):
     sweep.check_command_line(DIGITS_DEPTH, None, ["seed"])
   sweep.check_command_line(DIGITS_DEPTH, None, ["num_steps", "optimizer.lr"])
+
+
+def test_a_segmentation_sweep_trains_through_its_task(tmp_path):
+  """A sweep over experiments/unet_craters.py loaded classification data for its
+  variants (a TypeError concatenating (16,32,32,3) images with (16,1) labels); each
+  variant goes through the task its model selects, as a run on its own does."""
+  from flaxcnn import tasks
+  base = sweep.load_module(os.path.join(ROOT, "experiments", "unet_craters.py")).get_config()
+  assert tasks.for_config(base).name == "segmentation"
+  base.model.kwargs.base_features = 4
+  base.data.synthetic_size, base.data.validation_size = 64, 32
+  base.batch_size, base.eval_batch_size, base.num_steps = 16, 32, 2
+  base.log_every_steps, base.checkpoint_every_steps = 1, 2
+  records = sweep.run(base, str(tmp_path), sweep=sweep.axis("optimizer.lr", [1e-3, 3e-3]),
+                      compilation_cache=JAX_CACHE)
+  assert [r["status"] for r in records] == [sweep.FINISHED] * 2
+  summary = _json(tmp_path / "lr=0.003" / "summary.json")
+  assert 0.0 <= summary["test"]["mean_iou"] <= 1.0 and summary["test"]["count"] == 32

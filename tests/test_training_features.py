@@ -139,9 +139,9 @@ def test_multiscale_sides_far_above_the_images_are_refused_before_compiling():
   digits = types.SimpleNamespace(image_shape=(8, 8, 1))
   with pytest.raises(ValueError, match=r"config.eval_scales=\(224, .* far above these 8x8 "
                                        r"images.*eval_scales='\(8, 12, 16\)'"):
-    tasks.Task().check(config, None, digits)
+    tasks.get("classification").check(config, None, digits)
   config.eval_scales = (8, 12, 16)
-  tasks.Task().check(config, None, digits)
+  tasks.get("classification").check(config, None, digits)
 
 
 def test_a_freeze_regex_that_matches_no_parameter_is_an_error():

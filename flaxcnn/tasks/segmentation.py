@@ -12,8 +12,8 @@ over the classes that occur (in the labels or the predictions) of the split,
 from a confusion matrix summed over the whole split.
 
 This module is the task alone (data, augmentation, evaluation sums and metrics);
-everything else is the one training loop of flaxcnn/train.py, chosen by the
-model: resume, checkpoints, signals, the non-finite guard, EMA, mixup (of images
+everything else is the one training loop of flaxcnn/train/, chosen by the model
+(or config.task='segmentation'): resume, checkpoints, signals, the non-finite guard, EMA, mixup (of images
 and per-pixel one-hot targets), label smoothing, bfloat16, multi-host, sweeps.
 Each step gathers its batch from the epoch's permutation of the training split
 (on the devices, uint8) and augments it inside the jitted step: random
@@ -35,25 +35,19 @@ Metrics lines: train (step, split='train', epoch, loss, accuracy = pixel
 accuracy, lr, img_per_sec), and per evaluation (split 'validation' / 'test':
 loss, accuracy, mean_iou, iou/<class>, count = images).
 """
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from flaxcnn import augment, config as config_lib, tasks
-
-# TFDS segmentation datasets: mask feature, value of class 0, class names.
-TFDS_SEGMENTATION = {
-    "oxford_iiit_pet": ("segmentation_mask", 1, ("pet", "background", "border")),
-}
+from flaxcnn import augment, config as config_lib, models
+from flaxcnn.data import segmentation as seg_data, shapes
+from flaxcnn.models import unet
+from flaxcnn.tasks.base import Task, register
 
 
 def is_segmentation(config) -> bool:
   """True when config.model.name is a segmentation model (per-pixel logits)."""
-  from flaxcnn import models
-  from flaxcnn.models import unet
   try:
     return models.get_preset(config.model.name).constructor is unet.UNet
   except (KeyError, ValueError):   # an unknown preset: validate() names it
@@ -65,7 +59,6 @@ def is_segmentation(config) -> bool:
 def load_dataset(config):
   """The segmentation `Dataset` of config.data: splits of images (N, H, W, C)
   uint8 and masks (N, H, W) uint8 class indices (as the Split's labels)."""
-  from flaxcnn.data import shapes
   d = config.data
   if d.source == "synthetic":
     if d.name != "craters":
@@ -76,43 +69,11 @@ def load_dataset(config):
                                   test_size=d.validation_size,
                                   image_size=d.image_size or 32)
   if d.source == "tfds":
-    return tfds_segmentation(d.name, d.data_dir, d.image_size or 128, d.validation_size,
-                             d.train_split, d.validation_split, d.test_split)
+    return seg_data.tfds_segmentation(d.name, d.data_dir, d.image_size or 128,
+                                      d.validation_size, d.train_split,
+                                      d.validation_split, d.test_split)
   raise ValueError(f"config.data.source={d.source!r}: segmentation reads 'synthetic' "
                    "(name 'craters') or 'tfds' (name 'oxford_iiit_pet')")
-
-
-def tfds_segmentation(name: str, data_dir: Optional[str], image_size: int,
-                      validation_size: int = 0, train_split="train",
-                      validation_split="validation", test_split="test"):
-  """A prepared TFDS segmentation dataset, resized to image_size x image_size and
-  read whole into uint8 arrays (images bilinear, masks nearest neighbour)."""
-  from flaxcnn.data import Split, finalize, sources
-  if name not in TFDS_SEGMENTATION:
-    raise ValueError(f"config.data.name={name!r}: TFDS segmentation datasets are "
-                     f"{', '.join(TFDS_SEGMENTATION)}")
-  builder = sources.tfds_builder(name, data_dir)   # fails fast when not prepared
-  import tensorflow as tf
-  mask_key, offset, class_names = TFDS_SEGMENTATION[name]
-
-  def prepare(example):
-    image = tf.image.resize(example["image"], (image_size, image_size), "bilinear")
-    mask = tf.image.resize(example[mask_key], (image_size, image_size), "nearest")
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-    return image, tf.cast(mask[..., 0] - offset, tf.uint8)
-
-  available = set(builder.info.splits.keys())
-  splits = {}
-  for key, split in (("train", train_split), ("validation", validation_split),
-                     ("test", test_split)):
-    if split in available:
-      ds = builder.as_dataset(split=split).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-      images, masks = [], []
-      for x, y in ds.batch(256).as_numpy_iterator():
-        images.append(x)
-        masks.append(y)
-      splits[key] = Split(np.concatenate(images), np.concatenate(masks))
-  return finalize(name, len(class_names), splits, validation_size, class_names)
 
 
 # ----------------------------------------------------------------------------- task
@@ -162,7 +123,6 @@ def iou_from_confusion(confusion: np.ndarray):
   return iou, float(np.nanmean(iou)) if np.any(union > 0) else 0.0
 
 
-
 def validate(config, num_devices: int = 1) -> None:
   """The spine's checks plus the segmentation ones (one-line ValueErrors)."""
   if not is_segmentation(config):
@@ -181,11 +141,16 @@ def validate(config, num_devices: int = 1) -> None:
                      "set it to True")
 
 
-class Segmentation(tasks.Task):
+@register
+class Segmentation(Task):
   """Per-pixel classification: loss and accuracy over pixels, mean IoU per split."""
   name = "segmentation"
   metric = "mean_iou"
   accuracy_label = "pixel acc"
+
+  @classmethod
+  def handles(cls, config) -> bool:
+    return is_segmentation(config)
 
   def validate(self, config, num_devices: int) -> None:
     validate(config, num_devices)
@@ -227,6 +192,3 @@ class Segmentation(tasks.Task):
 
   def final_line(self, res) -> str:
     return f"mIoU {res['mean_iou']:.4f} pixel acc {res['accuracy']:.4f}"
-
-
-SEGMENTATION = Segmentation()

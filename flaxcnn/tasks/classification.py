@@ -1,28 +1,22 @@
-"""Tasks: what differs between training a classifier and a segmenter.
+"""Image classification: one label per image, softmax cross-entropy, top-1/top-5.
 
-The training loop (flaxcnn/train.py) is the same for every task; a `Task` tells it
-what the data are, how a training batch is augmented, what an evaluation batch
-sums to and how the sums of a split become its metrics. The loss is the same for
-both: the softmax cross-entropy against (smoothed, mixed) one-hot targets, of every
-example (classification, labels (N,)) or every pixel (segmentation, labels (N, H, W)),
-with `optax.softmax_cross_entropy`.
-
-    launch -> config -> data -> model -> task -> loop (train.py) -> checkpoint/metrics
+The default task of every model whose output is one vector of class scores.
+Training batches are augmented on the device (in memory: pad-and-crop, flip,
+Cutout, RandAugment; streamed: RandAugment and Cutout after tf.data's crop and
+flip); evaluation averages the softmax of its views (center, ten-crop or
+multi-scale, config.eval_mode) and reports loss, top-1 and top-5 accuracy.
 """
 import jax
 import jax.numpy as jnp
 import optax
 
-from flaxcnn import augment, config as config_lib
+from flaxcnn import augment, config as config_lib, data as data_lib, randaugment
+from flaxcnn.tasks.base import Task, register
 
 
-def cross_entropy(logits, targets):
-  """Mean softmax cross-entropy over all examples (and pixels)."""
-  return jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
-
-
-class Task:
-  """The classification task; `flaxcnn.segmentation.Segmentation` overrides it."""
+@register
+class Classification(Task):
+  """Loss and accuracy per image; evaluation with center / ten-crop / multi-scale views."""
   name = "classification"
   metric = "accuracy"           # the headline metric of an evaluation (higher is better)
   accuracy_label = "acc"        # how the console names the training accuracy
@@ -31,7 +25,6 @@ class Task:
     config_lib.validate(config, num_devices)
 
   def load_data(self, config):
-    from flaxcnn import data as data_lib
     return data_lib.load(config)
 
   def check(self, config, model, dataset) -> None:
@@ -50,11 +43,25 @@ class Task:
 
   # ---------------------------------------------------------------- training
 
+  def train_size(self, config, dataset):
+    size = config.data.image_size
+    in_memory = hasattr(dataset.splits["train"], "images")
+    return size if in_memory and size not in (None, dataset.image_shape[0]) else None
+
   def augment(self, run, rng, images, labels):
-    """In-memory training batch (uint8 on the device) -> (normalized x, labels)."""
     x = augment.train_augment(rng, images, run.config, run.mean, run.std,
                               run.compute_dtype, run.train_size)
     return x, labels
+
+  def augment_batch(self, run, rng, images, labels):
+    """RandAugment, normalization and Cutout of a streamed batch, on the device."""
+    cfg = run.config
+    k_ra, k_cut = jax.random.split(rng)
+    if cfg.augment.randaugment_layers:
+      images = randaugment.randaugment(k_ra, images, cfg.augment.randaugment_layers,
+                                       cfg.augment.randaugment_magnitude)
+    x = augment.normalize(images, run.mean, run.std)
+    return augment.cutout(k_cut, x, cfg.augment.cutout).astype(run.compute_dtype), labels
 
   # ---------------------------------------------------------------- evaluation
 
@@ -96,6 +103,3 @@ class Task:
 
   def final_line(self, res) -> str:
     return f"top-1 {res['accuracy']:.4f}"
-
-
-CLASSIFICATION = Task()
