@@ -14,7 +14,7 @@ that `jax.checkpoint` places around recomputed values, after which CSE merges
 the recomputation back into the forward pass: remat then saves no memory (the
 plain and memory-efficient steps have byte-identical temporaries). GPU and TPU
 compilers keep the barriers. The trainer's compiles disable that pass on the CPU
-(`train.compiler_options`), and so does this script through them; --keep-cpu-cse
+(`train.steps.compiler_options`), and so does this script through them; --keep-cpu-cse
 measures the CPU compiler as it is.
 """
 import argparse
@@ -91,7 +91,7 @@ def main():
                  help="keep XLA's CPU pass that undoes remat (see the docstring)")
   args = p.parse_args()
   if args.keep_cpu_cse:
-    train.compiler_options = lambda run: None
+    train.steps.compiler_options = lambda run: None
   dev = jax.devices()[0]
   print(f"machine: {platform.node()} {os.cpu_count()} cpus; {jax.device_count()} x "
         f"{dev.platform} {dev.device_kind}; jax {jax.__version__}; "

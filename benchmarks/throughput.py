@@ -89,10 +89,11 @@ def bench(model, batch, dtype, steps, warmup, cifar=None):
   if size <= 64:   # the in-memory path with on-device augmentation
     config.augment.crop_padding = 4
     feed = train.InMemoryFeed(run, dataset)
+    in_memory_step = train.make_train_step(run)
     counter = [int(state.step)]
 
     def real(s):
-      out = feed.train_step(s, counter[0])
+      out = in_memory_step(s, *feed.train_inputs(counter[0]))
       counter[0] += 1
       return out
     secs, state = _time(real, state, steps, warmup)

@@ -13,10 +13,14 @@ command line (`--config.optimizer.lrr=0.1`) fails at once, naming the field. Onl
 `config.model.kwargs` is open, for the preset's own keyword arguments, which
 `validate` checks by building the model before anything is compiled.
 """
+import ast
+import copy
 import math
 
 import ml_collections
 from ml_collections import config_dict
+
+from flaxcnn import data as data_lib, models
 
 placeholder = config_dict.placeholder
 
@@ -138,7 +142,6 @@ def default_config() -> ml_collections.ConfigDict:
 def apply_overrides(config, overrides):
   """A copy of `config` with dotted-field overrides ({'optimizer.lr': 0.05}) applied;
   a field the config lacks is a ValueError naming it (model.kwargs is open)."""
-  import copy
   config = copy.deepcopy(config)
   for field, value in overrides.items():
     node = config
@@ -230,34 +233,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     raise ValueError(f"config.data.num_classes={config.data.num_classes}: the "
                      f"{config.data.source!r} source defines its own classes; leave it unset "
                      "(it is for config.data.source='synthetic')")
-  from flaxcnn import data as data_lib
   data_lib.check_config(config)
-  check_model(config)
-
-
-def check_model(config) -> None:
-  """Builds the model abstractly (no compute) so impossible architectures fail now."""
-  import jax
-  import jax.numpy as jnp
-  from flaxcnn import models
-  model = build_model(config, num_classes=config.data.num_classes or 10)
-  size = config.data.image_size or models.get_preset(config.model.name).image_size
-  size = min(size, 64)  # the smallest input that shows a wrong architecture is cheap
-  try:
-    jax.eval_shape(lambda: model.init(
-        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-        jnp.zeros((1, size, size, 3), jnp.float32), train=False))
-  except ValueError as e:
-    raise ValueError(f"config.model ({config.model.name}): {e}") from None
-
-
-def build_model(config, num_classes: int):
-  import jax.numpy as jnp
-  from flaxcnn import models
-  kwargs = dict(config.model.kwargs)
-  kwargs.setdefault("num_classes", num_classes)
-  kwargs.setdefault("dtype", jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
-  return models.create_model(config.model.name, **kwargs)
+  models.check_model(config)
 
 
 def parse_model_kwarg(config, key: str, text: str):
@@ -267,8 +244,6 @@ def parse_model_kwarg(config, key: str, text: str):
   flags override only fields a config already has. A keyword the preset lacks is
   parsed as a Python literal (else kept as text) and left to `validate`. A ValueError
   names the flag when TEXT does not fit."""
-  import ast
-  from flaxcnn import models
   like = models.keyword_default(config.model.name, key)
   if like is models.NO_DEFAULT and key in config.model.kwargs:
     like = config.model.kwargs[key]

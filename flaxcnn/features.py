@@ -122,11 +122,11 @@ def latest_checkpoint(workdir: str):
 def backbone_from_workdir(workdir: str, run_config=None) -> Backbone:
   """The latest checkpoint of a flaxcnn training run (the run's model and the
   input normalization of its training data, from workdir/config.json)."""
-  from flaxcnn import config as config_lib, data as data_lib
+  from flaxcnn import data as data_lib, models
   run_config = run_config or load_run_config(workdir)
   step, variables = latest_checkpoint(workdir)
   dataset = data_lib.load(run_config)           # its normalization statistics
-  model = config_lib.build_model(run_config, dataset.num_classes)
+  model = models.build_model(run_config, dataset.num_classes)
   key = f"{run_config.model.name}-step{step}-{_hash_tree(variables)}"
   return Backbone(model, variables, tuple(dataset.mean), tuple(dataset.std), key,
                   f"{run_config.model.name} from {workdir} (step {step})")

@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from flaxcnn import config as config_lib
+from flaxcnn import config as config_lib, models
 from flaxcnn import data as data_lib
 from flaxcnn import sweep, train
 from flaxcnn.models import get_preset
@@ -79,7 +79,7 @@ def _base(path):
 def _model_only(config):
   """check_model's stand-in for variants: construct the model (every keyword value
   is checked in the constructors), without the abstract build."""
-  config_lib.build_model(config, config.data.num_classes or 10)
+  models.build_model(config, config.data.num_classes or 10)
 
 
 def validate_full(config, monkeypatch):
@@ -87,7 +87,7 @@ def validate_full(config, monkeypatch):
   check_model is done for each file's base config (test_every_ablation_file_...):
   it takes seconds for a 110-layer network; the variant's network is constructed at
   full size here and built abstractly (in training mode) once shrunk."""
-  monkeypatch.setattr(config_lib, "check_model", _model_only)
+  monkeypatch.setattr(models, "check_model", _model_only)
   config_lib.validate(config)
   monkeypatch.undo()
 
@@ -96,7 +96,7 @@ def _train_mode_check(config):
   """check_model in training mode: init and a forward pass with train=True, so every
   regularizer's training path (dropout, stochastic depth, DropBlock with its
   'schedule' variable) is traced with the variant's values."""
-  model = config_lib.build_model(config, config.data.num_classes or 10)
+  model = models.build_model(config, config.data.num_classes or 10)
   size = config.data.image_size
   variables = jax.eval_shape(lambda: model.init(
       {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
@@ -105,7 +105,7 @@ def _train_mode_check(config):
 
 
 def validate_small(config, monkeypatch):
-  monkeypatch.setattr(config_lib, "check_model", _train_mode_check)
+  monkeypatch.setattr(models, "check_model", _train_mode_check)
   config_lib.validate(config)
   monkeypatch.undo()
 
@@ -283,7 +283,7 @@ def test_ablation_arguments(filename, arg, monkeypatch):
   other = sweep.variants(path, arg)
   seeds = int(arg.split("seeds=")[1]) if "seeds=" in arg else 1
   assert len(other) == seeds * len(base)
-  monkeypatch.setattr(config_lib, "check_model", _model_only)
+  monkeypatch.setattr(models, "check_model", _model_only)
   for _, config in other:
     config_lib.validate(config)
   config = other[0][1]

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from conftest import ROOT
-from flaxcnn import config as config_lib
+from flaxcnn import config as config_lib, models
 from flaxcnn import sweep
 from flaxcnn.models import get_preset
 
@@ -27,7 +27,7 @@ def load(name, arg=""):
 
 
 def _model_only(config):
-  config_lib.build_model(config, config.data.num_classes or 10)
+  models.build_model(config, config.data.num_classes or 10)
 
 
 @pytest.mark.parametrize("path", FILES, ids=[os.path.basename(p)[:-3] for p in FILES])
@@ -57,7 +57,7 @@ ARGS = {
 
 @pytest.mark.parametrize("name,arg", [(n, a) for n, args in ARGS.items() for a in args])
 def test_recipe_arguments_validate(name, arg, monkeypatch):
-  monkeypatch.setattr(config_lib, "check_model", _model_only)
+  monkeypatch.setattr(models, "check_model", _model_only)
   config_lib.validate(load(name, arg))
 
 
@@ -94,7 +94,7 @@ def test_resnet_imagenet_recipe(depth):
   assert c.data.in_memory is False and c.data.image_size == 224
   assert tuple(c.augment.scale_range) == (256, 480) and c.augment.flip
   assert c.label_smoothing == 0 and c.augment.mixup_alpha == 0 and c.augment.cutout == 0
-  model = config_lib.build_model(c, 1000)
+  model = models.build_model(c, 1000)
   assert model.dropout == 0.0 and model.shortcut == "B"
   assert model.bottleneck is (depth >= 50)
   assert c.eval_mode == "center"
@@ -122,7 +122,7 @@ def test_efficientnet_recipe(variant, size, dropout):
   # The reference's magnitude 10 on TF's 0-10 scale: 30 on ours.
   assert c.augment.randaugment_layers == 2 and c.augment.randaugment_magnitude == 30
   assert c.schedule.decay_begin == "start" and not c.optimizer.decay_all
-  model = config_lib.build_model(c, 1000)
+  model = models.build_model(c, 1000)
   assert model.act == "swish" and model.dropout == pytest.approx(dropout)
   assert model.stochastic_depth == pytest.approx(0.8)
   assert model.stochastic_depth_decay == "linear"
@@ -174,7 +174,7 @@ def test_efficientnetv2_progressive_recipe(size):
   assert c.schedule.decay_rate == 0.97 and c.schedule.decay_epochs == 2.4
   assert c.num_epochs == 350 and c.ema_decay == pytest.approx(0.9999)
   assert c.augment.randaugment_layers == 2
-  assert config_lib.build_model(c, 1000).stochastic_depth == pytest.approx(0.8)
+  assert models.build_model(c, 1000).stochastic_depth == pytest.approx(0.8)
 
 
 def test_efficientnetv2_table6_matches_the_model_module():
@@ -194,7 +194,7 @@ def test_efficientnetv2_table6_matches_the_model_module():
 def test_densenet_bc_recipe():
   c = load("densenet_bc_100_12.py")
   assert c.model.name == "densenet_bc_100_12"
-  model = config_lib.build_model(c, 10)
+  model = models.build_model(c, 10)
   assert model.growth_rate == 12 and model.bottleneck and model.compression == 0.5
   assert tuple(model.block_sizes) == (16, 16, 16)          # (100 - 4) / 6
   assert_piecewise(c, 300, (150, 225), 0.1, 64)
@@ -215,7 +215,7 @@ def test_pyramidnet_recipe(dataset, lr):
 def test_resnext29_recipe():
   c = load("resnext29.py")
   assert c.model.name == "resnext29_8x64d"
-  model = config_lib.build_model(c, 10)
+  model = models.build_model(c, 10)
   assert model.groups == 8 and model.width_per_group == 64 and model.bottleneck
   assert tuple(model.stage_sizes) == (3, 3, 3)             # (29 - 2) / 9
   assert_piecewise(c, 300, (150, 225), 0.1, 128)
@@ -226,7 +226,7 @@ def test_resnext29_recipe():
 def test_stochastic_depth_recipe():
   c = load("stochastic_depth_resnet110.py")
   assert c.model.name == "resnet110_cifar"
-  model = config_lib.build_model(c, 10)
+  model = models.build_model(c, 10)
   assert model.stochastic_depth == 0.5 and model.stochastic_depth_decay == "linear"
   assert model.stochastic_depth_mode == "inference_scale"  # the paper's test-time p_l scaling
   assert model.shortcut == "A" and tuple(model.stage_sizes) == (18, 18, 18)
@@ -252,7 +252,7 @@ def test_cutout_wrn_recipe(dataset, size):
 def test_preact_resnet_recipe(depth, warmup):
   c = load("preact_resnet.py", str(depth))
   assert c.model.name == f"preact_resnet{depth}_cifar"
-  model = config_lib.build_model(c, 10)
+  model = models.build_model(c, 10)
   assert model.placement == "full_preact"
   assert_piecewise(c, 164, (81, 122), 0.1, 128)
   assert_sgd(c, 0.1, 0.9, False, 1e-4)
@@ -326,7 +326,7 @@ def test_recipes_build_the_papers_parameter_counts():
   import jax.numpy as jnp
 
   def count(config, classes, size):
-    model = config_lib.build_model(config, classes)
+    model = models.build_model(config, classes)
     shapes = jax.eval_shape(lambda: model.init(
         {"params": jax.random.PRNGKey(0)}, jnp.zeros((1, size, size, 3)), train=False))
     return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes["params"]))

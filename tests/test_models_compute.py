@@ -403,7 +403,7 @@ def _train_step_temp_bytes(monkeypatch, keep_barriers: bool, **model_kwargs) -> 
   from flaxcnn import config as config_lib, train
   from flaxcnn.data import Dataset, Split
   if not keep_barriers:
-    monkeypatch.setattr(train, "compiler_options", lambda run: None)
+    monkeypatch.setattr(train.steps, "compiler_options", lambda run: None)
   c = config_lib.default_config()
   c.model.name = "resnet20_cifar"
   c.model.kwargs.update(model_kwargs, depth=8)

@@ -1,0 +1,28 @@
+"""A config's model: built from its preset and `config.model.kwargs`, and checked
+abstractly (no compute) before any data is loaded or code compiled."""
+import jax
+import jax.numpy as jnp
+
+from flaxcnn.models.registry import create_model, get_preset
+
+
+def build_model(config, num_classes: int):
+  """The model of `config.model` (preset and keyword overrides) for `num_classes`,
+  computing in `config.dtype`."""
+  kwargs = dict(config.model.kwargs)
+  kwargs.setdefault("num_classes", num_classes)
+  kwargs.setdefault("dtype", jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+  return create_model(config.model.name, **kwargs)
+
+
+def check_model(config) -> None:
+  """Builds the model abstractly (no compute) so impossible architectures fail now."""
+  model = build_model(config, num_classes=config.data.num_classes or 10)
+  size = config.data.image_size or get_preset(config.model.name).image_size
+  size = min(size, 64)  # the smallest input that shows a wrong architecture is cheap
+  try:
+    jax.eval_shape(lambda: model.init(
+        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+        jnp.zeros((1, size, size, 3), jnp.float32), train=False))
+  except ValueError as e:
+    raise ValueError(f"config.model ({config.model.name}): {e}") from None

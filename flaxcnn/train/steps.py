@@ -1,0 +1,156 @@
+"""The pure, jitted step functions: one training update, the in-memory and the
+streamed training steps, the evaluation step and the sum over a split's batches.
+
+Everything random derives from (state.rng, state.step), so a resumed run repeats
+the uninterrupted one exactly.
+"""
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from flaxcnn import augment
+from flaxcnn.models import layers
+from flaxcnn.train.state import Run, TrainState
+
+
+def _count_nonfinite(tree):
+  """The number of NaN/Inf entries of a tree: one fused reduction."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return sum((jnp.sum(~jnp.isfinite(x)) for x in leaves), jnp.zeros((), jnp.int32))
+
+
+def _schedule_variables(run: Run, state: TrainState) -> dict:
+  """The 'schedule' collection (DropBlock's strength: a linear ramp over training,
+  Ghiasi et al. 2018, or fixed), or nothing for models without one."""
+  if run.schedule_template is None:
+    return {}
+  strength = jnp.minimum(state.step / run.total_steps, 1.0).astype(jnp.float32) \
+      if run.config.dropblock_schedule == "linear" else jnp.ones((), jnp.float32)
+  return {"schedule": jax.tree.map(lambda _: strength, run.schedule_template)}
+
+
+def _finetune_scale(run: Run, step):
+  """Per-parameter update scales of fine-tuning: the head alone during the head
+  phase, then every trainable parameter at lr_mult (frozen paths at 0)."""
+  head_mask, trainable, head_steps = run.finetune
+  in_head_phase = step < head_steps
+  return jax.tree.map(lambda h, t: jnp.where(in_head_phase, h, t * run.config.finetune.lr_mult),
+                      head_mask, trainable)
+
+
+def update(run: Run, state: TrainState, x, labels, rng):
+  """Forward, loss, backward and optimizer update on one normalized batch."""
+  cfg = run.config
+  k_mix, k_drop = jax.random.split(rng)
+  targets = run.task.targets(run, labels)
+  x, targets = augment.mixup(k_mix, x, targets, cfg.augment.mixup_alpha)
+  variables = {"batch_stats": state.batch_stats, **_schedule_variables(run, state)}
+  frozen_bn = run.finetune is not None and cfg.finetune.freeze_bn
+
+  def loss_fn(params):
+    logits, new_vars = run.model.apply(
+        {"params": params, **variables}, x, train=not frozen_bn,
+        mutable=["batch_stats"], rngs={"dropout": k_drop})
+    return run.task.loss(logits, targets), (logits, new_vars)
+
+  (loss, (logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  lr = run.schedule(state.step) * state.lr_scale
+  scale = _finetune_scale(run, state.step) if run.finetune is not None else None
+  if scale is not None:
+    grads = jax.tree.map(lambda g, s: g * (s > 0), grads, scale)
+  opt_state = state.opt_state
+  opt_state.hyperparams["learning_rate"] = lr
+  updates, opt_state = run.tx.update(grads, opt_state, state.params)
+  if scale is not None:
+    updates = jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scale)
+  params = optax.apply_updates(state.params, updates)
+  batch_stats = state.batch_stats if frozen_bn else new_vars.get("batch_stats",
+                                                                 state.batch_stats)
+  ema = state.ema
+  if cfg.ema_decay:
+    d = cfg.ema_decay
+    ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema,
+                       {"params": params, "batch_stats": batch_stats})
+  metrics = {
+      "loss": loss,
+      "accuracy": run.task.accuracy(logits, labels),
+      "lr": lr,
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
+      "nonfinite_loss": ~jnp.isfinite(loss),
+      # the state this step hands on (and a checkpoint would save) is finite
+      "nonfinite_state": _count_nonfinite((params, batch_stats)) > 0,
+  }
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state, ema=ema)
+  return new_state, metrics
+
+
+def compiler_options(run: Run) -> Optional[dict]:
+  """XLA options of the run's compiled steps: on the CPU, keep the optimization
+  barriers at block boundaries and around recomputed values (`layers.compiler_options`)."""
+  return layers.compiler_options(run.mesh.devices.flat[0].platform)
+
+
+def _jit(run: Run, step):
+  return jax.jit(step, donate_argnums=(0,), compiler_options=compiler_options(run),
+                 out_shardings=(run.replicated, run.replicated))
+
+
+def make_train_step(run: Run):
+  """The in-memory training step: gather, augment, update, all on the device.
+
+  `images`/`labels` are the whole training split (replicated, uint8); `perm` is
+  this epoch's permutation of it.
+  """
+  B, spe = run.config.batch_size, run.steps_per_epoch
+
+  def step(state, images, labels, perm):
+    rng = jax.random.fold_in(state.rng, state.step)
+    k_aug, k_update = jax.random.split(rng)
+    idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % spe) * B, B)
+    idx = jax.lax.with_sharding_constraint(idx, run.batch_sharding)
+    x, y = run.task.augment(run, k_aug, images[idx], labels[idx])
+    x = jax.lax.with_sharding_constraint(x, run.batch_sharding)
+    return update(run, state, x, y, k_update)
+
+  return _jit(run, step)
+
+
+def make_batch_train_step(run: Run):
+  """The streaming training step: the batch (already cropped/flipped by tf.data,
+  uint8) arrives sharded; the task's on-device augmentation runs here."""
+  def step(state, images, labels):
+    rng = jax.random.fold_in(state.rng, state.step)
+    k_aug, k_update = jax.random.split(rng)
+    x, y = run.task.augment_batch(run, k_aug, images, labels)
+    return update(run, state, x, y, k_update)
+
+  return _jit(run, step)
+
+
+def make_step_for(run: Run, feed):
+  """The training step that takes `feed.train_inputs(step)`."""
+  return make_train_step(run) if feed.in_memory else make_batch_train_step(run)
+
+
+def make_eval_step(run: Run, eval_size: Optional[int] = None):
+  """The task's per-batch sums over the valid (mask=1) examples of a batch."""
+  def step(params, batch_stats, images, labels, mask):
+    size = eval_size or (images[0] if isinstance(images, tuple) else images).shape[1]
+    scores = run.task.eval_scores(run, {"params": params, "batch_stats": batch_stats},
+                                  images, size)
+    return run.task.eval_sums(scores, labels, mask)
+  return jax.jit(step, out_shardings=run.replicated, compiler_options=compiler_options(run))
+
+
+def evaluate(run: Run, eval_step, params, batch_stats, batches, dataset=None) -> dict:
+  """The task's metrics over global (images, labels, mask) batches; every example
+  with mask 1 counts exactly once."""
+  totals = None
+  for images, labels, mask in batches:
+    sums = eval_step(params, batch_stats, images, labels, mask)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  return run.task.reduce(jax.device_get(totals), dataset)
