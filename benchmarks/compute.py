@@ -38,7 +38,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from flaxcnn import backend  # noqa: E402
 from flaxcnn.models import create_model, layers  # noqa: E402
+
+backend.configure()   # the CPU tuning, as launch.py
 
 
 def _variables(model, batch):
@@ -82,7 +85,7 @@ def compile_time(name, batch, **kwargs):
   v = _variables(model, batch)
   x, y = _batch(batch)
   t0 = time.perf_counter()
-  lowered = jax.jit(_step_fn(model), compiler_options=layers.compiler_options()).lower(v, x, y, jax.random.PRNGKey(0))
+  lowered = jax.jit(_step_fn(model), compiler_options=backend.compiler_options()).lower(v, x, y, jax.random.PRNGKey(0))
   t1 = time.perf_counter()
   lowered.compile()
   t2 = time.perf_counter()
@@ -99,7 +102,7 @@ def step_times(variants, batch, steps):
     with forced_survival(*forced) if forced else contextlib.nullcontext():
       model = create_model(name, **kwargs)
       step = jax.jit(_step_fn(model), donate_argnums=0,
-                     compiler_options=layers.compiler_options())
+                     compiler_options=backend.compiler_options())
       v = _variables(model, batch)
       for i in range(2):  # compile (survival probabilities are read here) + warm-up
         v, loss = step(v, x, y, jax.random.PRNGKey(1000 + i))

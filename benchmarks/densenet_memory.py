@@ -28,9 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flaxcnn import config as config_lib, train  # noqa: E402
+from flaxcnn import backend, config as config_lib, train  # noqa: E402
 from flaxcnn.data import Dataset, Split  # noqa: E402
 from flaxcnn.models import get_preset  # noqa: E402
+
+backend.configure()   # the CPU tuning, as launch.py
 
 VARIANTS = {
     "plain": {},

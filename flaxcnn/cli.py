@@ -247,5 +247,7 @@ def _parse_flags(argv):
 def run():
   """Parses --jax_* flags and the flags above, then runs `main`."""
   import jax
+  from flaxcnn import backend
+  backend.configure()   # the CPU tuning; before JAX starts its backends
   jax.config.config_with_absl()
   app.run(main, flags_parser=_parse_flags)

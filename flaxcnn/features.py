@@ -200,8 +200,7 @@ def _input_channels(backbone: Backbone, image_shape) -> int:
 def extract_features(backbone: Backbone, dataset, batch_size: int,
                      image_size: Optional[int] = None) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
   """Runs the backbone once over every split: {split: (features, labels)}."""
-  from flaxcnn import augment, parallel
-  from flaxcnn.models import layers
+  from flaxcnn import augment, backend, parallel
   mesh = parallel.make_mesh()
   batch_sharding = parallel.batch_sharded(mesh)
   channels = _input_channels(backbone, dataset.image_shape if not image_size else
@@ -209,8 +208,8 @@ def extract_features(backbone: Backbone, dataset, batch_size: int,
   mean = np.resize(np.asarray(backbone.mean, np.float32), channels)
   std = np.resize(np.asarray(backbone.std, np.float32), channels)
 
-  # Keep the residual blocks' optimization barriers on the CPU (layers.compiler_options).
-  @functools.partial(jax.jit, compiler_options=layers.compiler_options(
+  # Keep the residual blocks' optimization barriers on the CPU (backend.compiler_options).
+  @functools.partial(jax.jit, compiler_options=backend.compiler_options(
       mesh.devices.flat[0].platform))
   def features(variables, images):
     x = images

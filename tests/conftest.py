@@ -13,6 +13,12 @@ import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 
+from flaxcnn import backend  # noqa: E402
+
+# The trainer's CPU tuning (flaxcnn/backend.py), as launch.py turns it on; before
+# any JAX computation, so its XLA flag applies.
+backend.configure()
+
 # The non-partitionable threefry lowering compiles a model's many random
 # initializers about 4x faster on the CPU (a tiny ResNet-20's jitted init: 2.2 s
 # vs 8.1 s); the trainer's create_state uses it too. Same distributions, other draws.

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import flaxcnn
+from flaxcnn import backend
 from flaxcnn.models import create_model, layers, summary
 from flaxcnn.models import efficientnet as E
 from flaxcnn.models.pyramidnet import PyramidBlock
@@ -376,26 +376,51 @@ def test_gradient_convolutions_inside_cond_and_scan_keep_the_fast_layout(nested)
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, flaxcnn.YNN_FLAG),
+    ({}, backend.YNN_FLAG),
     ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
-     "--xla_force_host_platform_device_count=2 " + flaxcnn.YNN_FLAG),
+     "--xla_force_host_platform_device_count=2 " + backend.YNN_FLAG),
     ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=x"},
      "--xla_cpu_experimental_ynn_fusion_type=x"),
     ({"FLAXCNN_KEEP_XLA_DEFAULTS": "1"}, ""),
 ])
-def test_importing_flaxcnn_turns_off_cpu_ynn_fusions_unless_told(env, expected):
+def test_configure_turns_off_cpu_ynn_fusions_unless_told(env, expected):
   # YNNPACK fusions made XLA:CPU training steps up to 2x slower (RESULTS.md).
+  if not backend.jaxlib_knows(backend.YNN_FLAG):
+    expected = env.get("XLA_FLAGS", "")
+  assert _fresh_python("import os, flaxcnn.backend as b; b.configure(); "
+                       "print(os.environ.get('XLA_FLAGS', ''))", env) == expected
+
+
+def _fresh_python(code: str, env=None) -> str:
   import subprocess
   import sys
-  if not flaxcnn._jaxlib_knows(flaxcnn.YNN_FLAG):
-    expected = env.get("XLA_FLAGS", "")
   base = {k: v for k, v in os.environ.items()
           if k not in ("XLA_FLAGS", "FLAXCNN_KEEP_XLA_DEFAULTS")}
-  out = subprocess.run([sys.executable, "-c", "import os, flaxcnn; "
-                        "print(os.environ.get('XLA_FLAGS', ''))"],
-                       env={**base, **env}, capture_output=True, text=True, check=True,
+  out = subprocess.run([sys.executable, "-c", code], env={**base, **(env or {})},
+                       capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  assert out.stdout.strip() == expected
+  return out.stdout.strip()
+
+
+def test_importing_flaxcnn_and_its_models_changes_nothing_in_jax_until_configured():
+  """A user who imports a model into their own code gets plain JAX/XLA: the same
+  XLA_FLAGS, no barriers, no compiler options, jax.lax's convolution gradients."""
+  code = ("import os, jax, jax.numpy as jnp, flaxcnn, flaxcnn.train, flaxcnn.models as m\n"
+          "from flaxcnn import backend\n"
+          "model = m.create_model('resnet20_cifar', depth=8, num_classes=10)\n"
+          "x = jnp.ones((2, 8, 8, 3))\n"
+          "v = model.init(jax.random.PRNGKey(0), x)\n"
+          "def hlo():\n"
+          "  f = lambda p: model.apply({**v, 'params': p}, x).sum()\n"
+          "  return jax.jit(jax.grad(f)).lower(v['params']).as_text()\n"
+          "print(repr(os.environ.get('XLA_FLAGS', '')), backend.tuned(), "
+          "backend.compiler_options(), 'optimization_barrier' in hlo())\n"
+          "backend.configure()\n"
+          "print(backend.tuned(), backend.compiler_options() is not None, "
+          "'optimization_barrier' in hlo())\n")
+  before, after = _fresh_python(code).splitlines()[-2:]
+  assert before == "'' False None False"
+  assert after == "True True True"
 
 
 def _train_step_temp_bytes(monkeypatch, keep_barriers: bool, **model_kwargs) -> int:
@@ -443,7 +468,7 @@ def test_block_boundaries_stop_the_residual_chain_from_fusing_into_later_blocks(
   x = _x(n=2, size=8)
   v = _init(model, x)
   grad = jax.jit(jax.grad(functools.partial(_loss, model, v, x)),
-                 compiler_options=layers.compiler_options())
+                 compiler_options=backend.compiler_options())
   assert _largest_fusion(grad.lower(v["params"]).compile().as_text()) <= 16   # 11
   chained = jax.jit(jax.grad(functools.partial(_loss, model, v, x)))   # barriers deleted
   assert _largest_fusion(chained.lower(v["params"]).compile().as_text()) > 30  # 46

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxcnn.models import densenet, layers, registry, summary
+from flaxcnn import backend
+from flaxcnn.models import densenet, registry, summary
 from flaxcnn.models.densenet import DenseNet, densenet_cifar
 
 KEYS = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
@@ -323,7 +324,7 @@ def test_memory_efficient_keeps_parameter_names():
 
 def _compiled_gradient_temp_bytes(num_layers, x):
   """XLA temporary memory of a dense block's compiled gradient (memory-efficient).
-  Compiled with the trainer's CPU options (`layers.compiler_options`), which keep
+  Compiled with the trainer's CPU options (`backend.compiler_options`), which keep
   the barriers that XLA:CPU's cse_barrier_expander pass would delete."""
   block = densenet.DenseBlock(num_layers, 4, remat_policy="convs")
   v = block.init({"params": _key(0)}, x, train=False)
@@ -331,7 +332,7 @@ def _compiled_gradient_temp_bytes(num_layers, x):
     y, _ = block.apply({"params": p, "batch_stats": v["batch_stats"]}, x, train=True,
                        mutable=["batch_stats"])
     return jnp.sum(y ** 2)
-  compiled = jax.jit(jax.grad(loss), compiler_options=layers.compiler_options()).lower(
+  compiled = jax.jit(jax.grad(loss), compiler_options=backend.compiler_options()).lower(
       v["params"]).compile()
   return compiled.memory_analysis().temp_size_in_bytes
 

@@ -19,94 +19,23 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from flaxcnn import backend
+from flaxcnn.backend import block_boundary  # noqa: F401 (the families' name for it)
+
 Dtype = Any
 ModuleDef = Any
 
 he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
-
 CONV_OUTPUT = "conv_output"   # checkpoint_name of every convolution's output
 _SAVE_CONV_OUTPUTS = jax.checkpoint_policies.save_only_these_names(CONV_OUTPUT)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_nhwc(x, w, strides, pads, rhs_dilation, groups):
-  return jax.lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=rhs_dilation,
-                                      dimension_numbers=_NHWC, feature_group_count=groups)
-
-
-def _conv_nhwc_fwd(x, w, strides, pads, rhs_dilation, groups):
-  return _conv_nhwc(x, w, strides, pads, rhs_dilation, groups), (x, w)
-
-
-def _conv_nhwc_bwd(strides, pads, rhs_dilation, groups, residuals, dy):
-  """Both gradients as NHWC/HWIO convolutions (XLA:CPU's fast layout)."""
-  x, w = residuals
-  kh, kw, cig, cout = w.shape
-  dy = dy.astype(x.dtype)
-  span = [(k - 1) * d + 1 for k, d in zip((kh, kw), rhs_dilation)]
-  geometry = list(zip(x.shape[1:3], span, strides, dy.shape[1:3], pads))
-  # Input gradient: the stride-dilated dy convolved with the flipped kernel,
-  # input and output features swapped within each group.
-  w_t = (w[::-1, ::-1].reshape(kh, kw, cig, groups, cout // groups)
-         .transpose(0, 1, 4, 3, 2).reshape(kh, kw, cout // groups, groups * cig))
-  dx_pads = [(k - lo - 1, n - (o - 1) * s - 1 + lo) for n, k, s, o, (lo, _) in geometry]
-  dx = jax.lax.conv_general_dilated(dy, w_t, (1, 1), dx_pads, lhs_dilation=strides,
-                                    rhs_dilation=rhs_dilation, dimension_numbers=_NHWC,
-                                    feature_group_count=groups)
-  # Weight gradient: batch and features swapped (x as [C, H, W, N], dy as
-  # [h, w, N, C']), the stride as the kernel dilation, one group per batch group.
-  dw_pads = [(lo, (o - 1) * s + k - n - lo) for n, k, s, o, (lo, _) in geometry]
-  dw = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3),
-                                    rhs_dilation, dw_pads, rhs_dilation=strides,
-                                    dimension_numbers=_NHWC, batch_group_count=groups)
-  return dx, dw.transpose(1, 2, 0, 3).astype(w.dtype)
-
-
-_conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
-
-
-def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """`jax.lax.conv_general_dilated` whose gradients XLA:CPU runs fast anywhere.
-
-  XLA:CPU brings convolutions into its fast (Eigen/YNNPACK) form only in the
-  top-level computation. The gradient convolutions JAX derives have other
-  dimension orders, so inside a `lax.cond` branch (per-batch stochastic depth)
-  or a `scan` body (`scan_blocks=True`) they ran on a naive loop, 10-30x
-  slower. On the CPU, 2-D NHWC convolutions therefore get a VJP that writes
-  both gradients as NHWC/HWIO convolutions (same values; tests compare them),
-  and 1x1 convolutions are matmuls over the channels.
-  Other backends and forms use `jax.lax.conv_general_dilated` unchanged.
-  """
-  nd = lhs.ndim - 2
-  rhs_dilation = tuple(rhs_dilation or (1,) * nd)
-  if (jax.default_backend() != "cpu" or nd != 2 or batch_group_count != 1
-      or precision is not None or preferred_element_type is not None
-      or any(d != 1 for d in (lhs_dilation or ()))
-      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-      != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
-    return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-        feature_group_count, batch_group_count, precision, preferred_element_type)
-  if isinstance(padding, str):
-    span = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], rhs_dilation)]
-    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], span, window_strides, padding)
-  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-  if rhs.shape[:2] == (1, 1) and feature_group_count == 1 and not any(sum(pads, ())):
-    # A 1x1 convolution is a matmul over the channels (of every s-th pixel when
-    # strided); XLA:CPU runs it and its gradients as dots 2-4x faster than as
-    # convolutions, without transposed copies of the input (DenseNet's bottlenecks).
-    x = lhs[:, ::window_strides[0], ::window_strides[1]]
-    return jax.lax.dot_general(x, rhs[0, 0], (((3,), (0,)), ((), ())))
-  return _conv_nhwc(lhs, rhs, tuple(window_strides), pads, rhs_dilation, feature_group_count)
-
-
 def conv_general_dilated(*args, **kwargs):
-  """`_conv_general_dilated`, its output named `CONV_OUTPUT` for remat policies."""
-  return checkpoint_name(_conv_general_dilated(*args, **kwargs), CONV_OUTPUT)
+  """`backend.conv_general_dilated` (the CPU-tuned convolution when
+  `flaxcnn.backend.configure()` is on, else `jax.lax`'s), its output named
+  `CONV_OUTPUT` for remat policies."""
+  return checkpoint_name(backend.conv_general_dilated(*args, **kwargs), CONV_OUTPUT)
 
 
 # The conv used everywhere: no bias (BatchNorm follows), He initialization.
@@ -398,29 +327,6 @@ def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
 
 # ----------------------------------------------------------------------------
 # Repeated blocks: rematerialization and scan.
-
-def block_boundary(x):
-  """A residual block's output, kept as one array on the CPU.
-
-  XLA:CPU fuses elementwise producers into every consumer, so the chain
-  relu(bn(conv) + shortcut) of consecutive residual blocks is recomputed inside
-  each later block's fusions (up to XLA's 96 operands per fusion): quadratic in
-  depth, most of the step time of an unscanned ResNet-110. An optimization barrier
-  at each block boundary stops that. XLA:CPU deletes barriers early unless its
-  `cse_barrier_expander` pass is off, which the trainer's compiles do
-  (`train.compiler_options`); other backends keep the array as it is.
-  """
-  return jax.lax.optimization_barrier(x) if jax.default_backend() == "cpu" else x
-
-
-def compiler_options(platform: Optional[str] = None) -> Optional[dict]:
-  """XLA options for compiling a model's steps on `platform` (default backend):
-  on the CPU, keep optimization barriers (`block_boundary`, and remat's, which
-  without them CSE merges back into the forward pass, saving no memory)."""
-  if (platform or jax.default_backend()) == "cpu":
-    return {"xla_disable_hlo_passes": "cse_barrier_expander"}
-  return None
-
 
 def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
                   names: Sequence[str], survival_probs: Sequence[float], *,

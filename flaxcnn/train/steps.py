@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flaxcnn import augment
-from flaxcnn.models import layers
+from flaxcnn import augment, backend
 from flaxcnn.train.state import Run, TrainState
 
 
@@ -89,9 +88,9 @@ def update(run: Run, state: TrainState, x, labels, rng):
 
 
 def compiler_options(run: Run) -> Optional[dict]:
-  """XLA options of the run's compiled steps: on the CPU, keep the optimization
-  barriers at block boundaries and around recomputed values (`layers.compiler_options`)."""
-  return layers.compiler_options(run.mesh.devices.flat[0].platform)
+  """XLA options of the run's compiled steps (`backend.compiler_options`: when tuned
+  on the CPU, keep the optimization barriers at block boundaries and remat's)."""
+  return backend.compiler_options(run.mesh.devices.flat[0].platform)
 
 
 def _jit(run: Run, step):
