@@ -26,7 +26,7 @@ multiply-adds for ResNet-50, not torchvision's "v1.5" (stride on the 3x3, 4.1 G)
   python launch.py --config=experiments/resnet50_imagenet.py --workdir=runs/r50
   python launch.py --config=experiments/resnet50_imagenet.py:34,ten_crop --workdir=runs/r34
   python launch.py --config=experiments/resnet50_imagenet.py:152,multiscale \
-      --workdir=runs/r152 --config.mode=eval
+      --workdir=runs/r152 --config.job=eval
 
 Reads TFDS `imagenet2012` (prepared in --config.data.data_dir); an ImageNet image
 folder works too: --config.data.source=folder --config.data.root=ROOT.

@@ -1,13 +1,13 @@
-"""The command line of every flaxcnn job (launch.py, `python -m flaxcnn.features`).
+"""The command line of every flaxcnn job (launch.py, `python -m flaxcnn`).
 
     python launch.py --config=experiments/quickstart.py --workdir=runs/quickstart
     python launch.py --config=experiments/wrn_28_10.py --workdir=runs/wrn \
         --config.optimizer.lr=0.05 --config.model.kwargs.dropout=0.3
 
-A workdir that has checkpoints is resumed from the latest one. The config picks the
-job: a `features` section runs feature extraction (flaxcnn/features.py),
-`config.mode='eval'` evaluates the latest checkpoint, anything else trains (the task,
-classification or segmentation, follows from the model). Several processes
+A workdir that has checkpoints is resumed from the latest one. `config.job` picks the
+job (`run_job`): 'train' (the default; the task, classification or segmentation,
+follows from the model or config.task), 'eval' (the latest checkpoint) or 'features'
+(feature extraction, flaxcnn/features.py). Several processes
 (multi-host): pass --num_processes, --process_id and --coordinator_address (or set
 the usual cluster environment and pass --distributed).
 
@@ -23,8 +23,13 @@ import logging as std_logging
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from flaxcnn import backend, checkpoint, distributed, features, sweep, train
+from flaxcnn import workdir as workdir_lib
+from flaxcnn.config import default_config, parse_model_kwarg
 
 config_flags.DEFINE_config_file("config", None, "experiment config file (experiments/*.py)",
                                 lock_config=False)  # default_config() locks all but model.kwargs
@@ -41,6 +46,15 @@ flags.DEFINE_integer("sweep_index", None, "run only variant i of the sweep (one 
 flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, name, overrides, "
                   "status in WORKDIR) and their count, and exit")
 FLAGS = flags.FLAGS
+
+
+
+def run_job(config, workdir: str):
+  """Runs config.job: 'train' (train.train_and_evaluate), 'eval'
+  (train.evaluate_checkpoint) or 'features' (features.run)."""
+  jobs = {"train": train.train_and_evaluate, "eval": train.evaluate_checkpoint,
+          "features": features.run}
+  return jobs[config.job](config, workdir)
 
 
 def _library_errors_to_log_file(record) -> bool:
@@ -86,13 +100,10 @@ def main(argv):
   if FLAGS.config is None:
     raise app.UsageError("--config is required (a file under experiments/)")
   if FLAGS.list_variants:
-    from flaxcnn import sweep
     sys.exit(sweep.main(FLAGS["config"].config_filename, FLAGS.config, FLAGS.workdir,
                         list_only=True, fixed=_command_line_fields()))
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required (checkpoints, metrics and logs go there)")
-  import jax
-  from flaxcnn import checkpoint, distributed, train, workdir as workdir_lib
   config, workdir = FLAGS.config, FLAGS.workdir
   try:
     workdir_lib.check_writable(workdir)
@@ -101,16 +112,9 @@ def main(argv):
                            FLAGS.coordinator_address, FLAGS.distributed)
     logging.info("config:\n%s", config)
     if FLAGS.sweep or FLAGS.sweep_index is not None:
-      from flaxcnn import sweep
       sys.exit(sweep.main(FLAGS["config"].config_filename, config, workdir,
                           index=FLAGS.sweep_index, fixed=_command_line_fields()))
-    if "features" in config:
-      from flaxcnn import features
-      features.run(config, workdir)
-    elif config.mode == "eval":
-      train.evaluate_checkpoint(config, workdir)
-    else:
-      train.train_and_evaluate(config, workdir)
+    run_job(config, workdir)
   except checkpoint.CheckpointWriteError as e:
     # Orbax's aborted asynchronous writes leave futures that print pages when the
     # interpreter shuts down; everything is saved or cleaned up by now: leave at once.
@@ -182,7 +186,6 @@ def _pop_nones(argv):
 
 def _set_none(config, field: str) -> None:
   """Unsets an optional field (None in `default_config()`, e.g. num_steps)."""
-  from flaxcnn.config import default_config
   default, node, parts = default_config(), config, field.split(".")
   try:
     for part in parts[:-1]:
@@ -230,7 +233,6 @@ def _parse_flags(argv):
       sys.argv = saved
     if FLAGS.config is not None:
       "seed" in FLAGS.config   # a file that failed to load raises here  # noqa: B015
-      from flaxcnn.config import parse_model_kwarg
       for field in nones:
         _set_none(FLAGS.config, field)
       kwargs = FLAGS.config.model.kwargs
@@ -246,8 +248,6 @@ def _parse_flags(argv):
 
 def run():
   """Parses --jax_* flags and the flags above, then runs `main`."""
-  import jax
-  from flaxcnn import backend
   backend.configure()   # the CPU tuning; before JAX starts its backends
   jax.config.config_with_absl()
   app.run(main, flags_parser=_parse_flags)

@@ -29,7 +29,9 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dtype = "float32"              # computation dtype: float32 | bfloat16 (params stay float32)
-  c.mode = "train"                 # train | eval (evaluate the latest checkpoint in workdir)
+  # train | eval (the latest checkpoint in workdir, on the validation and test splits)
+  # | features (config.features: a trained backbone's features and a linear head)
+  c.job = "train"
   # classification | segmentation (flaxcnn/tasks/); None: follow the model (per-pixel
   # models such as 'unet' segment, the rest classify)
   c.task = placeholder(str)
@@ -127,6 +129,19 @@ def default_config() -> ml_collections.ConfigDict:
   c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^Conv_0",)
                                    # (`python -m flaxcnn.models.summary NAME --params`)
 
+  # Feature extraction (job 'features', Lecture's "use a trained network as a feature
+  # extractor"): the backbone's pooled features of every split of config.data,
+  # computed once and cached, and a logistic-regression head trained on them.
+  c.features = ml_collections.ConfigDict()
+  c.features.backbone = placeholder(str)    # a flaxcnn workdir, or .safetensors/.pth/.npz
+  c.features.cache_dir = placeholder(str)   # default: $FLAXCNN_CACHE/features (~/.cache/flaxcnn)
+  c.features.image_size = placeholder(int)  # resize images before the backbone (default: as is)
+  c.features.mean = placeholder(tuple)      # imported weights: input mean/std
+  c.features.std = placeholder(tuple)       #   (default ImageNet's)
+  c.features.head_steps = 500      # full-batch Adam steps of the logistic regression
+  c.features.head_lr = 0.05
+  c.features.head_l2 = 1e-3        # L2 penalty on the head's weights
+
   c.log_every_steps = 50
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
@@ -160,7 +175,7 @@ def apply_overrides(config, overrides):
 
 _CHOICES = {
     "dtype": ("float32", "bfloat16"),
-    "mode": ("train", "eval"),
+    "job": ("train", "eval", "features"),
     "eval_mode": ("center", "ten_crop", "multiscale"),
     "dropblock_schedule": ("linear", "fixed"),
     "data.source": ("tfds", "folder", "digits", "synthetic"),

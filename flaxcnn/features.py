@@ -1,11 +1,15 @@
 """Feature extraction: a trained backbone's pooled features, cached, and a
 linear classifier (logistic regression) trained on them.
 
-    python -m flaxcnn.features --config=experiments/feature_extraction.py \
+    python launch.py --config=experiments/feature_extraction.py \
         --workdir=runs/features --config.features.backbone=runs/quickstart
 
+The job `config.job='features'` (launch.py dispatches it here), configured by
+`config.features`.
+
 1. The backbone: a flaxcnn workdir (its latest checkpoint, read as raw arrays
-   like `checkpoint.load_raw`, with the run's own workdir/config.json), or imported
+   like `checkpoint.load_raw`, with the run's own workdir/config.json and the
+   normalization statistics training saved in workdir/data.json), or imported
    weights (`flaxcnn.pretrained`: .safetensors / .pth / .npz of torchvision /
    timm models, preset `config.model.name`).
 2. Its classifier is dropped: every classification model's classifier is the
@@ -36,10 +40,18 @@ import os
 import time
 from typing import Any, Dict, Optional, Tuple
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from flaxcnn import augment, backend, checkpoint, data as data_lib, models, parallel, pretrained
+from flaxcnn import workdir as workdir_lib
+from flaxcnn.config import default_config
+from flaxcnn.data.sources import default_cache_dir
+from flaxcnn.metrics import MetricWriter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,7 +98,6 @@ def _tupled(v):
 def load_run_config(workdir: str):
   """The config of the run in `workdir` (workdir/config.json, written when it
   started) over default_config(); fields this version does not know are skipped."""
-  from flaxcnn.config import default_config
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"config.features.backbone={workdir}: no config.json there; "
@@ -115,27 +126,35 @@ def load_run_config(workdir: str):
 def latest_checkpoint(workdir: str):
   """(step, {'params', 'batch_stats'}) of the newest readable checkpoint in
   workdir/checkpoints, read without building the train state (no compilation)."""
-  from flaxcnn import checkpoint
   return checkpoint.load_raw(workdir, with_step=True)
 
 
+def training_data(workdir: str, run_config) -> dict:
+  """{'num_classes', 'mean', 'std', ...} of the data a run trained on: its
+  workdir/data.json (written when training starts), else, for runs older than
+  that file, the statistics of its data loaded again."""
+  saved = workdir_lib.read_data_stats(workdir)
+  if saved is not None:
+    return saved
+  dataset = data_lib.load(run_config)
+  return {"num_classes": dataset.num_classes, "mean": dataset.mean, "std": dataset.std}
+
+
 def backbone_from_workdir(workdir: str, run_config=None) -> Backbone:
-  """The latest checkpoint of a flaxcnn training run (the run's model and the
-  input normalization of its training data, from workdir/config.json)."""
-  from flaxcnn import data as data_lib, models
+  """The latest checkpoint of a flaxcnn training run (the run's model from
+  workdir/config.json, the input normalization of its training data)."""
   run_config = run_config or load_run_config(workdir)
   step, variables = latest_checkpoint(workdir)
-  dataset = data_lib.load(run_config)           # its normalization statistics
-  model = models.build_model(run_config, dataset.num_classes)
+  data = training_data(workdir, run_config)
+  model = models.build_model(run_config, data["num_classes"])
   key = f"{run_config.model.name}-step{step}-{_hash_tree(variables)}"
-  return Backbone(model, variables, tuple(dataset.mean), tuple(dataset.std), key,
+  return Backbone(model, variables, tuple(data["mean"]), tuple(data["std"]), key,
                   f"{run_config.model.name} from {workdir} (step {step})")
 
 
 def backbone_from_weights(preset: str, path: str, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                           **model_kwargs) -> Backbone:
   """Imported torchvision / timm weights (flaxcnn.pretrained) of `preset`."""
-  from flaxcnn import models, pretrained
   variables = pretrained.load(preset, path, **model_kwargs)
   num_classes = _head_outputs(variables["params"])
   model = models.create_model(preset, num_classes=num_classes, **model_kwargs)
@@ -174,7 +193,6 @@ class NoClassifier(ValueError):
 def pooled_features(model, variables, x):
   """The global-average-pooled features the model's classifier (`head`) receives:
   `model.apply(..., pre_logits=True)`, (N, D) float32."""
-  import inspect
   if "pre_logits" not in inspect.signature(type(model).__call__).parameters:
     raise NoClassifier(f"{type(model).__name__} has no classifier head to drop")
   return model.apply(variables, x, train=False, pre_logits=True).astype(jnp.float32)
@@ -200,7 +218,6 @@ def _input_channels(backbone: Backbone, image_shape) -> int:
 def extract_features(backbone: Backbone, dataset, batch_size: int,
                      image_size: Optional[int] = None) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
   """Runs the backbone once over every split: {split: (features, labels)}."""
-  from flaxcnn import augment, backend, parallel
   mesh = parallel.make_mesh()
   batch_sharding = parallel.batch_sharded(mesh)
   channels = _input_channels(backbone, dataset.image_shape if not image_size else
@@ -248,7 +265,6 @@ def dataset_key(config, dataset, image_size=None) -> str:
 
 
 def cache_dir(config) -> str:
-  from flaxcnn.data.sources import default_cache_dir
   return config.features.cache_dir or os.path.join(default_cache_dir(config.data.cache_dir),
                                                    "features")
 
@@ -332,7 +348,12 @@ def evaluate_head(head, features, labels) -> dict:
 
 def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None) -> dict:
   """Backbone -> cached features -> logistic-regression head; returns the summary."""
-  from flaxcnn import workdir as workdir_lib
+  source = config.features.backbone
+  if source and os.path.isdir(source) and os.path.realpath(source) == os.path.realpath(
+      workdir):
+    raise ValueError(f"--workdir={workdir} is the backbone's own run "
+                     "(config.features.backbone): its metrics, summary and config would be "
+                     "replaced by the linear head's; give the head another --workdir")
   lock = workdir_lib.prepare(workdir)   # one-line errors; a busy workdir is refused
   try:
     return _run(config, workdir, backbone, dataset)
@@ -341,8 +362,6 @@ def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None)
 
 
 def _run(config, workdir, backbone, dataset) -> dict:
-  from flaxcnn import data as data_lib, workdir as workdir_lib
-  from flaxcnn.metrics import MetricWriter
   t0 = time.time()
   n = jax.device_count()
   if config.eval_batch_size % n:   # the backbone's batches are split over the devices
@@ -376,7 +395,3 @@ def _run(config, workdir, backbone, dataset) -> dict:
     workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
-
-if __name__ == "__main__":   # the same command line as launch.py
-  from flaxcnn import cli
-  cli.run()

@@ -307,9 +307,9 @@ def _train_variant(config, vdir, data_cache):
   from flaxcnn import tasks, train
   task = tasks.for_config(config)
   task.validate(config, jax.device_count())
-  if config.mode != "train":
-    raise ValueError(f"config.mode={config.mode!r}: a sweep trains its variants "
-                     "(evaluate one with --workdir=DIR/<variant> --config.mode=eval)")
+  if config.job != "train":
+    raise ValueError(f"config.job={config.job!r}: a sweep trains its variants "
+                     "(evaluate one with --workdir=DIR/<variant> --config.job=eval)")
   dataset = data_cache.get(config, task)
   return train.train_and_evaluate(config, vdir, dataset=dataset)
 

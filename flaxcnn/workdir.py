@@ -14,6 +14,8 @@ import time
 
 import jax
 
+from flaxcnn.config import default_config
+
 STALE_SECONDS = 15 * 60
 
 
@@ -145,6 +147,32 @@ def save_config(config, workdir: str) -> None:
   os.replace(tmp, os.path.join(workdir, "config.json"))
 
 
+DATA_STATS = "data.json"
+
+
+def write_data_stats(workdir: str, dataset) -> None:
+  """WORKDIR/data.json: what the model was trained on (name, classes, image shape,
+  split sizes) and the input normalization, for jobs that reuse the weights
+  (feature extraction) without loading the training data again."""
+  if jax.process_index() != 0:
+    return
+  write_json(os.path.join(workdir, DATA_STATS), {
+      "name": dataset.name, "num_classes": int(dataset.num_classes),
+      "image_shape": [int(x) for x in dataset.image_shape],
+      "sizes": {k: int(v) for k, v in dataset.sizes.items()},
+      "mean": [float(x) for x in dataset.mean], "std": [float(x) for x in dataset.std],
+      "class_names": list(dataset.class_names or [])})
+
+
+def read_data_stats(workdir: str):
+  """The dict write_data_stats saved in `workdir`, or None (runs older than it)."""
+  try:
+    with open(os.path.join(workdir, DATA_STATS)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
 def _flat(d, prefix=""):
   out = {}
   for k, v in d.items():
@@ -161,8 +189,19 @@ def config_changes(config, workdir: str) -> dict:
   except (OSError, ValueError):
     return {}
   now = _flat(json.loads(config.to_json_best_effort()))
+  defaults = _flat(json.loads(default_config().to_json_best_effort()))
+
+  def schema_change(k):
+    """A field one version of flaxcnn's schema has and the other lacks: added since
+    the run (and at its default now), or removed since."""
+    if k.startswith("model.kwargs."):
+      return False
+    if k not in saved:
+      return now.get(k) == defaults.get(k)
+    return k not in now and k not in defaults
+
   return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
-          if saved.get(k) != now.get(k)}
+          if saved.get(k) != now.get(k) and not schema_change(k)}
 
 
 def describe_changes(changes: dict) -> list:

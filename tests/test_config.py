@@ -26,6 +26,7 @@ def test_wrong_type_is_rejected():
     ("batch_size", 0, "config.batch_size"),
     ("optimizer.lr", -1.0, "config.optimizer.lr"),
     ("dtype", "float16", "config.dtype"),
+    ("job", "extract", "config.job='extract' is not one of train, eval, features"),
 ])
 def test_bad_values_name_the_field(field, value, match):
   c = tiny_config(**{field: value})
@@ -156,3 +157,20 @@ def test_an_optional_field_can_be_unset_from_the_command_line():
     cli._set_none(config, "batch_size")
   with pytest.raises(ValueError, match="has no field 'optimizer.lrr'"):
     cli._set_none(config, "optimizer.lrr")
+
+
+def test_fields_a_later_version_added_or_removed_are_not_changes_of_a_run(tmp_path):
+  """A run saved before config.job, config.task and config.features existed (and with
+  the old config.mode) is the same config, not a changed one; a real change is."""
+  import json
+  from flaxcnn import workdir as workdir_lib
+  c = tiny_config()
+  saved = json.loads(c.to_json_best_effort())
+  for field in ("job", "task", "features"):
+    del saved[field]
+  saved["mode"] = "train"
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  assert workdir_lib.config_changes(c, str(tmp_path)) == {}
+  c.job, c.optimizer.lr = "eval", 0.01
+  assert workdir_lib.config_changes(c, str(tmp_path)) == {"job": (None, "eval"),
+                                                          "optimizer.lr": (0.05, 0.01)}

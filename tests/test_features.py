@@ -151,7 +151,7 @@ def test_the_command(backbone_run, tmp_path):
   workdir, _ = backbone_run
   env = dict(os.environ, PYTHONPATH=ROOT)
   out = subprocess.run(
-      [sys.executable, "-m", "flaxcnn.features", "--config=experiments/feature_extraction.py",
+      [sys.executable, "launch.py", "--config=experiments/feature_extraction.py",
        f"--workdir={tmp_path / 'cmd'}", f"--config.features.backbone={workdir}",
        f"--config.features.cache_dir={tmp_path / 'cache'}", "--config.features.head_steps=100"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -159,7 +159,7 @@ def test_the_command(backbone_run, tmp_path):
   assert "computed and cached in" in out.stdout and "head test" in out.stdout
   assert (tmp_path / "cmd" / "summary.json").exists()
   bad = subprocess.run(
-      [sys.executable, "-m", "flaxcnn.features", "--config=experiments/feature_extraction.py",
+      [sys.executable, "-m", "flaxcnn", "--config=experiments/feature_extraction.py",
        f"--workdir={tmp_path / 'bad'}", "--config.features.backbone=/nonexistent"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert bad.returncode != 0 and "does not exist" in bad.stderr
@@ -174,3 +174,29 @@ def test_a_batch_the_devices_cannot_share_is_one_line_before_any_work(tmp_path, 
   with pytest.raises(ValueError, match=r"config.eval_batch_size=255 must be divisible by "
                                        r"the 2 devices"):
     features.run(config, str(tmp_path / "run"))
+
+
+def test_the_backbone_normalization_comes_from_the_run_not_from_reloading_its_data(
+    backbone_run, monkeypatch):
+  """Training saves its data's statistics (WORKDIR/data.json); the backbone reads
+  them instead of loading the whole training set again."""
+  import json
+  workdir, _ = backbone_run
+  saved = json.load(open(workdir / "data.json"))
+  assert saved["num_classes"] == 10 and saved["image_shape"] == [8, 8, 1]
+
+  def no_reload(config):
+    raise AssertionError("the training data was loaded again")
+  monkeypatch.setattr(features.data_lib, "load", no_reload)
+  backbone = features.backbone_from_workdir(str(workdir))
+  assert backbone.mean == tuple(saved["mean"]) and backbone.std == tuple(saved["std"])
+
+
+def test_features_into_the_backbones_own_workdir_are_refused(backbone_run, tmp_path):
+  """The head's metrics, summary and config replaced the training run's (exit 0)."""
+  workdir, _ = backbone_run
+  before = sorted(os.listdir(workdir))
+  config = feature_config(workdir, tmp_path / "cache")
+  with pytest.raises(ValueError, match="is the backbone's own run"):
+    features.run(config, str(workdir) + "/")
+  assert sorted(os.listdir(workdir)) == before

@@ -291,6 +291,7 @@ def _start(config, workdir, dataset, lock):
           else fresh
     del fresh
     workdir_lib.save_config(config, workdir)
+    workdir_lib.write_data_stats(workdir, dataset)
     writer = MetricWriter(workdir, resume_step=resumed,
                           hparams=json.loads(config.to_json_best_effort()))
   except BaseException:
