@@ -6,6 +6,8 @@ gives the same result on any device layout.
 import jax
 import jax.numpy as jnp
 
+from flaxcnn import randaugment
+
 
 def normalize(images, mean, std, dtype=jnp.float32):
   """uint8 [0, 255] -> (x / 255 - mean) / std, per channel."""
@@ -82,7 +84,6 @@ def train_augment(rng, images, config, mean, std, dtype, size=None):
   if config.augment.flip:
     images = random_flip(k_flip, images)
   if config.augment.randaugment_layers:
-    from flaxcnn import randaugment
     images = randaugment.randaugment(k_ra, images, config.augment.randaugment_layers,
                                      config.augment.randaugment_magnitude)
   if size:

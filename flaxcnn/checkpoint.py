@@ -20,6 +20,7 @@ import re
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -56,7 +57,6 @@ def _shapes(tree) -> dict:
 def _leaf_checksums(tree):
   """Per array: the sum of its bits as uint32 words (mod 2**32), so exact in any
   order of addition, on any number of devices or processes."""
-  import jax.numpy as jnp
 
   def words(x):
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):

@@ -44,7 +44,13 @@ import os
 import re
 from typing import Dict, Mapping, Optional, Tuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import serialization, traverse_util
+
+from flaxcnn import models
+from flaxcnn.models import densenet, efficientnet, layers, resnet
 
 # preset -> the published checkpoints of that exact architecture.
 SUPPORTED = {
@@ -211,7 +217,7 @@ def _densenet_keys(model):
 
 
 def _efficientnet_keys(model):
-  from flaxcnn.models import efficientnet as eff
+  eff = efficientnet
   m = model
   if m.act not in ("swish", "silu") or m.depth_divisor != 8:
     raise ConversionError(f"no timm layout for this EfficientNet (act={m.act!r}, "
@@ -254,7 +260,6 @@ def _efficientnet_keys(model):
 
 
 def _key_function(model):
-  from flaxcnn.models import densenet, efficientnet, resnet
   if isinstance(model, resnet.ResNet):
     return _resnet_keys(model)
   if isinstance(model, densenet.DenseNet):
@@ -266,7 +271,6 @@ def _key_function(model):
 
 
 def _build(preset_name: str, num_classes: Optional[int], model_kwargs):
-  from flaxcnn import models
   if preset_name not in SUPPORTED and not model_kwargs:
     raise ConversionError(f"no pretrained import for preset {preset_name!r}; supported: "
                           f"{', '.join(SUPPORTED)}")
@@ -277,8 +281,6 @@ def _build(preset_name: str, num_classes: Optional[int], model_kwargs):
 
 
 def _abstract_variables(model):
-  import jax
-  import jax.numpy as jnp
   return jax.eval_shape(lambda: model.init(
       {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
       jnp.zeros((1, 64, 64, 3), jnp.float32), train=False))
@@ -301,7 +303,6 @@ def key_map(preset_name: str, num_classes: Optional[int] = None, **model_kwargs)
 
 
 def _key_map(model):
-  from flax import traverse_util
   key = _key_function(model)
   out = {}
   abstract = _abstract_variables(model)
@@ -345,7 +346,6 @@ def _head_names(kmap):
 
 
 def _check_known_mismatch(model, sd):
-  from flaxcnn.models import efficientnet
   if isinstance(model, efficientnet.EfficientNet) and "features.0.0.weight" in sd:
     raise ConversionError(
         "this is a torchvision EfficientNet state dict: torchvision pads symmetrically, "
@@ -366,7 +366,6 @@ def convert(preset_name: str, state_dict: Mapping[str, np.ndarray],
   (tests use smaller variants of a family).
   Raises ConversionError naming missing / unexpected keys and shape mismatches.
   """
-  from flax import traverse_util
   sd = {k: v for k, v in state_dict.items() if not _IGNORED.search(k)}
   sd = _legacy_densenet(sd)
   if num_classes is None:
@@ -423,7 +422,6 @@ def convert(preset_name: str, state_dict: Mapping[str, np.ndarray],
   variables = traverse_util.unflatten_dict(flat)
   variables.setdefault("batch_stats", {})
   if scan_groups is not None:
-    from flaxcnn.models import layers
     variables = layers.stack_blocks(variables, scan_groups)
   return variables
 
@@ -460,7 +458,6 @@ def main(argv=None):
   n = sum(int(np.size(v)) for v in __import__("jax").tree.leaves(variables["params"]))
   print(f"{args.preset}: {n:,} parameters converted from {args.path}")
   if args.out:
-    from flax import serialization
     with open(args.out, "wb") as f:
       f.write(serialization.msgpack_serialize(variables))
     print(f"wrote {args.out}")

@@ -39,6 +39,7 @@ or add capacity) nor overfits (the train/dev gap; dev performance getting worse 
 training performance improves: regularize more), and train for as many epochs as it
 takes for the dev performance to stop improving.
 """
+import argparse
 import json
 import math
 import os
@@ -803,7 +804,6 @@ def report(path: str, out_dir: Optional[str] = None, metric: Optional[str] = Non
 
 
 def main(argv=None):
-  import argparse
   import matplotlib
   matplotlib.use("Agg")
   p = argparse.ArgumentParser(description="Tables, figures and diagnostics of a sweep.")

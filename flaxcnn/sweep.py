@@ -34,10 +34,12 @@ import traceback
 import types
 from typing import Callable, Dict, List, Optional, Sequence
 
+import jax
 import ml_collections
 from absl import logging
+from jax.experimental.compilation_cache import compilation_cache as cc
 
-from flaxcnn import config as config_lib
+from flaxcnn import config as config_lib, tasks, train
 from flaxcnn import workdir as workdir_lib
 
 Overrides = Dict[str, object]
@@ -264,14 +266,12 @@ def _one_line(e: BaseException) -> str:
 def _enable_compilation_cache(cache) -> Callable[[], None]:
   """Points JAX's persistent compilation cache at `cache` (unless one is set), so
   variants that share shapes (seeds) compile once. Returns a function that undoes it."""
-  import jax
   if cache is False or jax.config.jax_compilation_cache_dir:
     return lambda: None
   if cache in (True, None):
     root = os.environ.get("FLAXCNN_CACHE", "~/.cache/flaxcnn")
     cache = os.path.join(os.path.expanduser(root), "jax")
   try:
-    from jax.experimental.compilation_cache import compilation_cache as cc
     os.makedirs(cache, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", cache)
     cc.reset_cache()      # a cache checked before this (disabled) is looked at again
@@ -303,8 +303,6 @@ class _DataCache:
 
 
 def _train_variant(config, vdir, data_cache):
-  import jax
-  from flaxcnn import tasks, train
   task = tasks.for_config(config)
   task.validate(config, jax.device_count())
   if config.job != "train":
@@ -336,7 +334,6 @@ def run(source, workdir: str, arg: str = "", index: Optional[int] = None, config
 
   Returns the variant records of this call, in sweep order.
   """
-  import jax
   specs = _specs(source, arg, config, sweep)
   if index is not None and not 0 <= index < len(specs):
     raise ValueError(f"sweep index {index} is out of range: the sweep has {len(specs)} "

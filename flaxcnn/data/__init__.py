@@ -16,6 +16,7 @@ after a fixed shuffle) when the dataset has none.
 """
 import numbers
 
+from flaxcnn.data import sources, streaming
 from flaxcnn.data.core import Dataset, Split, _stats, finalize, hold_out  # noqa: F401
 
 MAX_IMAGE_SIZE = 4096            # pixels per side; beyond it a size is a typo
@@ -47,10 +48,9 @@ def check_config(config) -> None:
                                       for s in scale_range) or scale_range[0] > scale_range[1]:
     raise ValueError(f"config.augment.scale_range={a.get('scale_range')!r} must be two "
                      f"integers (lo, hi) with 1 <= lo <= hi <= {MAX_IMAGE_SIZE}")
-  from flaxcnn.data.streaming import TRAIN_CROPS
-  if a.get("train_crop", "scale") not in TRAIN_CROPS:
+  if a.get("train_crop", "scale") not in streaming.TRAIN_CROPS:
     raise ValueError(f"config.augment.train_crop={a.get('train_crop')!r} must be one of "
-                     f"{', '.join(TRAIN_CROPS)}")
+                     f"{', '.join(streaming.TRAIN_CROPS)}")
   scales = config.get("eval_scales") or ()
   if not all(_is_int(s) and 1 <= s <= MAX_IMAGE_SIZE for s in scales):
     raise ValueError(f"config.eval_scales={tuple(scales)!r} must be integers from 1 to "
@@ -60,11 +60,9 @@ def check_config(config) -> None:
 def load(config):
   """The dataset of `config.data`: a `Dataset` of arrays, or a streamed one when
   `config.data.in_memory` is False."""
-  from flaxcnn.data import sources
   check_config(config)
   d = config.data
   if not d.in_memory and d.source in ("folder", "tfds"):
-    from flaxcnn.data import streaming
     return streaming.load(config)
   if d.source == "digits":
     return sources.digits(d.validation_size)

@@ -15,6 +15,8 @@ from typing import Tuple
 
 import numpy as np
 
+from flaxcnn.data.core import Split, finalize
+
 CLASS_NAMES = ("background", "crater")
 
 
@@ -67,7 +69,6 @@ def craters_dataset(train_size: int = 1024, validation_size: int = 128, test_siz
                     image_size: int = 32, seed: int = 0, **kwargs):
   """A `flaxcnn.data.Dataset` of craters: 'train' and 'validation' (held out from
   `train_size + validation_size` images of `seed`) and 'test' (images of seed + 1)."""
-  from flaxcnn.data.core import Split, finalize
   images, masks = craters(train_size + validation_size, image_size, seed, **kwargs)
   test_images, test_masks = craters(test_size, image_size, seed + 1, **kwargs)
   splits = {"train": Split(images, masks)}

@@ -1,5 +1,6 @@
 """Loaders of the in-memory dataset sources. TensorFlow is imported only for TFDS."""
 import concurrent.futures
+import difflib
 import gzip
 import hashlib
 import lzma
@@ -9,6 +10,7 @@ import tarfile
 import warnings
 import zipfile
 import zlib
+from importlib.metadata import version
 from typing import Optional
 
 import numpy as np
@@ -28,7 +30,6 @@ def digits(validation_size: int = 0) -> Dataset:
   A fixed, stratified 80/20 train/test split; validation held out from train.
   The split is cached as arrays (importing scikit-learn takes ~2.5 s of every start).
   """
-  from importlib.metadata import version
   cache = os.path.join(default_cache_dir(None), "arrays",
                        f"digits-sklearn-{version('scikit-learn')}.npz")
   try:
@@ -277,7 +278,6 @@ def tfds_builder(name: str, data_dir: Optional[str]):
     builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
   except Exception as e:
     if type(e).__name__ == "DatasetNotFoundError":
-      import difflib
       close = difflib.get_close_matches(name.split(":")[0].split("/")[0],
                                         tfds.list_builders(with_community_datasets=False), 3)
       hint = f"; did you mean {', '.join(close)}?" if close else ""

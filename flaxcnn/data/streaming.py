@@ -29,8 +29,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from flaxcnn.data.sources import (IMAGE_EXTENSIONS, extract_archive, split_classes,
-                                  tfds_builder)
+from flaxcnn.data.sources import (IMAGE_EXTENSIONS, _find_root, _is_archive, extract_archive,
+                                  split_classes, tfds_builder)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -444,7 +444,6 @@ def load(config) -> StreamingDataset:
   crop_padding = CROP_PADDING if config.augment.get("train_crop", "scale") == "inception" else None
   records = {}
   if d.source == "folder":
-    from flaxcnn.data.sources import _find_root, _is_archive
     if not os.path.exists(d.root):
       raise FileNotFoundError(f"config.data.root={d.root} does not exist")
     root = extract_archive(d.root, d.cache_dir) if _is_archive(d.root) else d.root

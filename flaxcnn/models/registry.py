@@ -7,6 +7,8 @@ preset by name and may override any keyword (`num_classes`, `dtype`, widths, ...
     model = create_model("resnet50", num_classes=10, dtype=jnp.bfloat16)
 """
 import dataclasses
+import difflib
+import inspect
 from typing import Any, Callable, Dict, List
 
 import flax.linen as nn
@@ -42,7 +44,6 @@ def _load_families() -> None:
 def get_preset(name: str) -> Preset:
   _load_families()
   if name not in _PRESETS:
-    import difflib
     bare = name.replace("_", "").lower()   # resnet_20 -> resnet20_cifar
     close = sorted(p for p in _PRESETS if p.replace("_", "").startswith(bare))[:3] or \
         difflib.get_close_matches(name, _PRESETS, n=3)
@@ -75,7 +76,6 @@ NO_DEFAULT = object()
 def keyword_default(name: str, key: str):
   """The value preset `name` gives keyword `key`: its own setting, else the built
   model's field, else the factory function's default; NO_DEFAULT when none has it."""
-  import inspect
   preset = get_preset(name)
   if key == "num_classes":
     return preset.num_classes

@@ -15,6 +15,9 @@ every dense/matmul out_elements * contracted size, at the preset's input size an
 batch 1, in inference mode. Element-wise work (BN, activations, pooling) is not
 counted, as in the papers.
 """
+import argparse
+import concurrent.futures
+import multiprocessing
 import os
 import sys
 from typing import Optional, Tuple
@@ -22,6 +25,8 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from flaxcnn.models import registry
 
 
 def _macs_of_jaxpr(jaxpr) -> int:
@@ -94,7 +99,6 @@ def count_macs(model, image_size: int, channels: int = 3) -> int:
 
 
 def summarize(name: str, image_size: Optional[int] = None) -> Tuple[str, int, int, int]:
-  from flaxcnn.models import registry
   preset = registry.get_preset(name)
   size = image_size or preset.image_size
   try:   # repeated blocks traced once (nn.scan): the same counts, far faster for deep nets
@@ -110,7 +114,6 @@ def summarize(name: str, image_size: Optional[int] = None) -> Tuple[str, int, in
 def param_paths(name: str, image_size: Optional[int] = None):
   """[(path 'a/b/kernel', shape)] of preset `name`'s parameters (what
   config.finetune.freeze regexes match)."""
-  from flaxcnn.models import registry
   preset = registry.get_preset(name)
   variables = init_shapes(registry.create_model(name), image_size or preset.image_size)
   flat = jax.tree_util.tree_flatten_with_path(variables.get("params", {}))[0]
@@ -120,8 +123,6 @@ def param_paths(name: str, image_size: Optional[int] = None):
 
 def main(argv):
   """The command line; an unknown preset or flag raises before any work."""
-  import argparse
-  from flaxcnn.models import registry
   parser = argparse.ArgumentParser(prog="python -m flaxcnn.models.summary",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("presets", nargs="*", help="preset names (default: all)")
@@ -149,8 +150,7 @@ def main(argv):
   jobs = max(1, args.jobs or min(os.cpu_count() or 1, len(names)))
   sizes = [args.image_size] * len(names)
   if jobs > 1:   # tracing is single-threaded: one process per core (spawned, not forked)
-    import concurrent.futures
-    import multiprocessing
+    # the workers need summarize by its module's name, also when this runs as __main__
     from flaxcnn.models.summary import summarize as work
     pool = concurrent.futures.ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"))
     results = pool.map(work, names, sizes)
