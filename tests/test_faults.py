@@ -83,6 +83,40 @@ def test_a_fresh_start_does_not_append_to_an_old_history(tmp_path, capsys):
   assert any(n.startswith("metrics.jsonl.old-") for n in os.listdir(tmp_path))
 
 
+def _files(workdir):
+  """{relative path: bytes} of everything in a workdir."""
+  out = {}
+  for root, _, names in os.walk(workdir):
+    for n in names:
+      path = os.path.join(root, n)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = f.read()
+  return out
+
+
+def test_a_finished_run_is_final(tmp_path, capsys):
+  """Rerunning a finished run rewrote summary.json's wall time and appended a second
+  set of evaluation lines; now it prints the summary and changes nothing on disk."""
+  first = train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  before = _files(tmp_path)
+  again = train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  assert again == json.loads(json.dumps(first))
+  assert _files(tmp_path) == before
+  assert "finished at step 4" in capsys.readouterr().out
+
+
+def test_a_kill_after_the_final_evaluation_adds_no_duplicate_lines(tmp_path):
+  """Killed between the final checkpoint and summary.json: the rerun takes the final
+  evaluation from metrics.jsonl instead of writing it a second time."""
+  first = train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  lines = metrics.read_jsonl(str(tmp_path))
+  os.remove(tmp_path / "summary.json")
+  again = train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  assert len(metrics.read_jsonl(str(tmp_path))) == len(lines)
+  assert again["test"] == pytest.approx(first["test"])
+  assert json.load(open(tmp_path / "summary.json"))["step"] == 4
+
+
 def test_a_config_of_another_model_is_named_not_restored(tmp_path):
   train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
   other = tiny_config(num_steps=8, **{"model.kwargs.depth": 14})

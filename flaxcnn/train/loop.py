@@ -25,7 +25,7 @@ from flaxcnn import console as console_lib, optim, tasks
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer
 from flaxcnn.data import feeds
-from flaxcnn.metrics import MetricWriter, format_duration
+from flaxcnn.metrics import MetricWriter, format_duration, read_jsonl
 from flaxcnn.train import finetune, stages, steps
 from flaxcnn.train.state import check_resume, create_state, load_state, restore, setup
 
@@ -269,16 +269,33 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   try:
     if dataset is None:
       dataset = task.load_data(config)
-    ctx, state, resumed = _start(config, workdir, dataset, lock)
+    started = _start(config, workdir, dataset, lock)
+    if isinstance(started, dict):   # the run had finished: nothing changes on disk
+      return started
+    ctx, state, resumed = started
     ctx.console.line(console_lib.header(config, ctx.run, dataset, workdir, resumed))
     return _loop(ctx, state)
   finally:
     lock.release()
 
 
+def finished_summary(workdir: str, step) -> dict:
+  """The summary.json of a run that finished at checkpoint `step`, else None. (Only
+  process 0 writes it: a multi-process run evaluates its final state again.)"""
+  if jax.process_count() > 1:
+    return None
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return summary if summary.get("step") == step and not summary.get("interrupted") else None
+
+
 def _start(config, workdir, dataset, lock):
   """(Context, state, resumed step or None): the run set up, its state restored
-  from the workdir's latest checkpoint, else initialized (or from init_from)."""
+  from the workdir's latest checkpoint, else initialized (or from init_from).
+  A run whose final checkpoint and summary.json are there is final: its summary."""
   run = setup(config, dataset)
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   try:
@@ -286,6 +303,15 @@ def _start(config, workdir, dataset, lock):
     state, resumed = restore(config, workdir, ckpt, fresh)
     if resumed is not None:
       check_resume(config, workdir, resumed)
+    done = finished_summary(workdir, run.total_steps) if resumed == run.total_steps else None
+    if done is not None:
+      ckpt.close()
+      if jax.process_index() == 0:
+        parts = [f"{k} {run.task.final_line(done[k])}" for k in
+                 ("validation", "test", "validation_ema", "test_ema") if k in done]
+        print(f"{workdir} finished at step {resumed} ({', '.join(parts)}); nothing to do "
+              "(raise config.num_steps or num_epochs to train on)", flush=True)
+      return done
     if state is None:
       state = finetune.load_initial_weights(config, fresh, run) if config.init_from \
           else fresh
@@ -332,11 +358,25 @@ def _loop(ctx: Context, state) -> dict:
           break
     profile.stop()
     if not interrupt.signal and not ctx.summary:   # resumed from the final checkpoint
-      state = evaluate(state, step)
+      saved = _evaluations_at(ctx.workdir, step)   # killed after its final evaluation
+      if saved:
+        ctx.summary.update(saved)
+      else:
+        evaluate(state, step)
   finally:
     ctx.ckpt.close()   # waits for an asynchronous save in flight
     ctx.writer.close()
   return _finish(ctx, step, time.time() - t_start, bool(interrupt.signal))
+
+
+def _evaluations_at(workdir: str, step: int) -> dict:
+  """{split: metrics} of the evaluation lines metrics.jsonl has at `step` (one
+  process only: the others may not see process 0's file)."""
+  if jax.process_count() > 1:
+    return {}
+  meta = ("step", "split", "epoch", "time")
+  return {r["split"]: {k: v for k, v in r.items() if k not in meta}
+          for r in read_jsonl(workdir) if r.get("step") == step and r.get("split") != "train"}
 
 
 def _stop_for(ctx: Context, interrupt: _Interrupt, step: int):
