@@ -126,6 +126,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.finetune.head_epochs = 0.0     # first train only the new classifier head this long
   c.finetune.lr_mult = 0.1         # then everything at this multiple of the schedule's lr
   c.finetune.freeze_bn = False     # BatchNorm in inference mode (running averages frozen)
+  c.finetune.allow_partial = False  # go on when init_from matches under half of the arrays
   c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^Conv_0",)
                                    # (`python -m flaxcnn.models.summary NAME --params`)
 

@@ -112,6 +112,19 @@ def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
                                 source.batch_stats["BatchNorm_0"]["mean"])
 
 
+def test_init_from_a_source_that_matches_under_half_the_arrays_is_refused(tmp_path):
+  """A ResNet-8 source for a ResNet-20 matched 1 in 3 arrays and trained on silently."""
+  src = tmp_path / "resnet8"
+  train.train_and_evaluate(tiny_config(num_steps=2), str(src))
+  wide = tiny_config(num_steps=2, init_from=str(src))
+  wide.model.kwargs.depth = 20
+  with pytest.raises(ValueError, match=r"\(resnet20_cifar\) matches only \d+ of the \d+ "
+                                       r"arrays of resnet20_cifar.*allow_partial=True"):
+    train.train_and_evaluate(wide, str(tmp_path / "ft"))
+  wide.finetune.allow_partial = True
+  assert train.train_and_evaluate(wide, str(tmp_path / "ft"))["step"] == 2
+
+
 def test_profile_trace_hparams_and_norms(tmp_path):
   """--config.profile_steps writes a jax.profiler trace; TensorBoard gets the run's
   hyperparameters (HParams view); gradient and parameter norms are logged."""

@@ -1,5 +1,6 @@
 """Transfer learning: start from a trained run or imported weights, train the new
 head first, then everything (but frozen paths) at a multiple of the learning rate."""
+import json
 import os
 import re
 
@@ -45,6 +46,15 @@ def _load_source(config):
                           "weights file")
 
 
+def _source_model(source: str) -> str:
+  """The model a source was made for: a run's config.json model.name, else the file."""
+  try:
+    with open(os.path.join(source, "config.json")) as f:
+      return json.load(f)["model"]["name"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return os.path.basename(source.rstrip("/"))
+
+
 def load_initial_weights(config, state, run):
   """Copies the parameters and BatchNorm statistics of `config.init_from` (a workdir
   or a weights file) into a fresh state wherever the shapes match; a new head (other
@@ -73,6 +83,13 @@ def load_initial_weights(config, state, run):
   if not kept:
     raise ValueError(f"config.init_from={source}: no parameter matches model "
                      f"{config.model.name}; is it the same architecture?")
+  total = kept + len(fresh_paths)
+  if kept < total / 2 and not config.finetune.allow_partial:
+    raise ValueError(
+        f"config.init_from={source} ({_source_model(source)}) matches only {kept} of the "
+        f"{total} arrays of {config.model.name} (fresh: {', '.join(fresh_paths[:4])}, ...): "
+        "most of the model would start from scratch. Use a source of the same "
+        "architecture, or --config.finetune.allow_partial=True to go on")
   if jax.process_index() == 0:
     print(f"Initialized {kept} arrays from {source}; fresh: "
           f"{', '.join(fresh_paths[:6]) or 'none'}{' ...' if len(fresh_paths) > 6 else ''}",
