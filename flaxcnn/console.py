@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from flaxcnn.models import summary
+from flaxcnn.models import model_label, summary
 
 
 class Console:
@@ -59,7 +59,7 @@ def header(config, run, dataset, workdir: str, resumed: Optional[int]) -> str:
     devices += f" in {jax.process_count()} processes"
   start = f"Resumed from checkpoint at step {resumed}" if resumed is not None \
       else "from scratch"
-  return (f"{config.model.name} ({n_params:,} params{macs}) on {dataset.name} "
+  return (f"{model_label(config)}: {n_params:,} params{macs}, on {dataset.name} "
           f"({sizes}; {'x'.join(map(str, dataset.image_shape))}, {dataset.num_classes} "
           f"classes) | {devices} | {run.total_steps:,} steps "
           f"({run.total_steps / run.steps_per_epoch:.1f} epochs), {config.dtype} | "

@@ -305,9 +305,6 @@ class _DataCache:
 def _train_variant(config, vdir, data_cache):
   task = tasks.for_config(config)
   task.validate(config, jax.device_count())
-  if config.job != "train":
-    raise ValueError(f"config.job={config.job!r}: a sweep trains its variants "
-                     "(evaluate one with --workdir=DIR/<variant> --config.job=eval)")
   dataset = data_cache.get(config, task)
   return train.train_and_evaluate(config, vdir, dataset=dataset)
 
@@ -338,6 +335,10 @@ def run(source, workdir: str, arg: str = "", index: Optional[int] = None, config
   if index is not None and not 0 <= index < len(specs):
     raise ValueError(f"sweep index {index} is out of range: the sweep has {len(specs)} "
                      f"variants (0..{len(specs) - 1}); see --list_variants")
+  jobs = sorted({cfg.job for _, _, cfg in specs} - {"train"})
+  if jobs:   # once, before any variant, not as a failure of each
+    raise ValueError(f"config.job={jobs[0]!r}: a sweep trains its variants; evaluate one "
+                     "with --workdir=DIR/<variant> --config.job=eval (without --sweep)")
   chief = jax.process_index() == 0
   if chief:
     os.makedirs(workdir, exist_ok=True)

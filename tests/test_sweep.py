@@ -271,3 +271,12 @@ def test_a_segmentation_sweep_trains_through_its_task(tmp_path):
   assert [r["status"] for r in records] == [sweep.FINISHED] * 2
   summary = _json(tmp_path / "lr=0.003" / "summary.json")
   assert 0.0 <= summary["test"]["mean_iou"] <= 1.0 and summary["test"]["count"] == 32
+
+
+def test_a_sweep_of_another_job_is_refused_once_before_any_variant(tmp_path):
+  """--sweep with job=eval failed each variant in turn, each with its own folder."""
+  base = tiny_config()
+  base.job = "eval"
+  with pytest.raises(ValueError, match=r"config.job='eval': a sweep trains its variants"):
+    sweep.run(base, str(tmp_path / "s"), sweep=sweep.axis("seed", [0, 1]))
+  assert not os.path.exists(tmp_path / "s")

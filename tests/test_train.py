@@ -1,5 +1,6 @@
 """The training loop end to end: learning, evaluation, resume, signals, NaN."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,6 +70,15 @@ def test_quickstart_reaches_97_percent(tmp_path):
   assert 0.0 <= evals[-1]["accuracy"] <= 1.0
   assert os.listdir(tmp_path / "tensorboard")
   assert (tmp_path / "config.json").exists()
+
+
+def test_the_header_names_the_model_that_trains_not_only_its_preset(tmp_path, capsys):
+  """quickstart trains ResNet-8 (depth=8 of the resnet20_cifar preset); the header
+  and the final line said resnet20_cifar alone."""
+  train.train_and_evaluate(tiny_config(num_steps=2), str(tmp_path))
+  out = capsys.readouterr().out
+  assert re.match(r"resnet20_cifar \(depth=8\): [\d,]+ params, ", out.splitlines()[0])
+  assert "Finished resnet20_cifar (depth=8) on digits" in out
 
 
 def test_evaluation_counts_each_example_once():

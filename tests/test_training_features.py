@@ -110,6 +110,13 @@ def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
   # frozen BatchNorm: the running averages are the source's
   np.testing.assert_array_equal(steps[4]["batch_stats"]["BatchNorm_0"]["mean"],
                                 source.batch_stats["BatchNorm_0"]["mean"])
+  # the logged learning rate is the one the parameters get: x lr_mult after the head
+  from flaxcnn import metrics, optim
+  schedule = optim.make_schedule(c, 38, 4)
+  logged = {r["step"]: r["lr"] for r in metrics.read_jsonl(str(tmp_path / "ft"))
+            if r["split"] == "train"}
+  assert logged[2] == pytest.approx(float(schedule(1)), rel=1e-6)          # head phase
+  assert logged[4] == pytest.approx(float(schedule(3)) * 0.1, rel=1e-6)    # then x lr_mult
 
 
 def test_init_from_a_source_that_matches_under_half_the_arrays_is_refused(tmp_path):

@@ -26,3 +26,12 @@ def check_model(config) -> None:
         jnp.zeros((1, size, size, 3), jnp.float32), train=False))
   except ValueError as e:
     raise ValueError(f"config.model ({config.model.name}): {e}") from None
+
+
+def model_label(config) -> str:
+  """The preset and the keywords the config overrides: 'resnet20_cifar (depth=8)'."""
+  kwargs = {k: v for k, v in dict(config.model.kwargs).items()
+            if k not in ("num_classes", "dtype")}
+  if not kwargs:
+    return config.model.name
+  return f"{config.model.name} ({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})"

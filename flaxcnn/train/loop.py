@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxcnn import console as console_lib, optim, tasks
+from flaxcnn import console as console_lib, models, optim, tasks
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer
 from flaxcnn.data import feeds
@@ -393,7 +393,8 @@ def _finish(ctx: Context, step: int, seconds: float, interrupted: bool) -> dict:
   if jax.process_index() == 0 and not interrupted:
     parts = [f"{k} {ctx.run.task.final_line(summary[k])}" for k in
              ("validation", "test", "validation_ema", "test_ema") if k in summary]
-    ctx.console.line(f"Finished {ctx.config.model.name} on {ctx.dataset.name}: step {step}, "
+    ctx.console.line(f"Finished {models.model_label(ctx.config)} on {ctx.dataset.name}: "
+                     f"step {step}, "
                      f"epoch {summary['epoch']:.2f}, " + ", ".join(parts) +
                      f", {format_duration(seconds)}")
     workdir_lib.write_json(os.path.join(ctx.workdir, "summary.json"), summary)
