@@ -81,14 +81,18 @@ def all_finite(tree) -> bool:
 
 class Checkpointer:
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+    """`read_only`: a reader beside the run that owns the workdir (evaluating a run
+    that is training): it never removes a save in progress or moves a checkpoint
+    aside, it skips what it cannot read."""
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=True,
-                                             cleanup_tmp_directories=True),
-        item_handlers=ocp.StandardCheckpointHandler())
+    self.read_only = read_only
+    options = (ocp.CheckpointManagerOptions(read_only=True) if read_only else
+               ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                            enable_async_checkpointing=True,
+                                            cleanup_tmp_directories=True))
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_handlers=ocp.StandardCheckpointHandler())
     self._in_flight = None   # the step of a save that may still be writing
 
   def save(self, state) -> None:
@@ -143,6 +147,10 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def _set_aside(self, step: int, kind: str, reason: str) -> None:
+    if self.read_only:
+      print(f"WARNING: checkpoint {step} in {self.directory} is {reason}; skipped (read "
+            "only: its run owns the files) and trying the previous one", flush=True)
+      return
     src = os.path.join(self.directory, str(step))
     dst = os.path.join(self.directory, f"{kind}-{step}")
     if jax.process_index() == 0 and os.path.exists(src):
@@ -197,6 +205,10 @@ class Checkpointer:
         self._set_aside(step, "nonfinite", "not finite (NaN/Inf parameters)")
         continue
       return serialization.from_state_dict(abstract_state, restored), step
+    if steps and self.read_only:
+      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} could be "
+                         "read beside the run that is writing them (nothing was moved); "
+                         "evaluate again after its next checkpoint")
     if steps:
       raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} is readable "
                          "and finite (they were moved aside); rerun to start from scratch")

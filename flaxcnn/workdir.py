@@ -97,6 +97,19 @@ def _stale(holder, path) -> bool:
     return True
 
 
+def holder(workdir: str):
+  """The live run (host, pid, start) that holds `workdir`'s lock, other than this
+  process; None when it is free or its lock is stale."""
+  path = os.path.join(os.path.abspath(workdir), ".lock")
+  if not os.path.exists(path):
+    return None
+  who = _holder(path)
+  if who is None or _stale(who, path) or (
+      who.get("pid") == os.getpid() and who.get("host") == socket.gethostname()):
+    return None
+  return who
+
+
 def prepare(workdir: str) -> Lock:
   """Checks the workdir and locks it for this run (process 0); returns the Lock."""
   check_writable(workdir)

@@ -63,6 +63,35 @@ def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
   assert summary["step"] == 2 and not (tmp_path / ".lock").exists()
 
 
+def test_evaluating_a_run_that_is_training_touches_none_of_its_files(tmp_path, capsys):
+  """--config.job=eval beside a live trainer removed the trainer's save in progress
+  (it then died: "could not write checkpoint ... NOT_FOUND") or moved its checkpoints
+  aside. Beside a live lock the evaluation reads read-only: the in-progress save stays,
+  an unreadable checkpoint is skipped, not moved."""
+  config = tiny_config(num_steps=8, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  in_progress = tmp_path / "checkpoints" / "12.orbax-checkpoint-tmp-1"
+  in_progress.mkdir()
+  for root, _, files in os.walk(tmp_path / "checkpoints" / "8"):
+    for f in files:
+      with open(os.path.join(root, f), "wb") as fh:
+        fh.write(b"garbage")
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    with open(tmp_path / ".lock", "w") as f:
+      json.dump({"host": socket.gethostname(), "pid": holder.pid, "start": "earlier"}, f)
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    results = train.evaluate_checkpoint(config, str(tmp_path))
+    assert results["test"]["count"] == 360
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before   # nothing moved or removed
+    out = capsys.readouterr().out
+    assert f"in use by a run (host {socket.gethostname()}, pid {holder.pid})" in out
+    assert "checkpoint 8" in out and "skipped" in out and "step 4" in out
+  finally:
+    holder.kill()
+    holder.wait()
+
+
 def test_head_size_must_match_the_data():
   config = tiny_config(**{"model.kwargs.num_classes": 5})
   with pytest.raises(ValueError, match=r"num_classes=5 but digits has 10 classes"):

@@ -156,7 +156,11 @@ def load_state(config, workdir: str, dataset=None) -> TrainState:
   if dataset is None:
     dataset = tasks.for_config(config).load_data(config)
   run = setup(config, dataset)
-  ckpt = Checkpointer(workdir, config.keep_checkpoints)
+  owner = workdir_lib.holder(workdir)
+  if owner is not None and jax.process_index() == 0:
+    print(f"{workdir} is in use by a run (host {owner.get('host')}, pid {owner.get('pid')}): "
+          "reading its newest finished checkpoint without touching its files", flush=True)
+  ckpt = Checkpointer(workdir, config.keep_checkpoints, read_only=owner is not None)
   try:
     state, _ = restore(config, workdir, ckpt, create_state(run, dataset.image_shape))
   finally:
