@@ -110,6 +110,7 @@ def main(argv):
     _log_to_workdir(workdir)
     distributed.initialize(FLAGS.num_processes, FLAGS.process_id,
                            FLAGS.coordinator_address, FLAGS.distributed)
+    distributed.check_same_config(config)
     logging.info("config:\n%s", config)
     if FLAGS.sweep or FLAGS.sweep_index is not None:
       sys.exit(sweep.main(FLAGS["config"].config_filename, config, workdir,

@@ -44,16 +44,22 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one(single_device_losses, tmp_path):
+def _two_processes(workdir, extra=((), ())):
+  """(processes, outputs) of a 2-process launch on this machine; extra[i]: flags of
+  process i only."""
   port = _free_port()
   env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
   procs = [subprocess.Popen(
       [sys.executable, "launch.py"] + ARGS + [
-          f"--workdir={tmp_path}", "--num_processes=2", f"--process_id={i}",
-          f"--coordinator_address=127.0.0.1:{port}"],
+          f"--workdir={workdir}", "--num_processes=2", f"--process_id={i}",
+          f"--coordinator_address=127.0.0.1:{port}"] + list(extra[i]),
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
       for i in range(2)]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
+  return procs, [p.communicate(timeout=600)[0] for p in procs]
+
+
+def test_two_processes_match_one(single_device_losses, tmp_path):
+  procs, outs = _two_processes(tmp_path)
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
   assert "2 cpu device(s) in 2 processes" in outs[0]
@@ -74,3 +80,13 @@ def test_a_one_device_checkpoint_resumes_on_eight_devices(tmp_path):
   assert "8 cpu device(s)" in r.stdout and "Resumed from checkpoint at step 6" in r.stdout
   assert "corrupt" not in r.stdout + r.stderr
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6", "9"]
+
+
+def test_processes_given_different_configs_stop_before_training(tmp_path):
+  """Two processes of one run with different batch sizes both exited 0 with a model
+  at chance level; now every process stops with the same line naming the field."""
+  procs, outs = _two_processes(tmp_path, extra=((), ("--config.batch_size=32",)))
+  for p, out in zip(procs, outs):
+    assert p.returncode != 0, out[-3000:]
+    assert "batch_size: 64 (process 0) vs 32 (process 1)" in out, out[-3000:]
+  assert not (tmp_path / "checkpoints").exists()
