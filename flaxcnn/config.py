@@ -55,6 +55,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.num_classes = placeholder(int)  # synthetic data only
   c.data.synthetic_size = 1024     # examples of synthetic data
   c.data.shuffle_buffer = 10_000   # streaming only
+  # Resuming on data that differ from those the run started with (a folder that
+  # gained or lost images) is refused; True goes on with a warning.
+  c.data.allow_changed = False
 
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_padding = 4       # in-memory: pad-and-random-crop (0 = off)

@@ -15,6 +15,7 @@ import time
 import jax
 
 from flaxcnn.config import default_config
+from flaxcnn.data.core import fingerprint
 
 STALE_SECONDS = 15 * 60
 
@@ -163,18 +164,51 @@ def save_config(config, workdir: str) -> None:
 DATA_STATS = "data.json"
 
 
-def write_data_stats(workdir: str, dataset) -> None:
+def write_data_stats(workdir: str, dataset, prints=None, resumed: bool = False) -> None:
   """WORKDIR/data.json: what the model was trained on (name, classes, image shape,
-  split sizes) and the input normalization, for jobs that reuse the weights
-  (feature extraction) without loading the training data again."""
+  split sizes, each split's fingerprint) and the input normalization, for the
+  resume check and for jobs that reuse the weights (feature extraction) without
+  loading the training data again. `prints`: the fingerprint, if computed.
+  'started_with' keeps the fingerprint of the run's first start."""
   if jax.process_index() != 0:
     return
-  write_json(os.path.join(workdir, DATA_STATS), {
+  stats = {
       "name": dataset.name, "num_classes": int(dataset.num_classes),
       "image_shape": [int(x) for x in dataset.image_shape],
       "sizes": {k: int(v) for k, v in dataset.sizes.items()},
       "mean": [float(x) for x in dataset.mean], "std": [float(x) for x in dataset.std],
-      "class_names": list(dataset.class_names or [])})
+      "class_names": list(dataset.class_names or []),
+      "fingerprint": prints or fingerprint(dataset)}
+  saved = (read_data_stats(workdir) or {}) if resumed else {}
+  stats["started_with"] = saved.get("started_with", saved.get("fingerprint",
+                                                              stats["fingerprint"]))
+  write_json(os.path.join(workdir, DATA_STATS), stats)
+
+
+def check_same_data(workdir: str, dataset, step: int, allow_changed: bool = False):
+  """The fingerprint of `dataset`; a ValueError when it differs from the one the run
+  in `workdir` recorded (a folder that gained, lost or changed images between a
+  kill and the resume: its steps would see other images, and the validation split
+  drawn again would hold trained-on images), unless `allow_changed`."""
+  prints = fingerprint(dataset)
+  saved = (read_data_stats(workdir) or {}).get("fingerprint")
+  if not saved or saved == prints:
+    return prints
+  changed = [f"{k}: {_size(saved.get(k))} -> {_size(prints.get(k))} examples"
+             + ("" if _size(saved.get(k)) != _size(prints.get(k)) else ", other images")
+             for k in sorted(set(saved) | set(prints)) if saved.get(k) != prints.get(k)]
+  if allow_changed:
+    print(f"WARNING: the data differ from those the run in {workdir} started with "
+          f"({'; '.join(changed)}); going on (config.data.allow_changed)", flush=True)
+    return prints
+  raise ValueError(f"the data differ from those the run in {workdir} started with "
+                   f"({'; '.join(changed)}), whose checkpoint at step {step} it would "
+                   "resume: its steps would see other images. Restore the data, start a "
+                   "new --workdir, or go on with --config.data.allow_changed=True")
+
+
+def _size(entry):
+  return None if entry is None else int(str(entry).split(":")[0])
 
 
 def read_data_stats(workdir: str):

@@ -92,6 +92,32 @@ def test_evaluating_a_run_that_is_training_touches_none_of_its_files(tmp_path, c
     holder.wait()
 
 
+def test_resuming_on_changed_data_is_refused_unless_allowed(tmp_path, capsys):
+  """Images added to a folder between a kill and the resume gave "Resumed from
+  checkpoint" and a redrawn validation split holding trained-on images. The run
+  records each split's fingerprint when it starts and compares it on resume."""
+  import dataclasses
+  from flaxcnn import data as data_lib
+  config = tiny_config(num_steps=4)
+  dataset = data_lib.load(config)
+  train.train_and_evaluate(config, str(tmp_path), dataset=dataset)
+  images = dataset.splits["train"].images.copy()
+  images[0] = 255 - images[0]
+  changed = dataclasses.replace(dataset, splits={
+      **dataset.splits, "train": data_lib.Split(images, dataset.splits["train"].labels)})
+  more = tiny_config(num_steps=8)
+  with pytest.raises(ValueError, match=r"the data differ from those the run .* started with "
+                                       r"\(train: 1257 -> 1257 examples, other images\).*"
+                                       r"allow_changed=True"):
+    train.train_and_evaluate(more, str(tmp_path), dataset=changed)
+  assert train.train_and_evaluate(more, str(tmp_path), dataset=dataset)["step"] == 8
+  more.num_steps, more.data.allow_changed = 10, True
+  assert train.train_and_evaluate(more, str(tmp_path), dataset=changed)["step"] == 10
+  assert "going on (config.data.allow_changed)" in capsys.readouterr().out
+  saved = json.load(open(tmp_path / "data.json"))
+  assert saved["started_with"] != saved["fingerprint"]
+
+
 def test_head_size_must_match_the_data():
   config = tiny_config(**{"model.kwargs.num_classes": 5})
   with pytest.raises(ValueError, match=r"num_classes=5 but digits has 10 classes"):

@@ -17,7 +17,8 @@ after a fixed shuffle) when the dataset has none.
 import numbers
 
 from flaxcnn.data import sources, streaming
-from flaxcnn.data.core import Dataset, Split, _stats, finalize, hold_out  # noqa: F401
+from flaxcnn.data.core import (Dataset, Split, _stats, finalize, fingerprint,  # noqa: F401
+                               hold_out)
 
 MAX_IMAGE_SIZE = 4096            # pixels per side; beyond it a size is a typo
 MAX_SYNTHETIC_BYTES = 16 << 30   # synthetic data is allocated whole

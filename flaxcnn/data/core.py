@@ -1,6 +1,7 @@
 """The in-memory dataset types: `Split` arrays, a `Dataset` of splits, hold-out and
 per-channel statistics (re-exported by `flaxcnn.data`)."""
 import dataclasses
+import hashlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -63,3 +64,19 @@ def finalize(name, num_classes, splits, validation_size, class_names=None,
     splits["train"], splits["validation"] = hold_out(splits["train"], validation_size, seed)
   mean, std = _stats(splits["train"].images)
   return Dataset(name, num_classes, splits, mean, std, class_names)
+
+
+def fingerprint(dataset) -> Dict[str, str]:
+  """{split: 'size:hash'}: what each split holds (a hash of its images and labels;
+  for a streamed dataset, whose images are read later, the size alone)."""
+  out = {}
+  for name, split in dataset.splits.items():
+    images = getattr(split, "images", None)
+    if images is None:
+      out[name] = str(dataset.sizes[name])
+      continue
+    h = hashlib.blake2b(digest_size=12)
+    h.update(np.ascontiguousarray(images).data)
+    h.update(np.ascontiguousarray(split.labels).data)
+    out[name] = f"{len(split)}:{h.hexdigest()}"
+  return out

@@ -316,8 +316,10 @@ def _start(config, workdir, dataset, lock):
       state = finetune.load_initial_weights(config, fresh, run) if config.init_from \
           else fresh
     del fresh
+    prints = None if resumed is None else workdir_lib.check_same_data(
+        workdir, dataset, resumed, config.data.allow_changed)
     workdir_lib.save_config(config, workdir)
-    workdir_lib.write_data_stats(workdir, dataset)
+    workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None)
     writer = MetricWriter(workdir, resume_step=resumed,
                           hparams=json.loads(config.to_json_best_effort()))
   except BaseException:
