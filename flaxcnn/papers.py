@@ -158,6 +158,26 @@ def better(table: Table, a: Value, b: Value) -> bool:
 # ----------------------------------------------------------------------------- the tables
 # Where a value is uncertain it is said in the table's note.
 
+# What a run's data must be to stand beside a table of that dataset: classes and
+# image shape (None: any size), checked against the run's data.json (what it really
+# trained on), not against the config's data.name label.
+DATASETS = {"cifar10": (10, (32, 32, 3)), "cifar100": (100, (32, 32, 3)),
+            "imagenet2012": (1000, None)}
+
+
+def data_mismatch(dataset: str, trained_on: Optional[Mapping]) -> Optional[str]:
+  """Why data a run trained on (its data.json) cannot be the paper's `dataset`, or
+  None when it can (or the run recorded nothing, or the dataset is not listed)."""
+  if not trained_on or dataset not in DATASETS:
+    return None
+  classes, shape = DATASETS[dataset]
+  got = (trained_on.get("num_classes"), tuple(trained_on.get("image_shape") or ()))
+  if got[0] != classes or (shape is not None and got[1] != shape):
+    return (f"{trained_on.get('name')}: {got[0]} classes, "
+            f"{'x'.join(map(str, got[1]))} images")
+  return None
+
+
 C10 = dict(metric="CIFAR-10 test error (%)", column="final_test_error", data="cifar10")
 C100 = dict(metric="CIFAR-100 test error (%)", column="final_test_error", data="cifar100")
 

@@ -657,10 +657,16 @@ def _settings(base, run_path, overrides) -> dict:
   return papers.flatten(config_lib.apply_overrides(base, overrides or {}))
 
 
+def _trained_on(run_path):
+  """The run's data.json (what it trained on: name, classes, image shape), or None."""
+  return sweep_lib._read_json(os.path.join(run_path, "data.json"))
+
+
 def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   """The paper's reported values beside ours, one row per paper row (in the paper's
   order) that the runs under `path` reproduce (runs on `data.source='synthetic'`,
-  random images, are never compared).
+  random images, are never compared, nor runs whose data.json says they trained on
+  other data than the table's dataset: a digits run keeps the label 'cifar10').
 
   The paper rows are the PAPER list of the sweep's config file (its sweep.json, or
   `source`, 'experiments/FILE.py[:ARG]'). Columns: table, row, metric, paper, ours
@@ -679,12 +685,16 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   overrides = {d: (sweep_lib._read_json(os.path.join(d, "variant.json")) or {}).get("overrides")
                for d in runs.get("path", [])}
   settings = {d: _settings(base, d, ov) for d, ov in overrides.items()}
-  out = []
+  out, left_out = [], {}
   for row in rows:
     mine = runs[[row.matches(settings[d]) for d in runs["path"]]] if len(runs) else runs
     synthetic = [settings[d].get("data.source") == "synthetic" for d in mine["path"]] \
         if len(mine) else []
     mine = mine[[not x for x in synthetic]] if len(mine) else mine   # random images
+    other = {d: papers.data_mismatch(row.table.data, _trained_on(d)) for d in mine["path"]} \
+        if len(mine) else {}
+    left_out.update({d: f"{w}, not {row.table.data}" for d, w in other.items() if w})
+    mine = mine[[other[d] is None for d in mine["path"]]] if len(mine) else mine
     done = mine[mine.status == "finished"]
     col = row.table.column
     vals = 100 * done[col].to_numpy(float) if len(done) and col in done else np.array([])
@@ -692,9 +702,10 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
     trained = done[unit].to_numpy(float) if len(done) else np.array([])
     full = len(trained) and bool(np.all(trained >= budget * (1 - 1e-6)))
     if not len(vals):
+      why = next((w for w in other.values() if w), None)
       label = ("no finished run" if len(mine) else
                "no run on real data (synthetic data is not compared)" if any(synthetic)
-               else "no run")
+               else f"no run on the paper's data ({why})" if why else "no run")
     elif full:
       label = "full"
     else:
@@ -715,6 +726,10 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   df.attrs["ordering"] = {key: _ordering(tables[key], df[df.table == key])
                           for key in dict.fromkeys(df["table"])}
   df.attrs["text"] = comparison_table(df, module, arg)
+  if left_out:
+    df.attrs["text"] += "\n\nNot compared (trained on other data than the paper's): " + \
+        "; ".join(f"{os.path.basename(os.path.normpath(d))} ({w})"
+                  for d, w in sorted(left_out.items())) + "\n"
   if verbose:
     print(df.attrs["text"])
   return df

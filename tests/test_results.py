@@ -355,6 +355,23 @@ def test_runs_on_synthetic_data_are_never_put_beside_the_paper(tmp_path):
   np.testing.assert_allclose(df["ours"], [6.8, 8.2, 6.3], atol=1e-6)
 
 
+def test_runs_on_other_data_under_the_papers_label_are_left_out_and_named(tmp_path):
+  """resnet_cifar.py with --config.data.source=digits kept data.name 'cifar10' and was
+  printed beside the CIFAR-10 paper; what the run trained on (data.json) decides."""
+  sweep = paper_sweep(tmp_path, FINALS)
+  digits = {"name": "digits", "num_classes": 10, "image_shape": [8, 8, 1]}
+  cifar = {"name": "cifar10", "num_classes": 10, "image_shape": [32, 32, 3]}
+  for name, data in (("placement=original,seed=0", digits),
+                     ("placement=original,seed=1", cifar)):
+    with open(os.path.join(sweep, name, "data.json"), "w") as f:
+      json.dump(data, f)
+  df = results.compare(sweep, verbose=False)
+  assert list(df["n"]) == [1, 2, 2]
+  np.testing.assert_allclose(df["ours"], [6.8, 8.2, 6.3], atol=1e-6)
+  assert ("Not compared (trained on other data than the paper's): placement=original,"
+          "seed=0 (digits: 10 classes, 8x8x1 images, not cifar10)") in df.attrs["text"]
+
+
 def test_the_command_line_refuses_a_missing_folder_and_an_unknown_metric(tmp_path, sweep_dir):
   """A mistyped path used to be created and given an empty results.md (exit 0)."""
   with pytest.raises(SystemExit, match="is not a directory of runs"):
