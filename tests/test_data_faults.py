@@ -71,6 +71,28 @@ def test_decoded_cache_follows_the_files(tmp_path, cache_env, capsys):
   assert (test.images == 7).all(axis=(1, 2, 3)).any()
 
 
+def test_a_cut_short_cache_is_named_and_rebuilt_and_an_unwritable_one_only_warns(
+    tmp_path, capsys):
+  """A truncated decoded-image cache gave a 41-line traceback naming no file; an
+  unwritable cache directory stopped folder runs."""
+  root = _folder(tmp_path / "pets")
+  cache_dir = tmp_path / "cache"
+  first = sources.image_folder(str(root), cache_dir=str(cache_dir))
+  (cached,) = glob.glob(str(cache_dir / "arrays" / "*.npz"))
+  with open(cached, "r+b") as f:
+    f.truncate(os.path.getsize(cached) // 2)
+  capsys.readouterr()
+  again = sources.image_folder(str(root), cache_dir=str(cache_dir))
+  out = capsys.readouterr().out
+  assert f"the decoded-image cache {cached} is unreadable" in out and "cached in" in out
+  np.testing.assert_array_equal(again.splits["test"].images, first.splits["test"].images)
+  blocked = tmp_path / "a-file"
+  blocked.write_text("not a directory")
+  third = sources.image_folder(str(root), cache_dir=str(blocked / "cache"))
+  assert "could not cache them in" in capsys.readouterr().out
+  assert third.sizes == first.sizes
+
+
 def test_archive_cache_follows_the_content(tmp_path, cache_env):
   """A rewritten archive of the same size and modification time is not stale."""
   root = _folder(tmp_path / "pets")

@@ -223,6 +223,53 @@ def _read_split(folder: str, class_names) -> Split:
   return Split(np.stack(images), np.asarray(labels, np.int32))
 
 
+def _read_cached_folder(cache: str, root: str):
+  """(class_names, splits) of a decoded-image cache; None when there is none, or when
+  it cannot be read (cut short by a kill, a full disk): then it is removed, named,
+  and the folder is decoded again."""
+  if not os.path.exists(cache):
+    return None
+  try:
+    with np.load(cache, allow_pickle=False) as z:
+      class_names = tuple(z["class_names"].tolist())
+      names = {k.split("/")[0] for k in z.files if "/" in k}
+      splits = {s: Split(z[f"{s}/images"], z[f"{s}/labels"]) for s in sorted(names)}
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    print(f"WARNING: the decoded-image cache {cache} is unreadable "
+          f"({type(e).__name__}: {str(e)[:80]}); removing it and decoding {root} again",
+          flush=True)
+    try:
+      os.remove(cache)
+    except OSError:
+      pass
+    return None
+  print(f"Using decoded images cached in {cache} (of {root})", flush=True)
+  return class_names, splits
+
+
+def _cache_folder(cache: str, root: str, class_names, splits) -> None:
+  """Saves decoded splits for the next start; an unwritable cache only warns."""
+  arrays = {"class_names": np.asarray(class_names)}
+  for s, split in splits.items():
+    arrays[f"{s}/images"], arrays[f"{s}/labels"] = split.images, split.labels
+  n = sum(len(v) for v in splits.values())
+  tmp = cache + f".tmp{os.getpid()}.npz"
+  try:
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, cache)
+  except OSError as e:
+    print(f"WARNING: decoded {n} images of {root} but could not cache them in {cache} "
+          f"({e.strerror or e}); the next start decodes them again (set FLAXCNN_CACHE or "
+          "config.data.cache_dir to a writable folder)", flush=True)
+    try:
+      os.remove(tmp)
+    except OSError:
+      pass
+    return
+  print(f"Decoded {n} images of {root}; cached in {cache}", flush=True)
+
+
 def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: int = 0,
                  train_split="train", validation_split="validation",
                  test_split="test") -> Dataset:
@@ -237,12 +284,9 @@ def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: in
   else:
     key = folder_key(root, split_names.values())
   cache = os.path.join(default_cache_dir(cache_dir), "arrays", key + ".npz")
-  if os.path.exists(cache):
-    print(f"Using decoded images cached in {cache} (of {root})", flush=True)
-    z = np.load(cache, allow_pickle=False)
-    class_names = tuple(z["class_names"].tolist())
-    splits = {k.split("/")[0]: None for k in z.files if "/" in k}
-    splits = {s: Split(z[f"{s}/images"], z[f"{s}/labels"]) for s in splits}
+  cached = _read_cached_folder(cache, root)
+  if cached is not None:
+    class_names, splits = cached
   else:
     folder = extract_archive(root, cache_dir) if _is_archive(root) else root
     folder = _find_root(folder, split_names.values())
@@ -251,15 +295,7 @@ def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: in
     for key, name in split_names.items():
       if os.path.isdir(os.path.join(folder, name)):
         splits[key] = _read_split(os.path.join(folder, name), class_names)
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    arrays = {"class_names": np.asarray(class_names)}
-    for s, split in splits.items():
-      arrays[f"{s}/images"], arrays[f"{s}/labels"] = split.images, split.labels
-    tmp = cache + f".tmp{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
-    print(f"Decoded {sum(len(v) for v in splits.values())} images of {root}; cached in "
-          f"{cache}", flush=True)
+    _cache_folder(cache, root, class_names, splits)
   name = os.path.basename(os.path.normpath(root)).split(".")[0]
   return finalize(name, len(class_names), splits, validation_size, class_names)
 
