@@ -1,9 +1,16 @@
-"""Optimizers, learning-rate schedules (in epochs) and the weight-decay mask.
+"""Optimizers, learning-rate schedules (in epochs), the weight-decay mask, and every
+other shaping of the learning rate: this module is the one place.
 
-The learning rate is an injected hyperparameter of the optimizer state, set every
-step by the training step to `schedule(step) * lr_scale`; `lr_scale` lives in the
-train state so that "divide by 10 on a validation plateau" (He et al. 2015) is a
-host-side decision that is checkpointed and resumed like everything else.
+- The schedule (`make_schedule`) gives the rate of each step.
+- The plateau rule (`Plateau`, schedule.name='plateau') multiplies it by a scale
+  that lives in the train state, so "divide by 10 on a validation plateau" (He et
+  al. 2015) is a host-side decision checkpointed and resumed like everything else.
+- `learning_rate(schedule, step, scale)` is their product, which the training step
+  injects into the optimizer state (`set_learning_rate`; an injected hyperparameter,
+  since TF's RMSProp applies it inside its momentum).
+- Fine-tuning (`finetune_phases`) trains the new head alone, then every trainable
+  parameter at `lr_mult` x that rate, frozen paths never: two transforms around the
+  optimizer, taking the step as an extra argument.
 """
 import math
 
@@ -30,8 +37,47 @@ def rmsprop_tf(learning_rate, decay=0.9, eps=1e-3, momentum=0.9):
       optax.trace(decay=momentum, nesterov=False) if momentum else optax.identity())
 
 
-def make_optimizer(config, params) -> optax.GradientTransformation:
-  """The optimizer of `config.optimizer`, with L2 weight decay on the mask."""
+def learning_rate(schedule, step, scale):
+  """The rate of `step`: the schedule's, times the plateau scale."""
+  return schedule(step) * scale
+
+
+def set_learning_rate(opt_state, lr):
+  """The optimizer state with its injected learning rate set to `lr`."""
+  return optax.tree_utils.tree_set(opt_state, learning_rate=lr)
+
+
+def phase_scale(finetune, lr_mult: float, step):
+  """Fine-tuning's per-parameter multiple of the learning rate at `step`: the head
+  alone (1) during the head phase, then every trainable parameter at lr_mult;
+  frozen paths 0. `finetune`: (head_mask, trainable_mask, head_steps)."""
+  head_mask, trainable, head_steps = finetune
+  in_head_phase = step < head_steps
+  return jax.tree.map(lambda h, t: jnp.where(in_head_phase, h, t * lr_mult),
+                      head_mask, trainable)
+
+
+def finetune_phases(finetune, lr_mult: float):
+  """(gate, scale): optax transforms to put before and after the optimizer. The
+  gate zeroes the gradients of parameters that do not train in this phase (their
+  momentum stays untouched); the scale multiplies the updates by `phase_scale`.
+  Both take the step as an extra argument (`tx.update(..., step=step)`)."""
+  def gate(updates, state, params=None, *, step, **extra):
+    scale = phase_scale(finetune, lr_mult, step)
+    return jax.tree.map(lambda g, s: g * (s > 0), updates, scale), state
+
+  def scale(updates, state, params=None, *, step, **extra):
+    s = phase_scale(finetune, lr_mult, step)
+    return jax.tree.map(lambda u, m: u * m.astype(u.dtype), updates, s), state
+
+  init = lambda params: optax.EmptyState()  # noqa: E731
+  return (optax.GradientTransformationExtraArgs(init, gate),
+          optax.GradientTransformationExtraArgs(init, scale))
+
+
+def make_optimizer(config, params, finetune=None) -> optax.GradientTransformation:
+  """The optimizer of `config.optimizer`, with L2 weight decay on the mask; with
+  `finetune` (head_mask, trainable_mask, head_steps), inside fine-tuning's phases."""
   o = config.optimizer
   mask = weight_decay_mask(params, o.decay_all)
 
@@ -56,7 +102,11 @@ def make_optimizer(config, params) -> optax.GradientTransformation:
       return optax.chain(optax.add_decayed_weights(o.weight_decay, mask), base)
     return base
 
-  return optax.inject_hyperparams(build)(learning_rate=o.lr)
+  tx = optax.inject_hyperparams(build)(learning_rate=o.lr)
+  if finetune is None:
+    return tx
+  gate, scale = finetune_phases(finetune, config.finetune.lr_mult)
+  return optax.chain(gate, tx, scale)
 
 
 WARMUPS = ("linear", "constant")

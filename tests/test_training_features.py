@@ -132,6 +132,29 @@ def test_init_from_a_source_that_matches_under_half_the_arrays_is_refused(tmp_pa
   assert train.train_and_evaluate(wide, str(tmp_path / "ft"))["step"] == 2
 
 
+def test_a_checkpoint_of_an_earlier_train_state_layout_is_one_line(tmp_path):
+  """Fine-tuning's optimizer state gained its phase transforms (an optax chain): a
+  fine-tuning run checkpointed with the earlier layout and resumed with the same
+  config is refused in one line that says why (the layout, not the config)."""
+  import dataclasses
+  from flaxcnn import checkpoint, data as data_lib, optim
+  src = tmp_path / "source"
+  train.train_and_evaluate(tiny_config(num_steps=2), str(src))
+  config = tiny_config(num_steps=4, init_from=str(src))
+  dataset = data_lib.load(config)
+  run = train.setup(config, dataset)
+  old = dataclasses.replace(run, tx=optim.make_optimizer(config, run.model.init(
+      jax.random.PRNGKey(0), np.zeros((1, 8, 8, 1), np.float32))["params"]))
+  ck = checkpoint.Checkpointer(str(tmp_path / "ft"))
+  ck.save(train.create_state(old, dataset.image_shape).replace(step=jnp.int32(2)))
+  ck.close()
+  from flaxcnn import workdir as workdir_lib
+  workdir_lib.save_config(config, str(tmp_path / "ft"))
+  with pytest.raises(ValueError, match=r"although the config is the run's own: .*another "
+                                       r"version of flaxcnn's train state"):
+    train.train_and_evaluate(config, str(tmp_path / "ft"), dataset=dataset)
+
+
 def test_profile_trace_hparams_and_norms(tmp_path):
   """--config.profile_steps writes a jax.profiler trace; TensorBoard gets the run's
   hyperparameters (HParams view); gradient and parameter norms are logged."""

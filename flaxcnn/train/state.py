@@ -87,13 +87,14 @@ def setup(config, dataset) -> Run:
   spe = n_train // config.batch_size
   total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
   variables = jax.eval_shape(lambda: init_variables(model, dataset.image_shape, 0))
+  masks = finetune.finetune_masks(config, variables["params"], spe) if config.init_from \
+      else None
   run = Run(config=config, task=task, model=model, mesh=parallel.make_mesh(),
-            tx=optim.make_optimizer(config, variables["params"]),
+            tx=optim.make_optimizer(config, variables["params"], masks),
             schedule=optim.make_schedule(config, spe, total),
             steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
-            num_classes=dataset.num_classes, schedule_template=variables.get("schedule"))
-  if config.init_from:
-    run.finetune = finetune.finetune_masks(config, variables["params"], spe)
+            num_classes=dataset.num_classes, schedule_template=variables.get("schedule"),
+            finetune=masks)
   run.train_size = task.train_size(config, dataset)
   return run
 
@@ -146,9 +147,15 @@ def restore(config, workdir: str, ckpt: Checkpointer, fresh: TrainState):
     return ckpt.restore_latest(fresh)
   except StructureMismatch as e:
     diff = workdir_lib.describe_changes(workdir_lib.config_changes(config, workdir))
+    if not diff:   # the same config: the layout of the train state itself changed
+      raise ValueError(f"{e}, although the config is the run's own: its checkpoints were "
+                       "written by another version of flaxcnn's train state (the optimizer "
+                       "state of fine-tuning runs changed layout). Resume it with that "
+                       f"version, or start a new --workdir with --config.init_from={workdir} "
+                       "(its weights carry over)") from None
     raise ValueError(f"the config differs from the run in {workdir} "
-                     f"({'; '.join(diff[:6]) if diff else 'see below'}): {e}. Use another "
-                     "--workdir for a new run, or the run's own config to resume it") from None
+                     f"({'; '.join(diff[:6])}): {e}. Use another --workdir for a new run, "
+                     "or the run's own config to resume it") from None
 
 
 def load_state(config, workdir: str, dataset=None) -> TrainState:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flaxcnn import augment, backend
+from flaxcnn import augment, backend, optim
 from flaxcnn.train.state import Run, TrainState
 
 
@@ -30,15 +30,6 @@ def _schedule_variables(run: Run, state: TrainState) -> dict:
   return {"schedule": jax.tree.map(lambda _: strength, run.schedule_template)}
 
 
-def _finetune_scale(run: Run, step):
-  """Per-parameter update scales of fine-tuning: the head alone during the head
-  phase, then every trainable parameter at lr_mult (frozen paths at 0)."""
-  head_mask, trainable, head_steps = run.finetune
-  in_head_phase = step < head_steps
-  return jax.tree.map(lambda h, t: jnp.where(in_head_phase, h, t * run.config.finetune.lr_mult),
-                      head_mask, trainable)
-
-
 def update(run: Run, state: TrainState, x, labels, rng):
   """Forward, loss, backward and optimizer update on one normalized batch."""
   cfg = run.config
@@ -55,15 +46,10 @@ def update(run: Run, state: TrainState, x, labels, rng):
     return run.task.loss(logits, targets), (logits, new_vars)
 
   (loss, (logits, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  lr = run.schedule(state.step) * state.lr_scale
-  scale = _finetune_scale(run, state.step) if run.finetune is not None else None
-  if scale is not None:
-    grads = jax.tree.map(lambda g, s: g * (s > 0), grads, scale)
-  opt_state = state.opt_state
-  opt_state.hyperparams["learning_rate"] = lr
-  updates, opt_state = run.tx.update(grads, opt_state, state.params)
-  if scale is not None:
-    updates = jax.tree.map(lambda u, s: u * s.astype(u.dtype), updates, scale)
+  lr = optim.learning_rate(run.schedule, state.step, state.lr_scale)
+  opt_state = optim.set_learning_rate(state.opt_state, lr)
+  phases = {"step": state.step} if run.finetune is not None else {}   # fine-tuning's
+  updates, opt_state = run.tx.update(grads, opt_state, state.params, **phases)
   params = optax.apply_updates(state.params, updates)
   batch_stats = state.batch_stats if frozen_bn else new_vars.get("batch_stats",
                                                                  state.batch_stats)
