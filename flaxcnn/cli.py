@@ -1,4 +1,4 @@
-"""The command line of every flaxcnn job (launch.py, `python -m flaxcnn`).
+r"""The command line of every flaxcnn job (launch.py, `python -m flaxcnn`).
 
     python launch.py --config=experiments/quickstart.py --workdir=runs/quickstart
     python launch.py --config=experiments/wrn_28_10.py --workdir=runs/wrn \
@@ -19,15 +19,18 @@ The console shows a header, progress, evaluations, warnings and errors; the full
 config and library INFO lines go to WORKDIR/logs/ (--verbosity=1 shows them too).
 `--jax_*` flags set JAX options (e.g. --jax_log_compiles).
 """
+import difflib
 import logging as std_logging
 import os
+import re
 import sys
+import traceback
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flaxcnn import backend, checkpoint, distributed, features, sweep, train
+from flaxcnn import backend, checkpoint, distributed, features, papers, sweep, train
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.config import default_config, parse_model_kwarg
 
@@ -134,10 +137,60 @@ def main(argv):
     sys.exit(130)
 
 
+# Names other frameworks use for config fields, and where flaxcnn keeps them.
+SYNONYMS = {"learning_rate": "optimizer.lr", "lr": "optimizer.lr",
+            "weight_decay": "optimizer.weight_decay", "momentum": "optimizer.momentum",
+            "epochs": "num_epochs", "steps": "num_steps", "warmup_epochs":
+            "schedule.warmup_epochs", "model": "model.name", "arch": "model.name",
+            "dataset": "data.name", "image_size": "data.image_size", "mixup": "augment.mixup_alpha",
+            "cutout": "augment.cutout", "label_smoothing": "label_smoothing"}
+
+
+def closest_field(dotted: str):
+  """The field of default_config() a mistyped `dotted` most likely means, or None."""
+  fields = list(papers.flatten(default_config()))
+  leaf = dotted.split(".")[-1]
+  if leaf in SYNONYMS:
+    return SYNONYMS[leaf]
+  close = difflib.get_close_matches(dotted, fields, n=1, cutoff=0.6)
+  if close:
+    return close[0]
+  by_leaf = {f.split(".")[-1]: f for f in fields}
+  close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+  return by_leaf[close[0]] if close else None
+
+
+def _unknown_field(e: BaseException, argv, path: str):
+  """One line for a field the config does not have (on the command line or set in
+  the config file), naming where and the field it most likely means; else None."""
+  text = str(e).replace("\\", "")
+  m = (re.search(r"""Key ["']([\w.]+)["'] does not exist""", text)
+       or re.match(r"""\s*["']+([\w.]+)["']""", text))
+  if not isinstance(e, (AttributeError, KeyError)) or not m:
+    return None
+  key = m.group(1)
+  flag = next((a.split("=", 1)[0] for a in argv if a.startswith("--config.")
+               and (a.split("=", 1)[0] + ".").endswith(f".{key}.")), None)
+  if flag:
+    where, dotted = flag, flag[len("--config."):]
+  else:
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if path and os.path.abspath(f.filename) == os.path.abspath(path.split(":")[0])]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else f"--config={path}"
+    dotted = key
+  hint = closest_field(dotted)
+  return (f"{where}: the config has no field {dotted!r}"
+          + (f"; did you mean {hint!r}?" if hint else "")
+          + " (flaxcnn/config.py documents every field)")
+
+
 def _config_error(e: BaseException, argv) -> str:
   """A flag or config-file error as one line (absl and ml_collections give pages)."""
   text = str(e)
   path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+  unknown = _unknown_field(e, argv, path)
+  if unknown:
+    return unknown
   if isinstance(e, AttributeError) or "Did you mean" in text:
     words = [w.strip("'\\\" ") for w in text.replace("\\n", "\n").split()]
     hint = text.split("Did you mean", 1)[1].split("instead")[0].strip(" '\\\"") \
@@ -247,8 +300,20 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
+def usage() -> str:
+  """--help: what this command does and its own flags (absl's and JAX's: --helpfull)."""
+  own = FLAGS.module_help(sys.modules[__name__]).split("\n", 1)[-1]
+  return (__doc__.strip() + "\n\nflags:\n" + own + "\n\n  --config.FIELD=VALUE\n"
+          "    any field of the config (flaxcnn/config.py:default_config documents them),\n"
+          "    e.g. --config.optimizer.lr=0.05 --config.model.kwargs.depth=56\n\n"
+          "--helpfull lists absl's and JAX's flags too (--jax_* set JAX options).")
+
+
 def run():
   """Parses --jax_* flags and the flags above, then runs `main`."""
+  if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
+    print(usage())
+    sys.exit(0)
   backend.configure()   # the CPU tuning; before JAX starts its backends
   jax.config.config_with_absl()
   app.run(main, flags_parser=_parse_flags)

@@ -151,7 +151,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
   # > 0: a jax.profiler trace of this many steps (after the first, compiling one)
-  # into WORKDIR/profile, for TensorBoard's profiler.
+  # under WORKDIR/tensorboard, for TensorBoard's profile tab.
   c.profile_steps = 0
   c.lock()
   c.model.kwargs.unlock()

@@ -174,3 +174,29 @@ def test_fields_a_later_version_added_or_removed_are_not_changes_of_a_run(tmp_pa
   c.job, c.optimizer.lr = "eval", 0.01
   assert workdir_lib.config_changes(c, str(tmp_path)) == {"job": (None, "eval"),
                                                           "optimizer.lr": (0.05, 0.01)}
+
+
+def test_a_mistyped_field_names_where_and_what_it_likely_means(tmp_path):
+  """A field set in a config file was reported as "the config has no field 'Key'";
+  --config.optimizer.learning_rate did not point to optimizer.lr."""
+  bad = tmp_path / "bad.py"
+  bad.write_text("from flaxcnn.config import default_config\n\n\ndef get_config():\n"
+                 "  c = default_config()\n  c.optimizer.learning_rate = 0.1\n  return c\n")
+  r = run_launch([f"--config={bad}", f"--workdir={tmp_path / 'w'}"])
+  assert r.returncode == 2 and r.stderr.count("\n") == 1
+  assert (f"{bad}:6: the config has no field 'learning_rate'; did you mean "
+          "'optimizer.lr'?") in r.stderr
+  r = run_launch(["--config=experiments/quickstart.py", f"--workdir={tmp_path / 'w'}",
+                  "--config.optimizer.momentm=0.5"])
+  assert "--config.optimizer.momentm: the config has no field 'optimizer.momentm'; did you " \
+         "mean 'optimizer.momentum'?" in r.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_help_shows_the_commands_own_flags():
+  """--help showed the docstring and 'Try --helpfull' (716 lines of absl and JAX)."""
+  r = run_launch(["--help"])
+  assert r.returncode == 0
+  assert "--workdir: directory for checkpoints" in r.stdout and "--config.FIELD=VALUE" in r.stdout
+  assert "--jax_platforms" not in r.stdout and "--xla_" not in r.stdout   # absl's and JAX's
+  assert len(r.stdout.splitlines()) < 80

@@ -196,7 +196,7 @@ def test_unusable_workdirs_are_one_line_errors(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--config=experiments/quickstart.py", "--config.optimizer.lrr=0.1"],
-     "has no field 'lrr'; did you mean 'lr'"),
+     "has no field 'optimizer.lrr'; did you mean 'optimizer.lr'"),
     (["--config=experiments/nope.py"], "no such config file"),
     (["--config=experiments/resnet_cifar.py:abc"], "unknown argument 'abc'"),
     (["--config=experiments/quickstart.py", "--config.data.image_size=-3"],

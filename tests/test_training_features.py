@@ -163,7 +163,9 @@ def test_profile_trace_hparams_and_norms(tmp_path):
   from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
   from flaxcnn import metrics
   train.train_and_evaluate(tiny_config(num_steps=5, profile_steps=2), str(tmp_path))
-  assert glob.glob(str(tmp_path / "profile" / "**" / "*.xplane.pb"), recursive=True)
+  # under the TensorBoard log dir, where its profile tab looks
+  assert glob.glob(str(tmp_path / "tensorboard" / "plugins" / "profile" / "**" / "*.xplane.pb"),
+                   recursive=True)
   events = glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
   plugins = {v.metadata.plugin_data.plugin_name for f in events
              for e in EventFileLoader(f).Load() for v in e.summary.value}

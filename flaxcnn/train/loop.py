@@ -199,12 +199,13 @@ class SaveCheckpoint:
 
 class Profile:
   """config.profile_steps > 0: a jax.profiler trace of that many steps after the
-  first (compiling) one, into WORKDIR/profile."""
+  first (compiling) one, into WORKDIR/tensorboard/plugins/profile/, where
+  TensorBoard's profile tab finds it (pip install tensorboard-plugin-profile)."""
 
   def __init__(self, ctx: Context, first_step: int):
     n = ctx.config.profile_steps
     self.ctx, self.window = ctx, (first_step + 1, first_step + 1 + n) if n else None
-    self.dir = os.path.join(ctx.workdir, "profile")
+    self.dir = os.path.join(ctx.workdir, "tensorboard")
 
   def before(self, step):
     if self.window and step == self.window[0]:
@@ -214,8 +215,10 @@ class Profile:
     if self.window and step == self.window[1]:
       jax.block_until_ready(state)
       self.stop()
-      self.ctx.console.line(f"profiled steps {self.window[0]}-{self.window[1] - 1} into "
-                            f"{self.dir} (TensorBoard's profile tab)")
+      self.ctx.console.line(
+          f"profiled steps {self.window[0]}-{self.window[1] - 1} into {self.dir}/plugins/"
+          f"profile: `tensorboard --logdir {self.dir}`, profile tab (pip install "
+          "tensorboard-plugin-profile)")
       self.window = None
 
   def stop(self):
