@@ -343,6 +343,9 @@ def _loop(ctx: Context, state) -> dict:
   interrupt = _Interrupt()
   try:
     with interrupt:
+      if step < total:
+        ctx.console.line(f"compiling the training step (the first step at {step} waits "
+                         "for it) ...")
       while step < total:
         state = phases(state, step)
         profile.before(step)
