@@ -182,7 +182,7 @@ class MBConv(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, survival_prob=None):
     act = layers.activation(self.act)
     unit = functools.partial(_conv_bn, train=train, dtype=self.dtype,
                              bn=dict(momentum=self.bn_momentum, epsilon=self.bn_epsilon))
@@ -210,7 +210,8 @@ class MBConv(nn.Module):
 
     if self.id_skip and s == 1 and in_features == self.features:
       return layers.stochastic_residual(self, branch, x, x, train=train,
-                                        survival_prob=self.survival_prob,
+                                        survival_prob=layers.or_field(
+                                            survival_prob, self.survival_prob),
                                         mode=self.stochastic_depth_mode,
                                         per=self.stochastic_depth_per)
     return branch(self, x)

@@ -180,6 +180,12 @@ class StochasticDepth(nn.Module):
     return jnp.where(keep, branch * jnp.asarray(scale, branch.dtype), 0).astype(branch.dtype)
 
 
+def or_field(value, field):
+  """A block's call argument (a scanned block's traced survival probability) when
+  given, else the module's field."""
+  return field if value is None else value
+
+
 STOCHASTIC_DEPTH_PER = ("example", "batch")
 
 
@@ -335,7 +341,8 @@ def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
   """Applies the identical blocks `block(survival_prob=p, **kwargs)` in turn.
 
   `block` is a block class (or a functools.partial of one) called as
-  `block(...)(x, train)` with a `survival_prob` field.
+  `block(...)(x, train)` with a `survival_prob` field, whose `__call__` also takes a
+  `survival_prob` argument (a scanned block's own, traced) that overrides it.
 
   Call it in the compact method of the model. Unscanned, block i is the submodule
   `names[i]` (its variables under that name, as without this helper). With
@@ -364,9 +371,8 @@ def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
     """The block as a scan body: (x, p) -> (block(x), None)."""
 
     def __call__(self, x, p):
-      if not static:   # this block's survival probability, a traced scalar
-        object.__setattr__(self, "survival_prob", p)
-      return cls.__call__(self, x, train), None
+      # this block's survival probability: a traced scalar when the blocks' differ
+      return cls.__call__(self, x, train, None if static else p), None
 
   scanned = nn.scan(ScanCell, variable_axes={"params": 0, "batch_stats": 0, "intermediates": 0},
                     variable_broadcast="schedule",

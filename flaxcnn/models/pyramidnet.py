@@ -106,7 +106,7 @@ class PyramidBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, survival_prob=None):
     conv_bn = functools.partial(layers.ConvBN, dtype=self.dtype)
     s = (self.strides, self.strides)
 
@@ -123,7 +123,9 @@ class PyramidBlock(nn.Module):
 
     out = self.features * (4 if self.bottleneck else 1)
     return layers.stochastic_residual(self, branch, x, pyramid_shortcut(x, out, self.strides),
-                                      train=train, survival_prob=self.survival_prob,
+                                      train=train,
+                                      survival_prob=layers.or_field(survival_prob,
+                                                                    self.survival_prob),
                                       mode=self.stochastic_depth_mode,
                                       per=self.stochastic_depth_per)
 

@@ -120,7 +120,7 @@ class ResidualBlock(nn.Module):
     return self.planes * (self.expansion if self.bottleneck else 1)
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, survival_prob=None):
     out = self.out_features
     if self.bottleneck:
       width = int(self.planes * self.width_per_group / 64) * self.groups
@@ -197,7 +197,7 @@ class ResidualBlock(nn.Module):
       return y
 
     y = layers.stochastic_residual(self, branch, h, sc, train=train,
-                                   survival_prob=self.survival_prob,
+                                   survival_prob=layers.or_field(survival_prob, self.survival_prob),
                                    mode=self.stochastic_depth_mode,
                                    per=self.stochastic_depth_per)
 

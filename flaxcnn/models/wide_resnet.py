@@ -84,7 +84,7 @@ class WideBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, survival_prob=None):
     norm = functools.partial(layers.batch_norm, train, self.dtype)
     project = x.shape[-1] != self.features or self.strides != 1
     # The first BN-ReLU belongs to the branch, unless the projection shares it.
@@ -109,7 +109,7 @@ class WideBlock(nn.Module):
     else:
       shortcut = x
     return layers.stochastic_residual(self, branch, h, shortcut, train=train,
-                                      survival_prob=self.survival_prob,
+                                      survival_prob=layers.or_field(survival_prob, self.survival_prob),
                                       mode=self.stochastic_depth_mode,
                                       per=self.stochastic_depth_per)
 
