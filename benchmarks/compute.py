@@ -1,4 +1,4 @@
-"""Compute figures of issue 12, each pair measured in one run on this machine.
+"""Compute figures of the papers' cost claims, each pair measured in one run on this machine.
 
   python benchmarks/compute.py                 # batch 32, 20 timed steps
   python benchmarks/compute.py --batch=128 --steps=40

@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# The prepared accelerator run of issue 12, in one command (the device is lent for
-# 15 minutes a session at most, so everything that needs it runs here, in order of
-# importance, each step under its own time limit):
+# The accelerator figures in one command, in order of importance, each step under its
+# own time limit (TP_LIMIT, SD_LIMIT seconds; one device command may be bounded):
 #   1. throughput.py: bf16 train-step img/s and TFLOP/s of WRN-28-10 b512 and
-#      ResNet-50 b256 (the brief's H100 figures to beat: 12,100 and 5,700 img/s);
+#      ResNet-50 b256 (H100 plain-jit-step figures to compare: 12,100 and 5,700 img/s);
 #   2. compute.py: ResNet-110 per-batch stochastic depth vs none (target <= 0.80x),
 #      unscanned and scanned, then the per-stage rows if time is left.
 # Usage: bash benchmarks/gpu.sh [OUTDIR]          (default $OUT, else /tmp/flaxcnn-gpu)
 #        TINY=1 bash benchmarks/gpu.sh /tmp/x     (a CPU rehearsal at a tiny size)
-# The device has jax, flax, optax, orbax and absl but not ml_collections: carry its
-# wheel in .whl/ (see benchmarks/RESULTS.md, "Running on a lent GPU"); it is installed
-# from there when present. No TensorFlow is needed on this path.
+# A machine with jax, flax, optax, orbax and absl but not ml_collections gets it from a
+# wheel in .whl/ (see benchmarks/RESULTS.md, "Running on a GPU") when one is there.
+# No TensorFlow is needed on this path.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/flaxcnn-gpu}}

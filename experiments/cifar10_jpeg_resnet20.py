@@ -3,7 +3,8 @@
 ResNet-20 (He et al. 2015), batch 128, SGD with Nesterov momentum 0.9, cosine lr
 from 0.1, weight decay 5e-4, pad-4 crop + flip, on the 50,000 CIFAR-10 training
 images as JPEG files (image-folder layout, or its .tar.xz) with 5,000 held out for
-validation. The brief's reference reached about 71% validation accuracy.
+validation. A plain-Flax option-A ResNet-20 with this recipe reaches about 71%
+on held-out images.
 
   python launch.py --config=experiments/cifar10_jpeg_resnet20.py --workdir=runs/yardstick \
       --config.data.root=PATH/TO/cifar10-jpeg/train.tar.xz

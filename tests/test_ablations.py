@@ -20,7 +20,7 @@ Per variant (all 139 of them):
    removed (the kinds of layers, not the depth or width) and its active
    regularizers/augmentations/optimizer. Other variants stop after step 2.
 
-This is the brief's fallback: compiling a step for all 139 variants takes ~15
+Why not a real step for every variant: compiling a step for all 139 variants takes ~15
 minutes on 2 busy cores (a compile is 3-40 s here), so one real step runs per
 distinct network (about 20) and the others are validated and built. The real step's
 state is the abstract `train.create_state` filled on the host (He-normal kernels,

@@ -1,4 +1,4 @@
-"""Data faults of issue 10: differing class sets, stale caches, one-line errors."""
+"""Data faults: differing class sets, stale caches, one-line errors."""
 import glob
 import os
 import tarfile

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silently wrong: the loop against faults and misuse (issue 10).
+"""Nothing lost, nothing silently wrong: the loop against faults and misuse.
 
 Each case used to finish "successfully" with a wrong result or a long traceback."""
 import json

@@ -1,4 +1,4 @@
-"""Compute-saving model options (issue 12) and the paper's v1 bottleneck (issue 11):
+"""Compute-saving model options and the paper's v1 bottleneck:
 per-mini-batch stochastic depth that skips dropped blocks, remat, scanned blocks and
 their parameter layout conversion, ResNet v1 (stride in the first 1x1)."""
 import functools

@@ -1,5 +1,5 @@
 """Every classification family names its classifier `head` and returns the pooled
-pre-logits with `pre_logits=True` (issue 9)."""
+pre-logits with `pre_logits=True`."""
 import jax
 import jax.numpy as jnp
 import numpy as np

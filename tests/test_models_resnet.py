@@ -265,7 +265,7 @@ def test_bf16_forward_returns_float32_logits():
     (dict(placement="post"), "placement"),
     (dict(shortcut_variant="gating"), "shortcut_variant"),
     (dict(dropblock_stages=(4,)), "dropblock_stages"),
-    # DropBlock on no stage would silently train without it (issue 11).
+    # DropBlock on no stage would silently train without it.
     (dict(dropblock_keep_prob=0.9), "dropblock_keep_prob=0.9 applies to no stage"),
     (dict(groups=4), "groups"),
     (dict(stochastic_depth=0.0), "stochastic_depth"),
