@@ -274,21 +274,32 @@ def _loss_and_grads(model, variables, x):
   return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
 
+def _relative_error(tree, reference) -> float:
+  """The largest, over the leaves, of max|a - ref| / max|ref|."""
+  return max(float(np.abs(np.float64(a) - b).max() / max(np.abs(b).max(), 1e-30))
+             for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(reference)))
+
+
 @pytest.mark.parametrize("bottleneck", [True, False])
 def test_memory_efficient_gives_identical_outputs_and_gradients(bottleneck):
-  x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 3))
-  base = densenet_cifar(16 if bottleneck else 10, 4, bottleneck=bottleneck, dropout=0.2)
-  variables = _init(base, x)
-  (loss, (logits, stats)), grads = _loss_and_grads(base, variables, x)
-  for kwargs in (dict(memory_efficient=True), dict(remat=True, remat_policy="nothing")):
-    model = base.clone(**kwargs)
-    (loss2, (logits2, stats2)), grads2 = _loss_and_grads(model, variables, x)
-    assert jax.tree.structure(grads2) == jax.tree.structure(grads)
-    np.testing.assert_allclose(loss2, loss, rtol=1e-6)
-    np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves((grads2, stats2)), jax.tree.leaves((grads, stats))):
-      # float32 sums in another order: 1e-5 of the leaf's largest entry apart
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max()) + 1e-7)
+  """Outputs, loss, gradients and BN statistics of the recomputing variants equal the
+  plain model's up to float32 rounding. The tolerance comes from this computation on
+  this machine: a float64 evaluation of the plain model is the reference, and each
+  float32 variant must land within 4x the plain float32 model's own largest relative
+  error of it (sums in another order; a fixed atol tuned on one CPU failed on another)."""
+  with jax.enable_x64(True):   # every variant draws the same dropout masks
+    x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 3), jnp.float32)
+    base = densenet_cifar(16 if bottleneck else 10, 4, bottleneck=bottleneck, dropout=0.2)
+    variables = _init(base, x)
+    reference = _loss_and_grads(base.clone(dtype=jnp.float64),
+                                jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables),
+                                x.astype(jnp.float64))
+    plain = _loss_and_grads(base, variables, x)
+    bound = 4 * max(_relative_error(plain, reference), float(np.finfo(np.float32).eps))
+    for kwargs in (dict(memory_efficient=True), dict(remat=True, remat_policy="nothing")):
+      ours = _loss_and_grads(base.clone(**kwargs), variables, x)
+      assert jax.tree.structure(ours) == jax.tree.structure(plain)
+      assert _relative_error(ours, reference) <= bound, kwargs
 
 
 def _saved_residual_bytes(model, x):
