@@ -200,3 +200,14 @@ def test_help_shows_the_commands_own_flags():
   assert "--workdir: directory for checkpoints" in r.stdout and "--config.FIELD=VALUE" in r.stdout
   assert "--jax_platforms" not in r.stdout and "--xla_" not in r.stdout   # absl's and JAX's
   assert len(r.stdout.splitlines()) < 80
+
+
+def test_the_installed_command_is_the_launcher():
+  """pip install gives a `flaxcnn` command (console entry point) with launch.py's flags."""
+  import shutil
+  import subprocess
+  exe = shutil.which("flaxcnn")
+  if exe is None:
+    pytest.skip("flaxcnn is not pip-installed here (pip install -e . adds the command)")
+  r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0 and "--workdir: directory for checkpoints" in r.stdout
