@@ -79,6 +79,19 @@ def all_finite(tree) -> bool:
              if np.issubdtype(np.asarray(x).dtype, np.floating))
 
 
+def read_only_manager(directory: str, **kwargs) -> ocp.CheckpointManager:
+  """An Orbax manager that never writes, created without its three warnings that a
+  read-only manager is read-only (they reached the console of every fine-tuning and
+  feature-extraction run)."""
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        read_only=True), **kwargs)
+  finally:
+    logging.set_verbosity(level)
+
+
 class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
@@ -87,12 +100,12 @@ class Checkpointer:
     aside, it skips what it cannot read."""
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.read_only = read_only
-    options = (ocp.CheckpointManagerOptions(read_only=True) if read_only else
-               ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                            enable_async_checkpointing=True,
-                                            cleanup_tmp_directories=True))
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_handlers=ocp.StandardCheckpointHandler())
+    handler = ocp.StandardCheckpointHandler()
+    self.manager = read_only_manager(self.directory, item_handlers=handler) if read_only \
+        else ocp.CheckpointManager(self.directory, item_handlers=handler, options=(
+            ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                         enable_async_checkpointing=True,
+                                         cleanup_tmp_directories=True)))
     self._in_flight = None   # the step of a save that may still be writing
 
   def save(self, state) -> None:
@@ -238,8 +251,7 @@ def load_raw(workdir: str, with_step: bool = False):
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoint in {directory}; train that run first")
-  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True))
+  manager = read_only_manager(directory)
   try:
     for step in sorted(manager.all_steps(), reverse=True):
       try:

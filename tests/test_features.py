@@ -157,6 +157,7 @@ def test_the_command(backbone_run, tmp_path):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "computed and cached in" in out.stdout and "head test" in out.stdout
+  assert "read_only" not in out.stdout + out.stderr   # Orbax's notes on read-only managers
   assert (tmp_path / "cmd" / "summary.json").exists()
   bad = subprocess.run(
       [sys.executable, "-m", "flaxcnn", "--config=experiments/feature_extraction.py",
