@@ -40,6 +40,8 @@ flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and log
 flags.DEFINE_integer("num_processes", 1, "number of processes (hosts) in the run")
 flags.DEFINE_integer("process_id", 0, "this process's index")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
+flags.DEFINE_integer("distributed_timeout", 300, "seconds a process waits for the others "
+                     "(and for the coordinator) before it stops with one line")
 flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with the "
                   "cluster's auto-detected settings (TPU pods, SLURM)")
 flags.DEFINE_bool("sweep", False, "run every variant of the config file's get_sweep() into "
@@ -112,7 +114,8 @@ def main(argv):
     workdir_lib.check_writable(workdir)
     _log_to_workdir(workdir)
     distributed.initialize(FLAGS.num_processes, FLAGS.process_id,
-                           FLAGS.coordinator_address, FLAGS.distributed)
+                           FLAGS.coordinator_address, FLAGS.distributed,
+                           FLAGS.distributed_timeout)
     distributed.check_same_config(config)
     logging.info("config:\n%s", config)
     if FLAGS.sweep or FLAGS.sweep_index is not None:

@@ -1,6 +1,8 @@
 """Multi-process (multi-host) set-up: `jax.distributed.initialize` before any JAX use,
 then a check that every process runs the same config."""
 import json
+import socket
+import time
 
 import jax
 import numpy as np
@@ -8,11 +10,13 @@ from jax.experimental import multihost_utils
 
 
 def initialize(num_processes: int = 1, process_id: int = 0,
-               coordinator_address=None, auto: bool = False) -> None:
+               coordinator_address=None, auto: bool = False, timeout: int = 300) -> None:
   """Connects the processes of a multi-host run; a no-op for one process.
 
   On CPU the cross-process collectives use gloo, so several processes on one
   machine (or CPU hosts) can run the same program as a TPU pod or GPU cluster.
+  A process other than 0 first checks, for up to `timeout` seconds, that the
+  coordinator answers: JAX's own wait ends in an abort (a C++ trace) after minutes.
   """
   if auto:
     jax.distributed.initialize()
@@ -22,9 +26,35 @@ def initialize(num_processes: int = 1, process_id: int = 0,
   if coordinator_address is None:
     raise ValueError("--coordinator_address (host:port of process 0) is required when "
                      "--num_processes > 1")
+  if not 0 <= process_id < num_processes:
+    raise ValueError(f"--process_id={process_id} must be in 0..{num_processes - 1} "
+                     f"(--num_processes={num_processes})")
+  if process_id:
+    _wait_for_coordinator(coordinator_address, process_id, num_processes, timeout)
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+                             num_processes=num_processes, process_id=process_id,
+                             initialization_timeout=timeout)
+
+
+def _wait_for_coordinator(address: str, process_id: int, num_processes: int,
+                          timeout: float) -> None:
+  """Returns once the coordinator's port accepts a connection; a ValueError naming
+  the flags to check when it does not within `timeout` seconds."""
+  host, _, port = address.rpartition(":")
+  deadline = time.time() + timeout
+  while True:
+    try:
+      with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+        return
+    except OSError:
+      if time.time() > deadline:
+        raise ValueError(
+            f"process {process_id} of {num_processes} could not reach the coordinator at "
+            f"{address} within {timeout:g} s: start process 0 (--process_id=0) with the "
+            "same --coordinator_address, and check --num_processes and that each "
+            f"--process_id from 0 to {num_processes - 1} runs once") from None
+      time.sleep(0.5)
 
 
 def _flat(d, prefix=""):

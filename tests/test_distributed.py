@@ -90,3 +90,16 @@ def test_processes_given_different_configs_stop_before_training(tmp_path):
     assert p.returncode != 0, out[-3000:]
     assert "batch_size: 64 (process 0) vs 32 (process 1)" in out, out[-3000:]
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_lone_process_stops_with_one_line_naming_the_flags(tmp_path):
+  """Process 1 of 2 with no process 0 was silent for about 305 s, then aborted with a
+  27-line C++ trace."""
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  r = subprocess.run([sys.executable, "launch.py"] + ARGS + [
+      f"--workdir={tmp_path}", "--num_processes=2", "--process_id=1",
+      f"--coordinator_address=127.0.0.1:{_free_port()}", "--distributed_timeout=3"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+  assert "process 1 of 2 could not reach the coordinator" in r.stderr
+  assert "--process_id=0" in r.stderr
