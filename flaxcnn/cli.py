@@ -53,7 +53,6 @@ flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, na
 FLAGS = flags.FLAGS
 
 
-
 def run_job(config, workdir: str):
   """Runs config.job: 'train' (train.train_and_evaluate), 'eval'
   (train.evaluate_checkpoint) or 'features' (features.run)."""

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from flaxcnn.papers import flatten
+
 
 def initialize(num_processes: int = 1, process_id: int = 0,
                coordinator_address=None, auto: bool = False, timeout: int = 300) -> None:
@@ -57,13 +59,6 @@ def _wait_for_coordinator(address: str, process_id: int, num_processes: int,
       time.sleep(0.5)
 
 
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-  return out
-
-
 def check_same_config(config) -> None:
   """Every process of a multi-process run must run the same config (a different
   batch_size or seed on one process trained a model at chance level, exit 0). Each
@@ -76,7 +71,7 @@ def check_same_config(config) -> None:
   padded = np.zeros(int(np.max(sizes)), np.uint8)
   padded[:mine.size] = mine
   everyone = multihost_utils.process_allgather(padded)
-  configs = [_flat(json.loads(bytes(row[:n]).decode())) for row, n in zip(everyone, sizes)]
+  configs = [flatten(json.loads(bytes(row[:n]).decode())) for row, n in zip(everyone, sizes)]
   diffs = []
   for p, other in enumerate(configs[1:], start=1):
     for field in sorted(set(configs[0]) | set(other)):

@@ -47,13 +47,19 @@ def set_learning_rate(opt_state, lr):
   return optax.tree_utils.tree_set(opt_state, learning_rate=lr)
 
 
+def phase_multiplier(head_steps, lr_mult: float, step):
+  """Fine-tuning's multiple of the learning rate for what trains at `step`: 1 (the
+  new head alone) during the head phase, then lr_mult."""
+  return jnp.where(step < head_steps, 1.0, lr_mult)
+
+
 def phase_scale(finetune, lr_mult: float, step):
   """Fine-tuning's per-parameter multiple of the learning rate at `step`: the head
   alone (1) during the head phase, then every trainable parameter at lr_mult;
   frozen paths 0. `finetune`: (head_mask, trainable_mask, head_steps)."""
   head_mask, trainable, head_steps = finetune
-  in_head_phase = step < head_steps
-  return jax.tree.map(lambda h, t: jnp.where(in_head_phase, h, t * lr_mult),
+  mult = phase_multiplier(head_steps, lr_mult, step)
+  return jax.tree.map(lambda h, t: jnp.where(step < head_steps, h, t) * mult,
                       head_mask, trainable)
 
 

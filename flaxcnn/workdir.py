@@ -16,6 +16,7 @@ import jax
 
 from flaxcnn.config import default_config
 from flaxcnn.data.core import fingerprint
+from flaxcnn.papers import flatten
 
 STALE_SECONDS = 15 * 60
 
@@ -220,23 +221,16 @@ def read_data_stats(workdir: str):
     return None
 
 
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-  return out
-
-
 def config_changes(config, workdir: str) -> dict:
   """{field: (saved, now)} where `config` differs from the run's workdir/config.json
   ({} when there is none, or it cannot be read)."""
   try:
     with open(os.path.join(workdir, "config.json")) as f:
-      saved = _flat(json.load(f))
+      saved = flatten(json.load(f))
   except (OSError, ValueError):
     return {}
-  now = _flat(json.loads(config.to_json_best_effort()))
-  defaults = _flat(json.loads(default_config().to_json_best_effort()))
+  now = flatten(json.loads(config.to_json_best_effort()))
+  defaults = flatten(json.loads(default_config().to_json_best_effort()))
 
   def schema_change(k):
     """A field one version of flaxcnn's schema has and the other lacks: added since

@@ -242,7 +242,7 @@ class Phases:
     current = next(i for i, (a, b, _) in enumerate(self.plan) if a <= step < b)
     if current != self.stage:
       self.stage = current
-      run, data = stages.stage_run(ctx.config, ctx.dataset, self.plan[current][2])
+      run, data = stages.stage_run(ctx.config, ctx.dataset, self.plan[current][2], ctx.run)
       self.feed = feeds.make_feed(run, data, arrays=getattr(self.feed, "arrays", None))
       self.step_fn = steps.make_step_for(run, self.feed)
       if len(self.plan) > 1:
@@ -272,11 +272,21 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   try:
     if dataset is None:
       dataset = task.load_data(config)
-    started = _start(config, workdir, dataset, lock)
-    if isinstance(started, dict):   # the run had finished: nothing changes on disk
-      return started
-    ctx, state, resumed = started
-    ctx.console.line(console_lib.header(config, ctx.run, dataset, workdir, resumed))
+    run = setup(config, dataset)
+    ckpt = Checkpointer(workdir, config.keep_checkpoints)
+    try:
+      state, resumed = _restore_or_init(config, workdir, run, dataset, ckpt)
+      done = finished_summary(workdir, resumed) if resumed == run.total_steps else None
+      if done is None:
+        ctx = _open(config, workdir, run, dataset, ckpt, lock, resumed)
+    except BaseException:
+      ckpt.close()
+      raise
+    if done is not None:   # the run had finished: nothing changes on disk
+      ckpt.close()
+      _say_finished(workdir, run, done)
+      return done
+    ctx.console.line(console_lib.header(config, run, dataset, workdir, resumed))
     return _loop(ctx, state)
   finally:
     lock.release()
@@ -295,42 +305,37 @@ def finished_summary(workdir: str, step) -> dict:
   return summary if summary.get("step") == step and not summary.get("interrupted") else None
 
 
-def _start(config, workdir, dataset, lock):
-  """(Context, state, resumed step or None): the run set up, its state restored
-  from the workdir's latest checkpoint, else initialized (or from init_from).
-  A run whose final checkpoint and summary.json are there is final: its summary."""
-  run = setup(config, dataset)
-  ckpt = Checkpointer(workdir, config.keep_checkpoints)
-  try:
-    fresh = create_state(run, dataset.image_shape)
-    state, resumed = restore(config, workdir, ckpt, fresh)
-    if resumed is not None:
-      check_resume(config, workdir, resumed)
-    done = finished_summary(workdir, run.total_steps) if resumed == run.total_steps else None
-    if done is not None:
-      ckpt.close()
-      if jax.process_index() == 0:
-        parts = [f"{k} {run.task.final_line(done[k])}" for k in
-                 ("validation", "test", "validation_ema", "test_ema") if k in done]
-        print(f"{workdir} finished at step {resumed} ({', '.join(parts)}); nothing to do "
-              "(raise config.num_steps or num_epochs to train on)", flush=True)
-      return done
-    if state is None:
-      state = finetune.load_initial_weights(config, fresh, run) if config.init_from \
-          else fresh
-    del fresh
-    prints = None if resumed is None else workdir_lib.check_same_data(
-        workdir, dataset, resumed, config.data.allow_changed)
-    workdir_lib.save_config(config, workdir)
-    workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None)
-    writer = MetricWriter(workdir, resume_step=resumed,
-                          hparams=json.loads(config.to_json_best_effort()))
-  except BaseException:
-    ckpt.close()
-    raise
-  ctx = Context(config=config, workdir=workdir, run=run, dataset=dataset, ckpt=ckpt,
-                writer=writer, console=console_lib.Console(run.total_steps), lock=lock)
-  return ctx, state, resumed
+def _say_finished(workdir: str, run, summary: dict) -> None:
+  if jax.process_index() == 0:
+    parts = [f"{k} {run.task.final_line(summary[k])}" for k in
+             ("validation", "test", "validation_ema", "test_ema") if k in summary]
+    print(f"{workdir} finished at step {summary['step']} ({', '.join(parts)}); nothing to "
+          "do (raise config.num_steps or num_epochs to train on)", flush=True)
+
+
+def _restore_or_init(config, workdir, run, dataset, ckpt):
+  """(state, resumed step or None): the workdir's latest checkpoint (checked against
+  the config), else a fresh state (or one from config.init_from)."""
+  fresh = create_state(run, dataset.image_shape)
+  state, resumed = restore(config, workdir, ckpt, fresh)
+  if resumed is not None:
+    check_resume(config, workdir, resumed)
+    return state, resumed
+  return (finetune.load_initial_weights(config, fresh, run) if config.init_from
+          else fresh), None
+
+
+def _open(config, workdir, run, dataset, ckpt, lock, resumed) -> Context:
+  """The run's record opened: the data checked against the run's start (on a resume)
+  and recorded, config.json, the metric writers."""
+  prints = None if resumed is None else workdir_lib.check_same_data(
+      workdir, dataset, resumed, config.data.allow_changed)
+  workdir_lib.save_config(config, workdir)
+  workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None)
+  writer = MetricWriter(workdir, resume_step=resumed,
+                        hparams=json.loads(config.to_json_best_effort()))
+  return Context(config=config, workdir=workdir, run=run, dataset=dataset, ckpt=ckpt,
+                 writer=writer, console=console_lib.Console(run.total_steps), lock=lock)
 
 
 def _loop(ctx: Context, state) -> dict:

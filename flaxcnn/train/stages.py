@@ -31,11 +31,12 @@ def stage_plan(config, total_steps: int):
   return plan
 
 
-def stage_run(config, dataset, overrides):
+def stage_run(config, dataset, overrides, base=None):
   """(Run, dataset) of one stage (its model and compiled shapes); the train state,
-  optimizer state included, carries over from the stage before."""
+  optimizer state included, carries over from the stage before. Without overrides
+  it is `base` (the run already set up), else a new setup."""
   if not overrides:
-    return setup(config, dataset), dataset
+    return base or setup(config, dataset), dataset
   stage_config = config_lib.apply_overrides(config, overrides)
   if feeds.is_streaming(dataset):
     dataset = dataclasses.replace(dataset, image_size=stage_config.data.image_size)

@@ -58,8 +58,8 @@ def update(run: Run, state: TrainState, x, labels, rng):
     d = cfg.ema_decay
     ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema,
                        {"params": params, "batch_stats": batch_stats})
-  if run.finetune is not None:   # the rate the trained parameters get: x lr_mult after the head phase
-    lr = lr * jnp.where(state.step < run.finetune[2], 1.0, cfg.finetune.lr_mult)
+  if run.finetune is not None:   # the rate the training parameters get
+    lr = lr * optim.phase_multiplier(run.finetune[2], cfg.finetune.lr_mult, state.step)
   metrics = {
       "loss": loss,
       "accuracy": run.task.accuracy(logits, labels),
