@@ -16,7 +16,9 @@ The paper's recipe (Sec. 5.2), completed from the TF reference implementation
   0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5 for B0-B7), stochastic depth with survival
   probability 0.8 (linear over the blocks, as the reference's drop connect);
 - label smoothing 0.1 and an exponential moving average of the weights with decay
-  0.9999, evaluated (both from the reference);
+  0.9999 and TensorFlow's warm-up min(0.9999, (1 + n) / (10 + n)) at update n (the
+  reference's ExponentialMovingAverage(num_updates=global_step)), evaluated (both
+  from the reference);
 - image size per preset (224, 240, 260, 300, 380, 456, 528, 600 for B0-B7).
 
 The batch is the paper's 4096; with `batch=N` the learning rate is scaled
@@ -70,6 +72,7 @@ def get_config(arg: str = ""):
   config.num_epochs = 350.0
   config.label_smoothing = 0.1
   config.ema_decay = 0.9999
+  config.ema_warmup = True                 # the reference's num_updates=global_step
   config.optimizer.name = "rmsprop_tf"
   config.optimizer.lr = LR_PER_256 * batch / 256
   config.optimizer.rms_decay = 0.9

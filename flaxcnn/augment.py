@@ -129,7 +129,7 @@ def eval_views(images, mode: str, size: int, pad: int = 0, scales=()):
 
 
 def full_image_views(views, flip: bool = True):
-  """Multi-scale testing the paper's way (He et al. 2015, Sec. 3.4 and Table 5): the
+  """Multi-scale testing the paper's way (He et al. 2015, Sec. 3.4 and Table 4): the
   whole images at each scale (one uint8 batch per scale, shorter side s, from
   `StreamingDataset.multiscale_batches`) and, with `flip`, their mirrors, as float32
   views for a fully convolutional model; the eval step averages their softmax scores."""

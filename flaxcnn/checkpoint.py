@@ -27,8 +27,17 @@ from absl import logging
 from flax import serialization
 
 
+# Automatic linen names (Conv_0, ResidualBlock_3, BNReLUConv_1) of checkpoints written
+# before every layer of every family was named.
+AUTO_NAMED = re.compile(r"'(Conv|BatchNorm|ConvBN|Projection|ResidualBlock|BNReLUConv)_\d+'")
+
+
 class StructureMismatch(ValueError):
   """The checkpoints in a workdir hold another model's or optimizer's arrays."""
+
+
+class OldLayerNames(StructureMismatch):
+  """Checkpoints written before every layer was named (Conv_0 instead of stem_conv)."""
 
 
 class CheckpointWriteError(RuntimeError):
@@ -190,6 +199,12 @@ class Checkpointer:
       detail = (f"{len(missing)} arrays missing, {len(extra)} unexpected, "
                 f"{len(shape)} of another shape; e.g. "
                 + ", ".join((missing + extra + shape)[:2]))
+      old = [k for k in extra if AUTO_NAMED.search(k)]
+      if old:
+        raise OldLayerNames(
+            f"the checkpoints in {self.directory} carry the automatic layer names of an "
+            f"older flaxcnn (e.g. {old[0]}); this version names every layer and cannot "
+            "resume them: train the run anew in another --workdir")
       raise StructureMismatch(f"the checkpoints in {self.directory} are of another model or "
                               f"optimizer than the config ({detail})")
 

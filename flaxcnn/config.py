@@ -75,6 +75,10 @@ def default_config() -> ml_collections.ConfigDict:
 
   # Exponential moving average of the weights (0 = off), evaluated separately.
   c.ema_decay = 0.0
+  # TensorFlow's ExponentialMovingAverage(num_updates=global_step) warm-up: the decay
+  # of update n (1, 2, ...) is min(ema_decay, (1 + n) / (10 + n)) (the EfficientNet
+  # reference's); False: ema_decay from the first step.
+  c.ema_warmup = False
 
   # EfficientNetV2 progressive learning (Tan & Le 2021): training is split into
   # `stages` stages; image size and regularization grow linearly from the first to
@@ -130,7 +134,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.finetune.lr_mult = 0.1         # then everything at this multiple of the schedule's lr
   c.finetune.freeze_bn = False     # BatchNorm in inference mode (running averages frozen)
   c.finetune.allow_partial = False  # go on when init_from matches under half of the arrays
-  c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^Conv_0",)
+  c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^stem_conv",)
                                    # (`python -m flaxcnn.models.summary NAME --params`)
 
   # Feature extraction (job 'features', Lecture's "use a trained network as a feature

@@ -170,22 +170,19 @@ def _resnet_keys(model):
     unsupported.append(f"se_reduction={m.se_reduction}")
   if unsupported:
     raise ConversionError(f"no torchvision/timm layout for this ResNet ({', '.join(unsupported)})")
-  starts = np.cumsum([0] + list(m.stage_sizes))
 
   def key(path):
     top = path[0]
-    if top == "ConvBN_0":
-      return {"Conv_0": "conv1", "BatchNorm_0": "bn1"}[path[1]]
+    if top in ("stem_conv", "stem_bn"):
+      return {"stem_conv": "conv1", "stem_bn": "bn1"}[top]
     if top == "head":
       return "fc"
-    if top.startswith("ResidualBlock_"):
-      n = int(top.split("_")[1])
-      stage = int(np.searchsorted(starts, n, side="right")) - 1
-      prefix = f"layer{stage + 1}.{n - starts[stage]}."
-      if path[1] == "Projection_0":
-        return prefix + {"Conv_0": "downsample.0", "BatchNorm_0": "downsample.1"}[path[2]]
-      kind, j = path[1].split("_")
-      return prefix + {"Conv": "conv", "BatchNorm": "bn"}[kind] + str(int(j) + 1)
+    if top.startswith("stage"):                  # stage{s}_block{b}/conv{i}, bn{i}, shortcut
+      stage, block = top[len("stage"):].split("_block")
+      prefix = f"layer{stage}.{int(block) - 1}."
+      if path[1] == "shortcut":
+        return prefix + {"conv": "downsample.0", "bn": "downsample.1"}[path[2]]
+      return prefix + path[1]
     raise KeyError(path)
   return key
 
@@ -199,19 +196,16 @@ def _densenet_keys(model):
 
   def key(path):
     top = path[0]
-    if top == "stem":
-      return {"Conv_0": "features.conv0", "BatchNorm_0": "features.norm0"}[path[1]]
+    if top in ("stem_conv", "stem_bn"):
+      return {"stem_conv": "features.conv0", "stem_bn": "features.norm0"}[top]
     if top == "final_norm":
       return "features.norm5"
     if top == "head":
       return "classifier"
-    if top.startswith("block"):
-      unit = int(path[2].split("_")[1]) + 1     # BNReLUConv_0 -> norm1/conv1
-      kind = {"BatchNorm_0": "norm", "Conv_0": "conv"}[path[3]]
-      return f"features.denseblock{top[5:]}.denselayer{path[1][5:]}.{kind}{unit}"
+    if top.startswith("block"):                  # block{b}/layer{l}/norm1, conv1, ...
+      return f"features.denseblock{top[5:]}.denselayer{path[1][5:]}.{path[2]}"
     if top.startswith("transition"):
-      kind = {"BatchNorm_0": "norm", "Conv_0": "conv"}[path[2]]
-      return f"features.{top}.{kind}"
+      return f"features.{top}.{path[1]}"
     raise KeyError(path)
   return key
 

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from conftest import ROOT
-from flaxcnn import config as config_lib, models
+from flaxcnn import config as config_lib, models, optim
 from flaxcnn import sweep
 from flaxcnn.models import get_preset
 
@@ -95,7 +95,7 @@ def test_resnet_imagenet_recipe(depth):
   assert tuple(c.augment.scale_range) == (256, 480) and c.augment.flip
   assert c.label_smoothing == 0 and c.augment.mixup_alpha == 0 and c.augment.cutout == 0
   model = models.build_model(c, 1000)
-  assert model.dropout == 0.0 and model.shortcut == "B"
+  assert model.regularization.dropout == 0.0 and model.shortcut == "B"
   assert model.bottleneck is (depth >= 50)
   assert c.eval_mode == "center"
   assert load("resnet50_imagenet.py", f"{depth},ten_crop").eval_mode == "ten_crop"
@@ -123,9 +123,10 @@ def test_efficientnet_recipe(variant, size, dropout):
   assert c.augment.randaugment_layers == 2 and c.augment.randaugment_magnitude == 30
   assert c.schedule.decay_begin == "start" and not c.optimizer.decay_all
   model = models.build_model(c, 1000)
-  assert model.act == "swish" and model.dropout == pytest.approx(dropout)
-  assert model.stochastic_depth == pytest.approx(0.8)
-  assert model.stochastic_depth_decay == "linear"
+  reg = model.regularization
+  assert model.act == "swish" and reg.dropout == pytest.approx(dropout)
+  assert reg.stochastic_depth == pytest.approx(0.8)
+  assert reg.stochastic_depth_decay == "linear"
   assert model.bn_momentum == pytest.approx(0.99) and model.bn_epsilon == pytest.approx(1e-3)
 
 
@@ -174,7 +175,7 @@ def test_efficientnetv2_progressive_recipe(size):
   assert c.schedule.decay_rate == 0.97 and c.schedule.decay_epochs == 2.4
   assert c.num_epochs == 350 and c.ema_decay == pytest.approx(0.9999)
   assert c.augment.randaugment_layers == 2
-  assert models.build_model(c, 1000).stochastic_depth == pytest.approx(0.8)
+  assert models.build_model(c, 1000).regularization.stochastic_depth == pytest.approx(0.8)
 
 
 def test_efficientnetv2_table6_matches_the_model_module():
@@ -201,7 +202,7 @@ def test_densenet_bc_recipe():
   assert tuple(c.schedule.boundaries) == (0.5 * c.num_epochs, 0.75 * c.num_epochs)
   assert_sgd(c, 0.1, 0.9, True, 1e-4)
   assert c.augment.crop_padding == 4 and c.augment.flip
-  assert model.dropout == 0.0                              # C10+: augmentation, no dropout
+  assert model.regularization.dropout == 0.0               # C10+: augmentation, no dropout
 
 
 @pytest.mark.parametrize("dataset,lr", [("cifar10", 0.1), ("cifar100", 0.5)])
@@ -226,13 +227,22 @@ def test_resnext29_recipe():
 def test_stochastic_depth_recipe():
   c = load("stochastic_depth_resnet110.py")
   assert c.model.name == "resnet110_cifar"
+  reg = models.build_model(c, 10).regularization
+  assert reg.stochastic_depth == 0.5 and reg.stochastic_depth_decay == "linear"
+  assert reg.stochastic_depth_mode == "inference_scale"  # the paper's test-time p_l scaling
   model = models.build_model(c, 10)
-  assert model.stochastic_depth == 0.5 and model.stochastic_depth_decay == "linear"
-  assert model.stochastic_depth_mode == "inference_scale"  # the paper's test-time p_l scaling
   assert model.shortcut == "A" and tuple(model.stage_sizes) == (18, 18, 18)
   assert_piecewise(c, 500, (250, 375), 0.1, 128)
   assert_sgd(c, 0.1, 0.9, True, 1e-4)
   assert c.data.validation_size == 5000
+  # ResNet-1202 (Section 4): 300 epochs, 0.01 for 10 epochs, then 0.1, / 10 at 150 and 225.
+  c = load("stochastic_depth_resnet110.py", "1202")
+  assert c.model.name == "resnet1202_cifar"
+  assert_piecewise(c, 300, (150, 225), 0.1, 128)
+  spe = 45000 // 128
+  lr = optim.make_schedule(c, spe, 300 * spe)
+  assert [float(lr(int(e * spe))) for e in (0, 9.9, 10, 149.9, 150, 225)] == pytest.approx(
+      [0.01, 0.01, 0.1, 0.1, 0.01, 0.001])
 
 
 @pytest.mark.parametrize("dataset,size", [("cifar10", 16), ("cifar100", 8)])

@@ -182,6 +182,25 @@ def test_a_config_of_another_model_is_named_not_restored(tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4"]   # nothing moved aside
 
 
+def test_a_checkpoint_with_the_old_automatic_layer_names_is_refused_in_one_line(tmp_path):
+  """Checkpoints of flaxcnn before its layers were named (Conv_0, ResidualBlock_3)."""
+  config = tiny_config(num_steps=2)
+  train.train_and_evaluate(config, str(tmp_path / "new"))
+  ck = checkpoint.Checkpointer(str(tmp_path / "new"))
+  tree = ck.manager.restore(2, args=checkpoint.ocp.args.StandardRestore())
+  ck.close()
+  rename = {"stem_conv": "Conv_0", "stem_bn": "BatchNorm_0"}
+  for part in ("params", "batch_stats"):
+    tree[part] = {rename.get(k, k): v for k, v in tree[part].items()}
+  old = checkpoint.Checkpointer(str(tmp_path / "old"))
+  old.manager.save(2, args=checkpoint.ocp.args.StandardSave(tree), force=True)
+  old.close()
+  with pytest.raises(ValueError, match=r"automatic layer names of an older flaxcnn \(e.g. "
+                                       r".*(Conv|BatchNorm)_0.*another --workdir"):
+    train.train_and_evaluate(config, str(tmp_path / "old"))
+  assert os.listdir(tmp_path / "old" / "checkpoints") == ["2"]   # nothing moved aside
+
+
 def test_unusable_workdirs_are_one_line_errors(tmp_path):
   (tmp_path / "f").write_text("x")
   with pytest.raises(ValueError, match="is a file"):

@@ -14,7 +14,8 @@ from flaxcnn import backend
 from flaxcnn.models import create_model, layers, summary
 from flaxcnn.models import efficientnet as E
 from flaxcnn.models.pyramidnet import PyramidBlock
-from flaxcnn.models.resnet import ResidualBlock
+from flaxcnn.models.regularization import gather
+from flaxcnn.models.resnet import PostActBlock, PreActBlock, residual_block
 from flaxcnn.models.wide_resnet import WideBlock
 
 KEY = jax.random.PRNGKey(0)
@@ -31,7 +32,12 @@ FAMILIES = {   # tiny nets with >= 3 blocks per stage
                                         cardinality=2, width=32)),
     "efficientnet": ("efficientnet_b0", TINY_EFFNET),
 }
-BLOCKS = (ResidualBlock, WideBlock, PyramidBlock, E.MBConv)
+BLOCKS = (PostActBlock, PreActBlock, WideBlock, PyramidBlock, E.MBConv)
+
+
+def _block(cls, **kwargs):
+  """A block of class (or factory) `cls`, regularizer settings given flat."""
+  return cls(**gather(kwargs))
 
 
 def _x(n=4, size=16, seed=1):
@@ -45,8 +51,8 @@ def _init(model, x):
 # ----------------------------------------------------------------------------- per-batch SD
 
 BLOCK_CASES = {   # identity-shortcut blocks of every family (input 8 channels)
-    "resnet_preact": (ResidualBlock, dict(planes=8, placement="full_preact")),
-    "resnext": (ResidualBlock, dict(planes=2, bottleneck=True, groups=2, width_per_group=32,
+    "resnet_preact": (residual_block, dict(planes=8, placement="full_preact")),
+    "resnext": (residual_block, dict(planes=2, bottleneck=True, groups=2, width_per_group=32,
                                     placement="full_preact")),
     "wrn": (WideBlock, dict(features=8, dropout=0.3)),
     "pyramidnet": (PyramidBlock, dict(features=12)),     # zero-padded identity 8 -> 12
@@ -61,7 +67,7 @@ def test_per_batch_block_is_its_shortcut_or_its_scaled_branch(case):
   or shortcut + F(x) / p (BN stats updated exactly as without stochastic depth)."""
   cls, kwargs = BLOCK_CASES[case]
   x = jax.random.normal(KEY, (2, 6, 6, 8))
-  make = functools.partial(cls, stochastic_depth_per="batch", **kwargs)
+  make = functools.partial(_block, cls, stochastic_depth_per="batch", **kwargs)
   variables = make().init({"params": KEY, "dropout": KEY}, x, train=False)
   rngs = {"dropout": jax.random.PRNGKey(5)}
   full, full_stats = make(dropout=0.0) if case == "wrn" else make(), None
@@ -107,9 +113,9 @@ def test_per_batch_block_carries_only_conv_outputs_to_the_backward_pass(case, co
   """The cond of a kept/dropped block returns its output, its input and one
   residual per convolution (BN and activations are recomputed in the backward
   pass): a dropped block zero-fills those few slots instead of every intermediate."""
-  cls, kwargs = {**BLOCK_CASES, "resnet": (ResidualBlock, dict(planes=8))}[case]   # + post-act
+  cls, kwargs = {**BLOCK_CASES, "resnet": (residual_block, dict(planes=8))}[case]   # + post-act
   x = jax.random.normal(KEY, (2, 6, 6, 8))
-  make = functools.partial(cls, stochastic_depth_per="batch", **kwargs)
+  make = functools.partial(_block, cls, stochastic_depth_per="batch", **kwargs)
   variables = make().init({"params": KEY, "dropout": KEY}, x, train=False)
 
   def loss(params):
@@ -286,7 +292,7 @@ def test_imagenet_resnet_macs_match_table1(name):
 def test_v1_bottleneck_moves_the_stride():
   x = jnp.zeros((1, 8, 8, 16))
   for stride_in_1x1, strides in ((True, [2, 1, 1]), (False, [1, 2, 1])):
-    block = ResidualBlock(planes=4, strides=2, bottleneck=True, stride_in_1x1=stride_in_1x1)
+    block = residual_block(planes=4, strides=2, bottleneck=True, stride_in_1x1=stride_in_1x1)
     seen = []
 
     def spy(next_fun, args, kwargs, context):
@@ -315,8 +321,8 @@ def test_weight_import_into_scanned_blocks():
   v = pretrained.convert("resnet34", sd, scan_blocks=True)
   shapes = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 32, 32, 3))))
   assert jax.tree.map(jnp.shape, v) == jax.tree.map(lambda s: s.shape, dict(shapes))
-  # Block 2 of stage 1 (ResidualBlock_1) is row 0 of stage1_scan: torch layer1.1.
-  np.testing.assert_array_equal(v["params"]["stage1_scan"]["Conv_0"]["kernel"][0],
+  # Block 2 of stage 1 (stage1_block2) is row 0 of stage1_scan: torch layer1.1.
+  np.testing.assert_array_equal(v["params"]["stage1_scan"]["conv1"]["kernel"][0],
                                 sd["layer1.1.conv1.weight"].transpose(2, 3, 1, 0))
 
 

@@ -9,6 +9,7 @@ import pytest
 from flaxcnn import backend
 from flaxcnn.models import densenet, registry, summary
 from flaxcnn.models.densenet import DenseNet, densenet_cifar
+from flaxcnn.models.regularization import gather
 
 KEYS = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
 
@@ -107,11 +108,11 @@ def test_imagenet_depth_counts_stem_convs_transitions_and_classifier(name, depth
 def test_imagenet_stem_has_64_channels():
   variables = summary.init_shapes(registry.create_model("densenet121"), 224)
   params = variables["params"]
-  assert params["stem"]["Conv_0"]["kernel"].shape == (7, 7, 3, 64)
+  assert params["stem_conv"]["kernel"].shape == (7, 7, 3, 64)
   # The first bottleneck sees the 64 stem channels and widens to 4k = 128.
   layer1 = params["block1"]["layer1"]
-  assert layer1["BNReLUConv_0"]["Conv_0"]["kernel"].shape == (1, 1, 64, 128)
-  assert layer1["BNReLUConv_1"]["Conv_0"]["kernel"].shape == (3, 3, 128, 32)
+  assert layer1["conv1"]["kernel"].shape == (1, 1, 64, 128)
+  assert layer1["conv2"]["kernel"].shape == (3, 3, 128, 32)
 
 
 def _block_outputs(model, size=32):
@@ -146,7 +147,7 @@ def test_dense_layers_see_all_preceding_channels():
   k, c0 = 4, 16
   params = summary.init_shapes(densenet_cifar(40, k, bottleneck=False, compression=1.0), 32)["params"]
   for l in range(1, 13):
-    kernel = params["block1"][f"layer{l}"]["BNReLUConv_0"]["Conv_0"]["kernel"]
+    kernel = params["block1"][f"layer{l}"]["conv1"]["kernel"]
     assert kernel.shape == (3, 3, c0 + (l - 1) * k, k)
 
 
@@ -165,15 +166,15 @@ def test_plain_b_c_bc_variants_differ_as_in_the_paper():
   # Stem: 16 channels, 2k for DenseNet-BC.
   assert [m.num_stem_features for m in (plain, b, c, bc)] == [16, 16, 16, 24]
   # B adds a 1x1 conv to 4k channels in front of every 3x3 conv.
-  assert set(p_plain["block1"]["layer1"]) == {"BNReLUConv_0"}
-  assert p_b["block1"]["layer1"]["BNReLUConv_0"]["Conv_0"]["kernel"].shape == (1, 1, 16, 48)
-  assert p_b["block1"]["layer1"]["BNReLUConv_1"]["Conv_0"]["kernel"].shape == (3, 3, 48, 12)
+  assert set(p_plain["block1"]["layer1"]) == {"norm1", "conv1"}
+  assert p_b["block1"]["layer1"]["conv1"]["kernel"].shape == (1, 1, 16, 48)
+  assert p_b["block1"]["layer1"]["conv2"]["kernel"].shape == (3, 3, 48, 12)
   # C halves the channels in the transitions; without it they are kept.
   m = 16 + 4 * 12
-  assert p_plain["transition1"]["BNReLUConv_0"]["Conv_0"]["kernel"].shape == (1, 1, m, m)
-  assert p_c["transition1"]["BNReLUConv_0"]["Conv_0"]["kernel"].shape == (1, 1, m, m // 2)
+  assert p_plain["transition1"]["conv"]["kernel"].shape == (1, 1, m, m)
+  assert p_c["transition1"]["conv"]["kernel"].shape == (1, 1, m, m // 2)
   m_bc = 24 + 2 * 12
-  assert p_bc["transition1"]["BNReLUConv_0"]["Conv_0"]["kernel"].shape == (1, 1, m_bc, m_bc // 2)
+  assert p_bc["transition1"]["conv"]["kernel"].shape == (1, 1, m_bc, m_bc // 2)
   count = lambda p: sum(int(np.prod(v.shape)) for v in jax.tree.leaves(p))
   assert count(p_c) < count(p_plain) and count(p_bc) < count(p_b)
 
@@ -260,7 +261,7 @@ def test_invalid_depth_through_registry():
 ])
 def test_invalid_config_raises(kwargs, field):
   with pytest.raises(ValueError, match=field):
-    DenseNet(num_classes=10, **kwargs)
+    DenseNet(num_classes=10, **gather(kwargs))
 
 
 # Memory-efficient DenseNet (Pleiss et al. 2017): recomputing the concatenation,

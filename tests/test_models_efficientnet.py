@@ -16,6 +16,7 @@ import pytest
 
 from flaxcnn.models import efficientnet as E
 from flaxcnn.models import layers, registry, summary
+from flaxcnn.models.regularization import Regularization, gather
 
 # name: (params, published mult-adds in G, relative tolerance on the mult-adds)
 PUBLISHED = {
@@ -94,12 +95,12 @@ def test_survival_probabilities_follow_linear_rule():
   model = registry.create_model("efficientnet_b0")
   n = len(model.blocks)
   expected = [1.0 - 0.2 * i / n for i in range(n)]
-  assert model.stochastic_depth == 0.8
+  assert model.regularization.stochastic_depth == 0.8
   np.testing.assert_allclose(model.block_survival_probs, expected)
   np.testing.assert_allclose(E.survival_probabilities(n, 0.8), expected)
   assert E.survival_probabilities(4, 0.5, "constant") == [0.5] * 4
   # The blocks of the network receive exactly these probabilities, in order.
-  tiny = TINY(stochastic_depth=0.6)
+  tiny = TINY(regularization=Regularization(stochastic_depth=0.6))
   seen = []
   def record(next_fun, args, kwargs, context):
     if isinstance(context.module, E.MBConv) and context.method_name == "__call__":
@@ -250,7 +251,8 @@ def test_efficientnetv2_tables_and_image_sizes():
   assert [b.fused for b in s.blocks] == [True] * 10 + [False] * 30
   assert all(b.se_ratio == (0.0 if b.fused else 0.25) for b in s.blocks)
   assert s.stem_features == 24 and registry.create_model("efficientnetv2_l").stem_features == 32
-  assert [registry.create_model(f"efficientnetv2_{v}").dropout for v in "sml"] == [0.2, 0.3, 0.4]
+  assert [registry.create_model(f"efficientnetv2_{v}").regularization.dropout
+          for v in "sml"] == [0.2, 0.3, 0.4]
   for name, (train_size, eval_size) in E.EFFICIENTNETV2_IMAGE_SIZES.items():
     assert registry.get_preset(name).image_size == eval_size > train_size
     assert E.EFFICIENTNETV2_PROGRESSIVE[name]["image_size"][0] == 128
@@ -260,7 +262,7 @@ def test_efficientnetv2_tables_and_image_sizes():
     (dict(width_mult=0.0), "width_mult"),
     (dict(depth_mult=-1.0), "depth_mult"),
     (dict(dropout=1.0), "dropout"),
-    (dict(stochastic_depth=0.0), "stochastic depth"),
+    (dict(stochastic_depth=0.0), "stochastic_depth"),
     (dict(stochastic_depth_decay="cubic"), "decay"),
     (dict(stochastic_depth_mode="always"), "stochastic_depth_mode"),
     (dict(stages=(E.Stage(6, 4, 1, 16, 1),)), "stages"),
@@ -269,4 +271,4 @@ def test_efficientnetv2_tables_and_image_sizes():
 ])
 def test_config_errors(kwargs, field):
   with pytest.raises(ValueError, match=field):
-    E.EfficientNet(num_classes=10, **kwargs)
+    E.EfficientNet(num_classes=10, **gather(kwargs))

@@ -4,14 +4,15 @@ Parameter counts are compared with published figures: exact for torchvision /
 timm models (ImageNet, 1000 classes); the papers' rounded numbers for the CIFAR
 networks (CIFAR-10, 10 classes, as the papers report them).
 """
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from flaxcnn.models import create_model, layers, summary
-from flaxcnn.models.resnet import (PLACEMENTS, SHORTCUT_VARIANTS, ResidualBlock, ResNet,
-                                   cifar_resnet)
+from flaxcnn.models.resnet import (PLACEMENTS, SHORTCUT_VARIANTS, ResNet, Shortcut,
+                                   cifar_resnet, residual_block)
 from flaxcnn.models.resnext import cifar_resnext
 
 RNGS = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
@@ -131,8 +132,8 @@ def test_option_a_adds_no_parameters():
   # B differs only by the two projections (16->32 and 32->64, stride 2, 1x1 conv + BN).
   projections = 0
   for cin, cout in ((16, 32), (32, 64)):
-    v = jax.eval_shape(lambda: layers.Projection(cout, 2).init(
-        RNGS, jnp.zeros((1, 8, 8, cin)), train=False))
+    x = jnp.zeros((1, 8, 8, cin))
+    v = jax.eval_shape(lambda: Shortcut(cout, 2, kind="B").init(RNGS, x, x, train=False))
     projections += sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
   assert projections == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
   assert b - a == projections
@@ -141,10 +142,23 @@ def test_option_a_adds_no_parameters():
 
 def test_option_c_projects_every_block():
   count = lambda v: sum(1 for k, block in v["params"].items()
-                        if k.startswith("ResidualBlock") and "Projection_0" in block)
+                        if k.startswith("stage") and "shortcut" in block)
   assert count(_shapes(create_model("resnet20_cifar", shortcut="B"))) == 2
   assert count(_shapes(create_model("resnet20_cifar", shortcut="C"))) == 9
   assert count(_shapes(create_model("resnet20_cifar", shortcut="A"))) == 0
+
+
+def test_dropout_shortcut_is_half_the_shortcut_in_expectation():
+  """He et al. 2016, Section 3.1: dropout 0.5 on the shortcut, read as lambda = 0.5
+  constant scaling in expectation: training keeps or zeroes x (not 2x), inference 0.5x."""
+  x = jnp.ones((64, 4, 4, 8))
+  shortcut = Shortcut(8, 1, kind="B", variant="dropout_shortcut")
+  train, _ = shortcut.apply({}, x, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)})
+  assert set(np.unique(np.asarray(train))) == {0.0, 1.0}
+  assert abs(float(train.mean()) - 0.5) < 0.02       # 8,192 Bernoulli(0.5) draws: sd 0.006
+  test, factor = shortcut.apply({}, x, x, train=False)
+  np.testing.assert_array_equal(test, 0.5 * x)
+  assert factor is None
 
 
 def test_option_a_shortcut_is_zero_padded_identity():
@@ -157,7 +171,7 @@ def test_option_a_shortcut_is_zero_padded_identity():
 # --- Pre-activation and placements ------------------------------------------------
 
 def _block_with_zero_last_conv(placement):
-  block = ResidualBlock(planes=4, placement=placement)
+  block = residual_block(placement, planes=4)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 4)), jnp.float32)
   v = _random_variables(jax.eval_shape(lambda: block.init(RNGS, x, train=False)))
   return block, v, x
@@ -168,17 +182,17 @@ def test_full_preact_block_ends_with_conv():
   y = block.apply(v, x, train=False)
   assert (y < 0).any()                                  # no activation at the output
   assert not np.allclose(y, jax.nn.relu(y))
-  assert "BatchNorm_2" not in v["params"]               # BN, BN: both before a conv
+  assert sorted(v["params"]) == ["bn1", "bn2", "conv1", "conv2"]   # each BN before a conv
   # The last op of the branch is a conv: zeroing its kernel makes the block an
   # exact identity mapping (He et al. 2016), while the original block gives relu(x).
   params = dict(v["params"])
-  params["Conv_1"] = {"kernel": jnp.zeros_like(params["Conv_1"]["kernel"])}
+  params["conv2"] = {"kernel": jnp.zeros_like(params["conv2"]["kernel"])}
   np.testing.assert_allclose(block.apply({**v, "params": params}, x, train=False), x,
                              atol=1e-6)
   block, v, x = _block_with_zero_last_conv("original")
   params = dict(v["params"])
-  params["Conv_1"] = {"kernel": jnp.zeros_like(params["Conv_1"]["kernel"])}
-  params["BatchNorm_1"] = {"scale": jnp.zeros(4), "bias": jnp.zeros(4)}
+  params["conv2"] = {"kernel": jnp.zeros_like(params["conv2"]["kernel"])}
+  params["bn2"] = {"scale": jnp.zeros(4), "bias": jnp.zeros(4)}
   np.testing.assert_allclose(block.apply({**v, "params": params}, x, train=False),
                              jax.nn.relu(x), atol=1e-6)
 
@@ -187,9 +201,9 @@ def test_full_preact_network_has_final_bn_relu():
   params = _shapes(create_model("preact_resnet110_cifar", depth=8, **TINY))["params"]
   # The stem is a bare conv (the first block starts with BN-ReLU); after the last
   # block, whose output is a conv's, comes the network's final BN (+ ReLU).
-  assert [k for k in params if k.startswith("BatchNorm")] == ["BatchNorm_0"]
+  assert [k for k in params if k.endswith("bn")] == ["final_bn"]
   original = _shapes(create_model("resnet110_cifar", depth=8, **TINY))["params"]
-  assert [k for k in original if k.startswith("BatchNorm")] == ["BatchNorm_0"]  # stem BN
+  assert [k for k in original if k.endswith("bn")] == ["stem_bn"]
 
 
 def test_every_identity_mapping_variant_runs():
@@ -201,7 +215,7 @@ def test_every_identity_mapping_variant_runs():
     v, x = _init(model)
     y = _train_apply(model, v, x)
     assert y.shape == (2, 10) and bool(jnp.isfinite(y).all()), kwargs
-    gated = "gate" in v["params"]["ResidualBlock_0"]
+    gated = "gate" in v["params"]["stage1_block1"].get("shortcut", {})
     assert gated == ("gating" in kwargs.get("shortcut_variant", "")), kwargs
 
 
@@ -217,9 +231,9 @@ def test_squeeze_excite_is_a_per_channel_gate():
 
 
 def test_se_resnet_block_has_squeeze_excite_before_addition():
-  block = ResidualBlock(planes=16, bottleneck=True, se_reduction=16)
+  block = residual_block(planes=16, bottleneck=True, se_reduction=16)
   v = jax.eval_shape(lambda: block.init(RNGS, jnp.ones((1, 4, 4, 64)), train=False))
-  se = v["params"]["SqueezeExcite_0"]
+  se = v["params"]["se"]
   assert se["reduce"]["kernel"].shape == (1, 1, 64, 4)      # C / 16 hidden units
   assert se["expand"]["kernel"].shape == (1, 1, 4, 64)
 
@@ -230,11 +244,11 @@ def test_resnext_grouped_bottleneck_widths():
   # ResNeXt-29 (Xie et al. 2017), 4x2d, one block per stage: bottleneck width C*d = 8
   # for the 64 planes of stage 1, output 4 * 64 = 256.
   model = cifar_resnext(depth=11, cardinality=4, width=2, num_classes=10)
-  block = _shapes(model)["params"]["ResidualBlock_0"]
-  assert block["Conv_1"]["kernel"].shape == (3, 3, 2, 8)   # 4 groups of 2 channels
-  assert block["Conv_2"]["kernel"].shape == (1, 1, 8, 256)
-  stage3 = _shapes(model)["params"]["ResidualBlock_2"]
-  assert stage3["Conv_1"]["kernel"].shape == (3, 3, 8, 32)  # width doubles per stage
+  block = _shapes(model)["params"]["stage1_block1"]
+  assert block["conv2"]["kernel"].shape == (3, 3, 2, 8)   # 4 groups of 2 channels
+  assert block["conv3"]["kernel"].shape == (1, 1, 8, 256)
+  stage3 = _shapes(model)["params"]["stage3_block1"]
+  assert stage3["conv2"]["kernel"].shape == (3, 3, 8, 32)  # width doubles per stage
   with pytest.raises(ValueError, match="width_per_group"):
     cifar_resnext(depth=11, cardinality=4, width=2, num_classes=10, stage_planes=(8, 16, 32))
 
@@ -302,11 +316,17 @@ def test_dropblock_only_in_selected_stages():
   v, x = _init(plain)
   np.testing.assert_array_equal(plain.apply(v, x, train=False), db.apply(v, x, train=False))
   assert not np.allclose(_train_apply(plain, v, x), _train_apply(db, v, x))
-  # DropBlock modules (they own the 'schedule' strength) sit in stages 2 and 3 only,
-  # after each conv unit and the shortcut.
-  schedule = _shapes(db)["schedule"]
-  assert sorted(schedule) == ["ResidualBlock_1", "ResidualBlock_2"]
-  assert len(schedule["ResidualBlock_1"]) == 3
+  # DropBlock sits in stages 2 and 3 only, after each conv unit and the shortcut.
+  called = []
+
+  def record(f, args, kwargs, context):
+    if isinstance(context.module, layers.DropBlock):
+      called.append("/".join(context.module.path))
+    return f(*args, **kwargs)
+  with nn.intercept_methods(record):
+    _train_apply(db, v, x)
+  assert sorted(called) == [f"stage{s}_block1/{d}" for s in (2, 3)
+                            for d in ("dropblock1", "dropblock2", "shortcut_dropblock")]
 
 
 def test_cifar_resnet_train_step_shapes():

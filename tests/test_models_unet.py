@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from flaxcnn.models import registry, summary
+from flaxcnn.models.regularization import Regularization, gather
 from flaxcnn.models.unet import UNet
 
 
@@ -57,7 +58,7 @@ def test_up_convolution_and_skip_shapes():
       jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)), train=False))["params"]
   assert shapes["upconv2"]["kernel"].shape == (2, 2, 32, 16)    # 2x2, halves channels
   assert shapes["upconv1"]["kernel"].shape == (2, 2, 16, 8)
-  assert shapes["up1"]["conv1"]["Conv_0"]["kernel"].shape == (3, 3, 16, 8)  # 8 skip + 8 up
+  assert shapes["up1"]["conv1"]["conv"]["kernel"].shape == (3, 3, 16, 8)  # 8 skip + 8 up
   assert shapes["head"]["kernel"].shape == (1, 1, 8, 2)
 
 
@@ -71,8 +72,8 @@ def test_output_restores_input_resolution(size):
 
 
 def test_tiny_forward_train_eval_bf16():
-  model = UNet(num_classes=3, base_features=4, depth=2, dropout=0.5)
-  bf16 = UNet(num_classes=3, base_features=4, depth=2, dropout=0.5, dtype=jnp.bfloat16)
+  model = UNet(num_classes=3, base_features=4, depth=2, regularization=Regularization(dropout=0.5))
+  bf16 = model.clone(dtype=jnp.bfloat16)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
   variables = random_variables(model, x)
 
@@ -106,4 +107,4 @@ def test_bad_input_size_raises_naming_the_size():
 ])
 def test_config_errors(kwargs, field):
   with pytest.raises(ValueError, match=field):
-    UNet(**{"num_classes": 2, **kwargs})
+    UNet(**gather({"num_classes": 2, **kwargs}))

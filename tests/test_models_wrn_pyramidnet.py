@@ -8,6 +8,7 @@ import pytest
 
 from flaxcnn.models import registry, summary
 from flaxcnn.models.pyramidnet import PyramidBlock, PyramidNet, block_widths, pyramid_shortcut
+from flaxcnn.models.regularization import Regularization
 from flaxcnn.models.wide_resnet import WideBlock, WideResNet
 
 RNGS = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
@@ -87,22 +88,22 @@ def test_wrn_presets_are_cifar_and_leave_wrn50_2_to_resnet():
            if registry.get_preset(n).constructor is WideResNet]
   assert "wrn50_2" not in names and "wrn28_10" in names
   assert all(registry.get_preset(n).image_size == 32 for n in names)
-  assert registry.create_model("wrn28_10_dropout").dropout == 0.3
+  assert registry.create_model("wrn28_10_dropout").regularization.dropout == 0.3
 
 
 def test_wrn_projection_only_where_the_shape_changes():
   variables = summary.init_shapes(WideResNet(10, depth=16, widen_factor=1), 32)["params"]
-  assert "projection" not in variables["group1_block1"]      # 16 -> 16, stride 1
-  assert "projection" in variables["group2_block1"]          # 16 -> 32, stride 2
-  assert "projection" not in variables["group2_block2"]
+  assert "shortcut" not in variables["group1_block1"]      # 16 -> 16, stride 1
+  assert "shortcut" in variables["group2_block1"]          # 16 -> 32, stride 2
+  assert "shortcut" not in variables["group2_block2"]
   variables = summary.init_shapes(WideResNet(10, depth=16, widen_factor=2), 32)["params"]
-  assert "projection" in variables["group1_block1"]          # 16 -> 32
-  assert variables["group3_block1"]["projection"]["kernel"].shape == (1, 1, 64, 128)
+  assert "shortcut" in variables["group1_block1"]          # 16 -> 32
+  assert variables["group3_block1"]["shortcut"]["kernel"].shape == (1, 1, 64, 128)
 
 
 def test_wrn_dropout_only_in_branch_and_only_in_training():
   x16 = jnp.tile(_images(2, 8), (1, 1, 1, 6))[..., :16]
-  block = WideBlock(16, dropout=1.0)
+  block = WideBlock(16, regularization=Regularization(dropout=1.0))
   v = _init(block, x16)
   # Everything before the last convolution is dropped: the identity path is untouched.
   np.testing.assert_array_equal(_forward(block, train=True)(v, x16), x16)
@@ -113,16 +114,16 @@ def test_wrn_dropout_only_in_branch_and_only_in_training():
 
   # With a projection shortcut, dropout=1 makes the output independent of the last
   # conv, and the projection still contributes.
-  proj = WideBlock(32, strides=2, dropout=1.0)
+  proj = WideBlock(32, strides=2, regularization=Regularization(dropout=1.0))
   v = _init(proj, x16)
   changed = jax.tree_util.tree_map(lambda a: a, v)
-  changed["params"]["Conv_1"]["kernel"] = changed["params"]["Conv_1"]["kernel"] + 1.0
+  changed["params"]["conv2"]["kernel"] = changed["params"]["conv2"]["kernel"] + 1.0
   run = _forward(proj, train=True)
   np.testing.assert_array_equal(run(v, x16), run(changed, x16))
   assert not np.allclose(run(v, x16), 0)
 
   # With dropout 0.5 a training pass is random, an inference pass is not.
-  block = WideBlock(16, dropout=0.5)
+  block = WideBlock(16, regularization=Regularization(dropout=0.5))
   v = _init(block, x16)
   train = _forward(block, train=True)
   assert not np.allclose(train(v, x16, jax.random.PRNGKey(1)), train(v, x16, jax.random.PRNGKey(2)))
@@ -139,7 +140,7 @@ def test_wrn_block_types_build_and_run(block_type):
   assert logits.shape == (2, 10) and logits.dtype == jnp.float32
   assert np.isfinite(logits).all()
   # Each block holds one conv per kernel, with the kernel sizes asked for.
-  kernels = [v["params"]["group1_block1"][f"Conv_{i}"]["kernel"].shape[0] for i in range(m)]
+  kernels = [v["params"]["group1_block1"][f"conv{i + 1}"]["kernel"].shape[0] for i in range(m)]
   assert tuple(kernels) == (tuple(block_type) if isinstance(block_type, tuple) else
                             tuple(int(c) for c in block_type.strip("B()").split(",")))
 
@@ -154,9 +155,9 @@ def test_wrn_config_errors_name_the_field():
   with pytest.raises(ValueError, match="^block_type:"):
     WideResNet(10, depth=28, block_type="3x3")
   with pytest.raises(ValueError, match="^dropout:"):
-    WideResNet(10, dropout=1.5)
+    WideResNet(10, regularization=Regularization(dropout=1.5))
   with pytest.raises(ValueError, match="^dropblock_stages:"):
-    WideResNet(10, dropblock_stages=(4,))
+    WideResNet(10, regularization=Regularization(dropblock_stages=(4,)))
   for preset in ("wrn28_10", "pyramidnet110_a48"):
     with pytest.raises(ValueError, match="^dropblock_keep_prob=0.8 applies to no stage"):
       registry.create_model(preset, dropblock_keep_prob=0.8)
@@ -173,7 +174,8 @@ def test_wrn_bf16_forward_returns_float32_logits():
 
 def test_wrn_stochastic_depth_touches_only_training():
   x = _images(2, 8)
-  model = WideResNet(10, depth=10, widen_factor=1, stochastic_depth=0.2)
+  model = WideResNet(10, depth=10, widen_factor=1,
+                     regularization=Regularization(stochastic_depth=0.2))
   v = _init(model, x)
   train = _forward(model, train=True)
   outs = [train(v, x, jax.random.PRNGKey(k)) for k in range(4)]
@@ -269,14 +271,14 @@ def test_pyramid_widths_grow_by_the_rule():
   for widening, alpha in (("additive", 14), ("multiplicative", 3.0)):
     model = PyramidNet(10, depth=20, alpha=alpha, widening=widening)
     params = summary.init_shapes(model, 32)["params"]
-    got = [params[f"stage{s}_block{b}"]["ConvBN_1"]["Conv_0"]["kernel"].shape[-1]
+    got = [params[f"stage{s}_block{b}"]["conv2"]["kernel"].shape[-1]
            for s in (1, 2, 3) for b in (1, 2, 3)]
     assert got == _reference_widths(alpha, 9, widening=widening)
     assert got == sorted(got) and got[-1] == round(16 + alpha if widening == "additive" else 16 * alpha)
   params = summary.init_shapes(PyramidNet(10, depth=29, alpha=24, bottleneck=True), 32)["params"]
-  inner = [params[f"stage{s}_block{b}"]["ConvBN_0"]["Conv_0"]["kernel"].shape[-1]
+  inner = [params[f"stage{s}_block{b}"]["conv1"]["kernel"].shape[-1]
            for s in (1, 2, 3) for b in (1, 2, 3)]
-  outer = [params[f"stage{s}_block{b}"]["ConvBN_2"]["Conv_0"]["kernel"].shape[-1]
+  outer = [params[f"stage{s}_block{b}"]["conv3"]["kernel"].shape[-1]
            for s in (1, 2, 3) for b in (1, 2, 3)]
   assert inner == _reference_widths(24, 9) and outer == [4 * d for d in inner]
 
@@ -296,7 +298,7 @@ def test_pyramid_shortcut_is_free_pooled_and_zero_padded():
   x = _images(2, 7)                                        # odd size: ceil like the conv
   block = PyramidBlock(5, strides=2)
   v = _init(block, x)
-  assert set(v["params"]) == {"BatchNorm_0", "ConvBN_0", "ConvBN_1"}
+  assert set(v["params"]) == {"bn1", "conv1", "bn2", "conv2", "bn3"}
   branch_only = 2 * 3 + 9 * 3 * 5 + 2 * 5 + 9 * 5 * 5 + 2 * 5
   assert sum(p.size for p in jax.tree.leaves(v["params"])) == branch_only
   assert jax.eval_shape(lambda: block.apply(v, x, train=False)).shape == (2, 4, 4, 5)
@@ -327,7 +329,7 @@ def test_pyramid_bf16_forward_returns_float32_logits():
 
 
 def test_pyramid_stochastic_depth_touches_only_training():
-  model = PyramidNet(10, depth=8, alpha=12, stochastic_depth=0.2)
+  model = PyramidNet(10, depth=8, alpha=12, regularization=Regularization(stochastic_depth=0.2))
   x = _images(2, 8)
   v = _init(model, x)
   train = _forward(model, train=True)

@@ -115,3 +115,29 @@ def test_piecewise_with_min_lr_and_unknown_warmup():
   c.schedule.warmup = "cubic"
   with pytest.raises(ValueError, match="schedule.warmup"):
     optim.make_schedule(c, 100, 1000)
+
+
+def test_ema_warmup_matches_tensorflow_exponential_moving_average():
+  """config.ema_warmup: TF's ExponentialMovingAverage(decay, num_updates=global_step),
+  as the EfficientNet reference applies it after each train op (global_step already
+  incremented: update n sees num_updates = n)."""
+  tf = pytest.importorskip("tensorflow")
+  from flaxcnn.train import steps
+  config = tiny_config(ema_decay=0.9999, ema_warmup=True)
+  params = np.random.default_rng(0).normal(size=(21, 5)).astype(np.float32)   # p_0..p_20
+  var = tf.Variable(params[0])
+  step = tf.Variable(0, dtype=tf.int64)
+  reference = tf.train.ExponentialMovingAverage(0.9999, num_updates=step)
+  reference.apply([var])          # creates the average at p_0 (an update of p_0 by p_0)
+  ours = jnp.asarray(params[0])
+  for n in range(1, 21):
+    var.assign(params[n])
+    step.assign_add(1)
+    reference.apply([var])
+    d = steps.ema_decay(config, jnp.int32(n))
+    ours = d * ours + (1 - d) * params[n]
+  # float32 on both sides, 20 updates of O(1) values: a few ulp per update.
+  np.testing.assert_allclose(ours, reference.average(var).numpy(), rtol=1e-5, atol=1e-6)
+  assert float(steps.ema_decay(config, jnp.int32(1))) == pytest.approx(2 / 11)
+  config.ema_warmup = False
+  assert steps.ema_decay(config, 1) == 0.9999

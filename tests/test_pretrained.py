@@ -460,8 +460,8 @@ def test_load_safetensors_pth_npz_and_new_head(tmp_path):
   # A new 10-class head for fine-tuning: the backbone is kept, the head is fresh.
   v10 = pretrained.load("resnet18", str(tmp_path / "m.safetensors"), num_classes=10)
   assert v10["params"]["head"]["kernel"].shape == (512, 10)
-  np.testing.assert_array_equal(v10["params"]["ConvBN_0"]["Conv_0"]["kernel"],
-                                ref["params"]["ConvBN_0"]["Conv_0"]["kernel"])
+  np.testing.assert_array_equal(v10["params"]["stem_conv"]["kernel"],
+                                ref["params"]["stem_conv"]["kernel"])
   # A headless file (timm's num_classes=0 export) gets a fresh head as well.
   headless = {k: v for k, v in state_dict_numpy(tmodel).items() if not k.startswith("fc.")}
   v0 = pretrained.convert("resnet18", headless, num_classes=10)
@@ -482,7 +482,7 @@ def test_legacy_torchvision_densenet_keys():
     sd[k] = np.zeros(v.shape, np.float32)
   assert any(".norm.1." in k for k in sd)
   v = pretrained.convert("densenet121", sd)
-  assert v["params"]["block1"]["layer1"]["BNReLUConv_0"]["Conv_0"]["kernel"].shape == (1, 1, 64, 128)
+  assert v["params"]["block1"]["layer1"]["conv1"]["kernel"].shape == (1, 1, 64, 128)
 
 
 def _zeros_state_dict(preset):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from flaxcnn import augment
-from flaxcnn.models import layers
+from flaxcnn.models import create_model, layers
+from flaxcnn.models.regularization import Regularization
 
 KEY = jax.random.PRNGKey(0)
 
@@ -80,8 +81,8 @@ def test_cutout_off_and_deterministic():
 def _dropblock(x, keep_prob, block_size, key=KEY, strength=None, per_channel=False,
                train=True):
   module = layers.DropBlock(keep_prob, block_size, per_channel)
-  variables = {} if strength is None else {"schedule": {"strength": jnp.float32(strength)}}
-  return module.apply(variables, x, train=train, rngs={"dropout": key})
+  extra = {} if strength is None else {"strength": jnp.float32(strength)}
+  return module.apply({}, x, train=train, rngs={"dropout": key}, **extra)
 
 
 def _expected_drop(h, w, keep_prob, block_size, strength=1.0):
@@ -168,8 +169,8 @@ def test_dropblock_is_identity_at_eval():
 
 
 def test_dropblock_follows_the_schedule_strength():
-  """strength s in the 'schedule' collection scales the drop rate: keep_prob goes
-  from 1 (s = 0) to its target (s = 1), linearly in the drop rate."""
+  """The strength s it is called with scales the drop rate: keep_prob goes from 1
+  (s = 0) to its target (s = 1), linearly in the drop rate."""
   x = jnp.ones((256, 48, 48, 1))
   np.testing.assert_array_equal(_dropblock(x, 0.8, 5, strength=0.0), x)
   fractions = {}
@@ -179,9 +180,29 @@ def test_dropblock_follows_the_schedule_strength():
     assert abs(fractions[s] - expected) < 0.012, (s, fractions[s], expected)
   assert fractions[0.25] < fractions[0.5] < fractions[1.0]
   assert abs(fractions[0.5] / fractions[1.0] - 0.5) < 0.1
-  # Without the collection (the model's default) the strength is 1.
+  # Without a strength (the default) the target applies.
   default = float(np.mean(np.asarray(_dropblock(x, 0.8, 5)) == 0))
   assert abs(default - fractions[1.0]) < 0.012
+
+
+def test_a_model_ramps_dropblock_from_the_step_it_is_given():
+  """Ghiasi et al.'s schedule: with dropblock_ramp_steps=R the strength is
+  min(step / R, 1); at step 0 a training pass drops nothing, as without DropBlock."""
+  reg = Regularization(dropblock_keep_prob=0.8, dropblock_stages=(2,), dropblock_ramp_steps=100)
+  assert [float(reg.dropblock_strength(s)) for s in (0, 25, 100, 400)] == [0.0, 0.25, 1.0, 1.0]
+  assert float(reg.override(dropblock_ramp_steps=0).dropblock_strength(5)) == 1.0
+  kwargs = dict(depth=8, stage_planes=(4, 8, 8), stem_width=4)
+  plain = create_model("resnet20_cifar", **kwargs)
+  ramped = create_model("resnet20_cifar", dropblock_keep_prob=0.5, dropblock_size=3,
+                        dropblock_stages=(2, 3), dropblock_ramp_steps=100, **kwargs)
+  x = jax.random.normal(KEY, (2, 16, 16, 3))
+  variables = plain.init({"params": KEY, "dropout": KEY}, x, train=False)
+
+  def train(model, step):
+    return model.apply(variables, x, train=True, step=step, mutable=["batch_stats"],
+                       rngs={"dropout": KEY})[0]
+  np.testing.assert_array_equal(train(ramped, jnp.int32(0)), train(plain, jnp.int32(0)))
+  assert not np.allclose(train(ramped, jnp.int32(100)), train(plain, jnp.int32(100)))
 
 
 def test_dropblock_renormalization_preserves_the_mean():
@@ -272,7 +293,6 @@ def _survival_probs_of(model, x):
 
 
 def test_models_apply_the_linear_rule_over_all_blocks():
-  from flaxcnn.models import create_model
   x = jnp.zeros((1, 32, 32, 3))
   # ResNet-110: blocks l = 1..54 over the whole network (Huang et al. 2016).
   probs = _survival_probs_of(create_model("resnet110_cifar", stochastic_depth=0.5), x)
@@ -299,11 +319,16 @@ def _apply_block(block, x, params=None, train=True):
   return out, params
 
 
+def _number(name):
+  """The layer number of conv3, bn2, ..."""
+  return int(name.lstrip("abcdefghijklmnopqrstuvwxyz_"))
+
+
 def _zero_last_kernel(variables, name_filter):
   """A copy of the variables with the residual branch's last convolution zeroed."""
   params = variables["params"]
   convs = [k for k in params if name_filter(k)]
-  last = sorted(convs, key=lambda k: int(k.split("_")[-1]))[-1]
+  last = sorted(convs, key=_number)[-1]
   params = dict(params)
   params[last] = jax.tree.map(jnp.zeros_like, params[last])
   return {**variables, "params": params}
@@ -313,20 +338,19 @@ def _zero_last_kernel(variables, name_filter):
     ("full_preact", 1, 8), ("full_preact", 2, 16), ("original", 1, 8), ("original", 2, 16)])
 def test_stochastic_depth_never_drops_the_shortcut_of_a_resnet_block(placement, strides,
                                                                       features):
-  from flaxcnn.models.resnet import ResidualBlock
+  from flaxcnn.models.resnet import residual_block
   x = jax.random.normal(KEY, (4, 8, 8, 8))
-  make = functools.partial(ResidualBlock, planes=features, strides=strides, shortcut="B",
-                           placement=placement, stochastic_depth_mode="train_scale")
+  make = functools.partial(residual_block, placement, planes=features, strides=strides,
+                           shortcut="B")
   dropped, variables = _apply_block(make(survival_prob=1e-7), x)
   # The same block with its branch's output forced to zero (last conv kernel = 0,
   # and no BN after it in full pre-activation; 'original' ends conv-BN whose
   # scale we also zero) and no stochastic depth: only the shortcut is left.
-  ref_vars = _zero_last_kernel(variables, lambda k: k.startswith("Conv_"))
+  ref_vars = _zero_last_kernel(variables, lambda k: k.startswith("conv"))
   if placement == "original":
-    bns = sorted((k for k in ref_vars["params"] if k.startswith("BatchNorm_")),
-                 key=lambda k: int(k.split("_")[-1]))
+    bns = sorted((k for k in ref_vars["params"] if k.startswith("bn")), key=_number)
     p = dict(ref_vars["params"])
-    last_bn = bns[-1]            # (a projection keeps its BN inside Projection_0)
+    last_bn = bns[-1]            # (a projection keeps its BN inside `shortcut`)
     p[last_bn] = {"scale": jnp.zeros_like(p[last_bn]["scale"]),
                   "bias": jnp.zeros_like(p[last_bn]["bias"])}
     ref_vars = {**ref_vars, "params": p}

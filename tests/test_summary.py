@@ -72,7 +72,7 @@ def test_parameter_paths_and_a_given_input_size(capsys):
   multiply-adds; an unknown flag is an argparse error, not silently ignored."""
   assert summary.main(["summary", "resnet20_cifar", "--params"]) == 0
   lines = capsys.readouterr().out.splitlines()
-  assert "resnet20_cifar Conv_0/kernel 3x3x3x16" in [" ".join(l.split()) for l in lines]
+  assert "resnet20_cifar stem_conv/kernel 3x3x3x16" in [" ".join(l.split()) for l in lines]
   assert summary.main(["summary", "resnet50", "--image_size=112", "--jobs=1"]) == 0
   row = capsys.readouterr().out.splitlines()[1].split()
   assert row[0] == "resnet50" and row[-1] == "112"

@@ -86,7 +86,7 @@ def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
   source = train.load_state(synthetic(12), str(src))
   c = synthetic(10, num_steps=4, init_from=str(src), checkpoint_every_steps=2, seed=1)
   c.finetune.head_epochs = 2 / 38         # 2 steps of the head alone (38 steps/epoch)
-  c.finetune.freeze = ("^Conv_0",)        # the stem convolution stays fixed
+  c.finetune.freeze = ("^stem_conv",)     # the stem convolution stays fixed
   c.finetune.freeze_bn = True
   train.train_and_evaluate(c, str(tmp_path / "ft"))
   assert "fresh: params/head/bias, params/head/kernel" in capsys.readouterr().out
@@ -100,16 +100,16 @@ def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
     steps[step] = jax.device_get(raw)
   p0, p2, p4 = source.params, steps[2]["params"], steps[4]["params"]
   # head phase: the backbone is exactly the source, the head moved
-  np.testing.assert_array_equal(p2["ResidualBlock_0"]["Conv_0"]["kernel"],
-                                p0["ResidualBlock_0"]["Conv_0"]["kernel"])
+  np.testing.assert_array_equal(p2["stage1_block1"]["conv1"]["kernel"],
+                                p0["stage1_block1"]["conv1"]["kernel"])
   # then everything but the frozen stem trains
-  assert np.abs(p4["ResidualBlock_0"]["Conv_0"]["kernel"]
-                - p0["ResidualBlock_0"]["Conv_0"]["kernel"]).max() > 0
-  np.testing.assert_array_equal(p4["Conv_0"]["kernel"], p0["Conv_0"]["kernel"])
+  assert np.abs(p4["stage1_block1"]["conv1"]["kernel"]
+                - p0["stage1_block1"]["conv1"]["kernel"]).max() > 0
+  np.testing.assert_array_equal(p4["stem_conv"]["kernel"], p0["stem_conv"]["kernel"])
   assert p4["head"]["kernel"].shape == (16 * 4, 10)
   # frozen BatchNorm: the running averages are the source's
-  np.testing.assert_array_equal(steps[4]["batch_stats"]["BatchNorm_0"]["mean"],
-                                source.batch_stats["BatchNorm_0"]["mean"])
+  np.testing.assert_array_equal(steps[4]["batch_stats"]["stem_bn"]["mean"],
+                                source.batch_stats["stem_bn"]["mean"])
   # the logged learning rate is the one the parameters get: x lr_mult after the head
   from flaxcnn import metrics, optim
   schedule = optim.make_schedule(c, 38, 4)
@@ -190,15 +190,15 @@ def test_multiscale_sides_far_above_the_images_are_refused_before_compiling():
 
 
 def test_a_freeze_regex_that_matches_no_parameter_is_an_error():
-  """finetune.freeze=('^stem',) on a ResNet whose stem is Conv_0 froze nothing, silently."""
+  """finetune.freeze=('^stemm',), a typo for '^stem', froze nothing, silently."""
   import flax
   config = tiny_config()
-  config.finetune.freeze = ("^Conv_0", "^stemm")
-  params = flax.core.unfreeze({"Conv_0": {"kernel": np.zeros((3, 3))},
+  config.finetune.freeze = ("^stem_conv", "^stemm")
+  params = flax.core.unfreeze({"stem_conv": {"kernel": np.zeros((3, 3))},
                                "head": {"kernel": np.zeros((2, 2))}})
   with pytest.raises(ValueError, match=r"config.finetune.freeze: '\^stemm' matches no "
-                                       r"parameter of resnet20_cifar.*Conv_0/kernel"):
+                                       r"parameter of resnet20_cifar.*head/kernel"):
     train.finetune_masks(config, params, 10)
-  config.finetune.freeze = ("^Conv_0",)
+  config.finetune.freeze = ("^stem_conv",)
   _, trainable, _ = train.finetune_masks(config, params, 10)
-  assert trainable["Conv_0"]["kernel"] == 0 and trainable["head"]["kernel"] == 1
+  assert trainable["stem_conv"]["kernel"] == 0 and trainable["head"]["kernel"] == 1

@@ -6,7 +6,8 @@ Variants (model.kwargs.shortcut_variant, on every unit):
   identity (the original unit), constant_scaling (0.5 on shortcut and branch),
   exclusive_gating and shortcut_only_gating (1x1 conv + sigmoid gate, its bias
   initialized to b_g = 0 or -6, model.kwargs.gate_bias_init), conv_shortcut (1x1
-  convolution on every shortcut), dropout_shortcut (dropout 0.5 on the shortcut).
+  convolution on every shortcut), dropout_shortcut (dropout 0.5 on the shortcut, not
+  rescaled: 0.5x in expectation, Section 3.1).
 The paper: only the identity shortcut trains well; the others are worse or fail
 to converge, which motivates h(x) = x.
 

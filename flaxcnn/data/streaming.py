@@ -13,7 +13,7 @@ Both flip horizontally at random. Evaluation: the centre window that a resize of
 shorter side to image_size / 0.875 (inception: + 32 px) and a centre crop would keep,
 decoded alone and resized; the last batch padded and masked so every example counts
 once. `multiscale_batches` gives the paper's multi-scale test: whole images, shorter
-side s for each s of config.eval_scales (He et al. 2015, Table 5).
+side s for each s of config.eval_scales (He et al. 2015, Table 4).
 
 Determinism: the epoch's order is a permutation seeded by (seed, epoch) and every
 random augmentation is a stateless op seeded by (seed, epoch, position), so a run
@@ -337,7 +337,7 @@ class StreamingDataset:
                          process_index: int = 0, process_count: int = 1,
                          aspect_step: float = 0.1):
     """Local (views, labels, mask) batches for multi-scale testing the paper's way
-    (He et al. 2015, Sec. 3.4 and Table 5): `views` holds, per scale s, the whole
+    (He et al. 2015, Sec. 3.4 and Table 4): `views` holds, per scale s, the whole
     images resized so their shorter side is s (uint8, (b, H_s, W_s, 3)); a model
     ending in global average pooling runs on them fully convolutionally and the
     softmax scores are averaged over the views. Every example counts once (mask)."""

@@ -6,11 +6,14 @@ import jax.numpy as jnp
 from flaxcnn.models.registry import create_model, get_preset
 
 
-def build_model(config, num_classes: int):
+def build_model(config, num_classes: int, total_steps: int = 0):
   """The model of `config.model` (preset and keyword overrides) for `num_classes`,
-  computing in `config.dtype`."""
+  computing in `config.dtype`. With `config.dropblock_schedule="linear"` DropBlock
+  reaches its keep probability over the run's `total_steps` (Ghiasi et al. 2018)."""
   kwargs = dict(config.model.kwargs)
   kwargs.setdefault("num_classes", num_classes)
+  if config.dropblock_schedule == "linear" and kwargs.get("dropblock_keep_prob", 1.0) < 1.0:
+    kwargs.setdefault("dropblock_ramp_steps", total_steps)
   kwargs.setdefault("dtype", jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
   return create_model(config.model.name, **kwargs)
 

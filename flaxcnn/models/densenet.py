@@ -25,29 +25,25 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from flaxcnn.models import layers, registry
+from flaxcnn.models.regularization import Regularization, gather
 
 PAPER = "Huang et al. 2017"
 BOTTLENECK_OUTPUT = "dense_bottleneck"   # checkpoint_name of the 1x1 conv output
 
 
-class BNReLUConv(nn.Module):
+def bn_relu_conv(x, train: bool, features: int, kernel: int, *, dropout: float, dtype,
+                 suffix: str = ""):
   """The pre-activation composite function of DenseNet (Huang et al. 2017):
   BatchNorm, ReLU, convolution, and dropout when `dropout` > 0 (the paper uses
-  0.2 after each convolution but the first when training without augmentation)."""
-  features: int
-  kernel_size: Sequence[int] = (3, 3)
-  dropout: float = 0.0
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = nn.relu(layers.batch_norm(train, self.dtype)(x))
-    pad = [((k - 1) // 2, k // 2) for k in self.kernel_size]
-    x = layers.Conv(self.features, tuple(self.kernel_size), padding=pad,
-                    dtype=self.dtype)(x)
-    if self.dropout > 0:
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return x
+  0.2 after each convolution but the first when training without augmentation).
+  Call it in a compact method; it creates `norm{suffix}` and `conv{suffix}` there
+  (torchvision's names)."""
+  x = nn.relu(layers.batch_norm(train, dtype, name=f"norm{suffix}")(x))
+  pad = [((kernel - 1) // 2, kernel // 2)] * 2
+  x = layers.Conv(features, (kernel, kernel), padding=pad, dtype=dtype, name=f"conv{suffix}")(x)
+  if dropout > 0:
+    x = nn.Dropout(dropout, deterministic=not train, name=f"dropout{suffix}")(x)
+  return x
 
 
 @jax.custom_vjp
@@ -80,14 +76,14 @@ class DenseLayer(nn.Module):
 
   @nn.compact
   def __call__(self, features: Sequence[jnp.ndarray], train: bool):
-    unit = functools.partial(BNReLUConv, dropout=self.dropout, dtype=self.dtype)
+    unit = functools.partial(bn_relu_conv, train=train, dropout=self.dropout, dtype=self.dtype)
     if self.memory_efficient:
       features = [_gradient_at_once(f) for f in features]
     x = jnp.concatenate(features, axis=-1) if len(features) > 1 else features[0]
     if self.bottleneck:
-      x = unit(self.bottleneck_width * self.growth_rate, (1, 1), name="BNReLUConv_0")(x, train)
+      x = unit(x, features=self.bottleneck_width * self.growth_rate, kernel=1, suffix="1")
       x = checkpoint_name(x, BOTTLENECK_OUTPUT)
-    y = unit(self.growth_rate, (3, 3), name=f"BNReLUConv_{int(self.bottleneck)}")(x, train)
+    y = unit(x, features=self.growth_rate, kernel=3, suffix=str(1 + self.bottleneck))
     return y.astype(features[0].dtype)
 
 
@@ -145,7 +141,7 @@ class Transition(nn.Module):
   def __call__(self, x, train: bool):
     # floor(theta * m); the epsilon keeps e.g. 0.29 * 100 = 28.999... at 29.
     features = math.floor(self.compression * x.shape[-1] + 1e-9)
-    x = BNReLUConv(features, (1, 1), self.dropout, self.dtype)(x, train)
+    x = bn_relu_conv(x, train, features, 1, dropout=self.dropout, dtype=self.dtype)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
@@ -173,7 +169,7 @@ class DenseNet(nn.Module):
   compression: float = 0.5
   stem: str = "imagenet"
   stem_features: Optional[int] = None
-  dropout: float = 0.0
+  regularization: Regularization = Regularization()   # dropout after every convolution
   dtype: Any = jnp.float32
   memory_efficient: bool = False
   remat: bool = False
@@ -191,8 +187,9 @@ class DenseNet(nn.Module):
       raise ValueError(f"bottleneck_width: must be >= 1, got {self.bottleneck_width}")
     if not 0.0 < self.compression <= 1.0:
       raise ValueError(f"compression: theta must be in (0, 1], got {self.compression}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+    if self.regularization.dropout >= 1.0:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
+    self.regularization.check("DenseNet", len(self.block_sizes), ("dropout",))
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"remat_policy: use one of {sorted(REMAT_POLICIES)}, got {self.remat_policy!r}")
 
@@ -204,21 +201,23 @@ class DenseNet(nn.Module):
     return 16 if self.stem == "cifar" and not is_bc else 2 * self.growth_rate
 
   @nn.compact
-  def __call__(self, x, train: bool = False, pre_logits: bool = False):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False, step=None):
+    dropout = self.regularization.dropout
     if self.stem == "imagenet":
-      x = layers.ConvBN(self.num_stem_features, (7, 7), (2, 2), dtype=self.dtype,
-                        name="stem")(x, train)
+      x = layers.Conv(self.num_stem_features, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                      dtype=self.dtype, name="stem_conv")(x)
+      x = nn.relu(layers.batch_norm(train, self.dtype, name="stem_bn")(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
       x = layers.Conv(self.num_stem_features, (3, 3), padding=((1, 1), (1, 1)),
-                      dtype=self.dtype, name="stem")(x)
+                      dtype=self.dtype, name="stem_conv")(x)
     for i, num_layers in enumerate(self.block_sizes):
       x = DenseBlock(num_layers, self.growth_rate, self.bottleneck,
-                     self.bottleneck_width, self.dropout, self.dtype,
+                     self.bottleneck_width, dropout, self.dtype,
                      remat_policy=self.remat_policy if self.memory_efficient or self.remat else None,
                      name=f"block{i + 1}")(x, train)
       if i < len(self.block_sizes) - 1:
-        x = Transition(self.compression, self.dropout, self.dtype,
+        x = Transition(self.compression, dropout, self.dtype,
                        name=f"transition{i + 1}")(x, train)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_norm")(x))
     return layers.classifier_head(x, train, self.num_classes, dtype=self.dtype,
@@ -241,7 +240,7 @@ def densenet_cifar(depth: int, growth_rate: int, *, num_classes: int = 10,
   n = (depth - 4) // step
   return DenseNet(num_classes=num_classes, block_sizes=(n, n, n),
                   growth_rate=growth_rate, bottleneck=bottleneck,
-                  compression=compression, stem="cifar", **kwargs)
+                  compression=compression, stem="cifar", **gather(kwargs))
 
 
 # CIFAR models of Table 2 (image size 32, 10 classes).

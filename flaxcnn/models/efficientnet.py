@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxcnn.models import layers, registry
+from flaxcnn.models.regularization import Regularization
 
 PAPER_V1 = "Tan & Le 2019"
 PAPER_V2 = "Tan & Le 2021"
@@ -174,15 +175,14 @@ class MBConv(nn.Module):
   fused: bool = False
   id_skip: bool = True
   survival_prob: float = 1.0
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
+  regularization: Regularization = Regularization()   # its stochastic depth mode and unit
   act: str = "swish"
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool, survival_prob=None):
+  def __call__(self, x, train: bool, survival_prob=None, step=None):
     act = layers.activation(self.act)
     unit = functools.partial(_conv_bn, train=train, dtype=self.dtype,
                              bn=dict(momentum=self.bn_momentum, epsilon=self.bn_epsilon))
@@ -209,11 +209,9 @@ class MBConv(nn.Module):
       return y
 
     if self.id_skip and s == 1 and in_features == self.features:
-      return layers.stochastic_residual(self, branch, x, x, train=train,
-                                        survival_prob=layers.or_field(
-                                            survival_prob, self.survival_prob),
-                                        mode=self.stochastic_depth_mode,
-                                        per=self.stochastic_depth_per)
+      return self.regularization.residual(
+          self, branch, x, x, train=train,
+          survival_prob=layers.or_field(survival_prob, self.survival_prob))
     return branch(self, x)
 
 
@@ -235,9 +233,10 @@ class EfficientNet(nn.Module):
   scaling grows all three together (B1-B7, see the presets), and a config may
   scale any one of them alone.
 
-  Stochastic depth: the residual branch of block i (0-based over all blocks) is
-  kept with probability 1 - (1 - stochastic_depth) * i / N (linear decay, the
-  reference's drop connect), or stochastic_depth (constant decay).
+  `regularization`: dropout before the classifier (0.2 for B0) and stochastic
+  depth: the residual branch of block i (0-based over all blocks) is kept with
+  probability 1 - (1 - stochastic_depth) * i / N (linear decay, the reference's
+  drop connect; 0.8 for the last), or stochastic_depth (constant decay).
   """
   num_classes: int
   stages: Sequence[Stage] = EFFICIENTNET_B0_STAGES
@@ -246,11 +245,7 @@ class EfficientNet(nn.Module):
   depth_divisor: int = 8
   stem_features: int = 32
   head_features: int = 1280
-  dropout: float = 0.2
-  stochastic_depth: float = 0.8
-  stochastic_depth_decay: str = "linear"
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
+  regularization: Regularization = Regularization(dropout=0.2, stochastic_depth=0.8)
   act: str = "swish"
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
@@ -276,11 +271,10 @@ class EfficientNet(nn.Module):
       raise ValueError(f"depth_mult: must be > 0, got {self.depth_mult}")
     if self.depth_divisor < 1:
       raise ValueError(f"depth_divisor: must be >= 1, got {self.depth_divisor}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
+    if self.regularization.dropout >= 1.0:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
+    self.regularization.check("EfficientNet", len(self.stages), ("dropout", "stochastic_depth"))
     layers.activation(self.act)
-    self.block_survival_probs  # validates stochastic_depth and its decay
 
   @property
   def blocks(self) -> List[Stage]:
@@ -312,11 +306,12 @@ class EfficientNet(nn.Module):
   @property
   def block_survival_probs(self) -> List[float]:
     """The stochastic depth survival probability of each block (see class doc)."""
-    return survival_probabilities(len(self.blocks), self.stochastic_depth,
-                                  self.stochastic_depth_decay)
+    reg = self.regularization
+    return survival_probabilities(len(self.blocks), reg.stochastic_depth,
+                                  reg.stochastic_depth_decay)
 
   @nn.compact
-  def __call__(self, x, train: bool = False, pre_logits: bool = False):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False, step=None):
     act = layers.activation(self.act)
     bn = dict(momentum=self.bn_momentum, epsilon=self.bn_epsilon)
     rf = functools.partial(round_filters, width_mult=self.width_mult,
@@ -328,8 +323,7 @@ class EfficientNet(nn.Module):
       b = blocks[i]
       block = functools.partial(
           MBConv, features=b.features, kernel_size=b.kernel_size, expand_ratio=b.expand_ratio,
-          se_ratio=b.se_ratio, fused=b.fused, stochastic_depth_mode=self.stochastic_depth_mode,
-          stochastic_depth_per=self.stochastic_depth_per, act=self.act,
+          se_ratio=b.se_ratio, fused=b.fused, regularization=self.regularization, act=self.act,
           bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon, dtype=self.dtype)
       p = probs[i:i + len(names)]
       x = layers.repeat_blocks(block, x, train, names[:1], p[:1], remat=self.remat,
@@ -339,15 +333,18 @@ class EfficientNet(nn.Module):
       i += len(names)
     x = _conv_bn(x, train, rf(self.head_features), 1, act=act, dtype=self.dtype,
                  bn=bn, name="head")
-    return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
-                                  pre_logits)
+    return layers.classifier_head(x, train, self.num_classes, self.regularization.dropout,
+                                  self.dtype, pre_logits)
 
 
 class EfficientNetV2(EfficientNet):
   """EfficientNetV2 (Tan & Le 2021, "EfficientNetV2: Smaller Models and Faster
   Training"): EfficientNet with Fused-MBConv stages first, smaller expansion
-  ratios and 3x3 kernels (V2-S of Table 4 by default), BN momentum 0.9; the
-  stem has as many channels as the first stage (24 for S and M, 32 for L).
+  ratios and 3x3 kernels (V2-S of Table 4 by default); the stem has as many
+  channels as the first stage (24 for S and M, 32 for L). BN momentum 0.9: the
+  paper's Sec. 5.1 says 0.99, its official code (google/automl efficientnetv2,
+  hparams bn_momentum) uses 0.9, and the code is what trained the published
+  models and their weights; `bn_momentum=0.99` gives the paper's wording.
   """
   stages: Sequence[Stage] = EFFICIENTNETV2_S_STAGES
   stem_features: int = 24

@@ -7,9 +7,9 @@ Conventions (all families follow them):
   initialization as in He et al. 2015.
 - Randomness (dropout, stochastic depth, DropBlock) uses the 'dropout' RNG stream
   and is the identity when `train=False`.
-- Regularizer strength that follows a schedule during training (DropBlock's
-  keep probability) is read from the 'schedule' collection, which the training
-  step fills with the current strength in [0, 1] (see `schedule_strength`).
+- The regularizers' settings are one `regularization.Regularization` value per
+  model; a regularizer that follows a schedule over training (DropBlock's keep
+  probability) computes it from the `step` the model is called with.
 """
 import functools
 from typing import Any, Callable, Optional, Sequence
@@ -64,7 +64,8 @@ def activation(name: str) -> Callable:
 
 
 class ConvBN(nn.Module):
-  """Conv -> BatchNorm -> optional activation (the standard CNN unit)."""
+  """Conv -> BatchNorm -> optional activation (the standard CNN unit); its layers
+  are `conv` and `bn`."""
   features: int
   kernel_size: Sequence[int] = (3, 3)
   strides: Sequence[int] = (1, 1)
@@ -77,9 +78,9 @@ class ConvBN(nn.Module):
   def __call__(self, x, train: bool):
     pad = [((k - 1) // 2, k // 2) for k in self.kernel_size]
     x = Conv(self.features, tuple(self.kernel_size), tuple(self.strides),
-             padding=pad, feature_group_count=self.groups, dtype=self.dtype)(x)
+             padding=pad, feature_group_count=self.groups, dtype=self.dtype, name="conv")(x)
     scale_init = nn.initializers.zeros if self.bn_zero_init else nn.initializers.ones
-    x = batch_norm(train, self.dtype, scale_init=scale_init)(x)
+    x = batch_norm(train, self.dtype, scale_init=scale_init, name="bn")(x)
     return self.act(x) if self.act is not None else x
 
 
@@ -94,22 +95,6 @@ def shortcut_a(x, features: int, strides: int):
   if extra:
     x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, extra)))
   return x
-
-
-class Projection(nn.Module):
-  """Option-B/C shortcut (He et al. 2015): 1x1 convolution + BatchNorm."""
-  features: int
-  strides: int = 1
-  norm: bool = True
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = Conv(self.features, (1, 1), (self.strides, self.strides),
-             dtype=self.dtype)(x)
-    if self.norm:
-      x = batch_norm(train, self.dtype)(x)
-    return x
 
 
 class SqueezeExcite(nn.Module):
@@ -234,33 +219,8 @@ def stochastic_residual(module: nn.Module, branch_fn: Callable, x, shortcut, *, 
     # and flax takes the auto-name counters of the last traced branch, so the
     # modules the block creates after this call keep their usual names.
     return nn.cond(dropped, skip, run, module, x, shortcut)
-  y = StochasticDepth(p, mode)(branch_fn(module, x), train)
+  y = StochasticDepth(p, mode, name="stochastic_depth")(branch_fn(module, x), train)
   return y if shortcut is None else shortcut + y
-
-
-def schedule_strength(module: nn.Module) -> jnp.ndarray:
-  """The current regularization strength in [0, 1] from the 'schedule' collection.
-
-  The training step sets every 'strength' leaf of that collection (for example to
-  the fraction of training done, for DropBlock's linear keep_prob schedule). When
-  the collection is absent the strength is 1 (the regularizer's full target).
-  """
-  if module.is_initializing() or module.has_variable("schedule", "strength"):
-    return module.variable("schedule", "strength",
-                           lambda: jnp.ones((), jnp.float32)).value
-  return jnp.ones((), jnp.float32)
-
-
-def check_dropblock(keep_prob: float, stages, num_stages: int) -> None:
-  """Rejects DropBlock settings that would silently do nothing or cannot apply."""
-  if not 0.0 < keep_prob <= 1.0:
-    raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {keep_prob}")
-  bad = [s for s in stages if not 1 <= s <= num_stages]
-  if bad:
-    raise ValueError(f"dropblock_stages: stages are 1..{num_stages}, got {list(bad)}")
-  if keep_prob < 1.0 and not stages:
-    raise ValueError(f"dropblock_keep_prob={keep_prob} applies to no stage: set "
-                     f"dropblock_stages (the DropBlock paper's ResNet-50: (3, 4))")
 
 
 class DropBlock(nn.Module):
@@ -268,17 +228,16 @@ class DropBlock(nn.Module):
   regions, in all channels at once (or per channel), then renormalizes.
 
   gamma = (1 - keep_prob) / block_size^2 * feat^2 / (feat - block_size + 1)^2,
-  sampled for block centres in the valid region. The drop rate is scaled by the
-  'schedule' strength, so keep_prob goes linearly from 1 to its target when the
-  training step feeds the fraction of training done (fixed when it feeds 1).
+  sampled for block centres in the valid region. The drop rate 1 - keep_prob is
+  scaled by `strength` in [0, 1] (the paper's linear schedule feeds the fraction
+  of training done, see `Regularization.dropblock_strength`).
   """
   keep_prob: float = 0.9
   block_size: int = 7
   per_channel: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool):
-    strength = schedule_strength(self)
+  def __call__(self, x, train: bool, strength=1.0):
     if not train or self.keep_prob >= 1.0:
       return x
     n, h, w, c = x.shape
@@ -327,7 +286,7 @@ def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
   if pre_logits:
     return x.astype(jnp.float32)
   if dropout > 0:
-    x = nn.Dropout(dropout, deterministic=not train)(x)
+    x = nn.Dropout(dropout, deterministic=not train, name="dropout")(x)
   return Head(num_classes, dtype=dtype, name="head")(x)
 
 
@@ -336,13 +295,14 @@ def classifier_head(x, train: bool, num_classes: int, dropout: float = 0.0,
 
 def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
                   names: Sequence[str], survival_probs: Sequence[float], *,
-                  remat: bool = False, scan: bool = False, scan_name: str = "",
+                  step=None, remat: bool = False, scan: bool = False, scan_name: str = "",
                   **kwargs):
   """Applies the identical blocks `block(survival_prob=p, **kwargs)` in turn.
 
   `block` is a block class (or a functools.partial of one) called as
-  `block(...)(x, train)` with a `survival_prob` field, whose `__call__` also takes a
-  `survival_prob` argument (a scanned block's own, traced) that overrides it.
+  `block(...)(x, train, survival_prob, step)`: a `survival_prob` argument (a
+  scanned block's own, traced) overrides its field when given; `step` is the
+  training step the model was called with (for scheduled regularizers).
 
   Call it in the compact method of the model. Unscanned, block i is the submodule
   `names[i]` (its variables under that name, as without this helper). With
@@ -351,16 +311,15 @@ def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
   Cost"). With `scan` (and more than one block), the blocks run under `nn.scan`
   as one submodule `scan_name` whose variables are stacked on a leading axis of
   len(names) (see `stack_blocks` / `unstack_blocks`), so tracing and compiling
-  cost one block however deep the stage. The 'schedule' strength is shared by
-  the scanned blocks. Survival probabilities that differ between blocks are
-  scanned over as traced scalars.
+  cost one block however deep the stage. Survival probabilities that differ
+  between blocks are scanned over as traced scalars; `step` is broadcast.
   """
   if isinstance(block, functools.partial):   # a block class with some fields set
     block, kwargs = block.func, {**block.keywords, **kwargs}
   cls = nn.remat(block, static_argnums=(2,)) if remat else block
   if not scan or len(names) < 2:
     for name, p in zip(names, survival_probs):
-      x = block_boundary(cls(survival_prob=p, name=name, **kwargs)(x, train))
+      x = block_boundary(cls(survival_prob=p, name=name, **kwargs)(x, train, None, step))
     return x
   if not scan_name:
     raise ValueError("repeat_blocks: scan needs a scan_name for the stacked blocks")
@@ -370,22 +329,22 @@ def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
   class ScanCell(cls):
     """The block as a scan body: (x, p) -> (block(x), None)."""
 
-    def __call__(self, x, p):
+    def __call__(self, x, p, step):
       # this block's survival probability: a traced scalar when the blocks' differ
-      return cls.__call__(self, x, train, None if static else p), None
+      return cls.__call__(self, x, train, None if static else p, step), None
 
   scanned = nn.scan(ScanCell, variable_axes={"params": 0, "batch_stats": 0, "intermediates": 0},
-                    variable_broadcast="schedule",
-                    split_rngs={"params": True, "dropout": True}, length=len(names))
+                    split_rngs={"params": True, "dropout": True}, length=len(names),
+                    in_axes=(0, nn.broadcast))
   x, _ = scanned(survival_prob=probs[0], name=scan_name, **kwargs)(
-      x, jnp.asarray(probs, jnp.float32))
+      x, jnp.asarray(probs, jnp.float32), step)
   return x
 
 
 def stack_blocks(variables, groups):
   """Unscanned -> scanned layout: for each (scan_name, names) of `groups`, the
   variables of blocks `names` are stacked on a new leading axis under
-  `scan_name`, in every collection ('schedule': the first block's strength)."""
+  `scan_name`, in every collection."""
   out = {}
   for collection, tree in variables.items():
     tree = dict(tree)
@@ -395,8 +354,7 @@ def stack_blocks(variables, groups):
         continue
       if len(parts) != len(names):
         raise ValueError(f"stack_blocks: {collection} has only some of the blocks {list(names)}")
-      tree[scan_name] = (parts[0] if collection == "schedule"
-                         else jax.tree.map(lambda *a: jnp.stack(a), *parts))
+      tree[scan_name] = jax.tree.map(lambda *a: jnp.stack(a), *parts)
     out[collection] = tree
   return out
 
@@ -411,7 +369,6 @@ def unstack_blocks(variables, groups):
         continue
       stacked = tree.pop(scan_name)
       for i, n in enumerate(names):
-        tree[n] = (stacked if collection == "schedule"
-                   else jax.tree.map(lambda a, i=i: a[i], stacked))
+        tree[n] = jax.tree.map(lambda a, i=i: a[i], stacked)
     out[collection] = tree
   return out

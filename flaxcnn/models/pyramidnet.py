@@ -24,12 +24,13 @@ additive and multiplicative nets of a row alike), within a few percent.
 """
 import functools
 import math
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxcnn.models import layers, registry
+from flaxcnn.models.regularization import Regularization
 
 PAPER = "Han et al. 2017"
 
@@ -91,43 +92,38 @@ class PyramidBlock(nn.Module):
   """Pyramidal residual unit (Han et al. 2017), basic or bottleneck.
 
   Basic: BN-conv3x3-BN-ReLU-conv3x3-BN; bottleneck: BN-conv1x1-BN-ReLU-conv3x3-
-  BN-ReLU-conv1x1(4x)-BN. `features` is D_k (the bottleneck's inner width). The
-  sum with the zero-padded shortcut is not followed by a ReLU. Stochastic depth
-  and DropBlock act on the residual branch only.
+  BN-ReLU-conv1x1(4x)-BN, named bn1, conv1, bn2, ... as in the official PyTorch
+  code. `features` is D_k (the bottleneck's inner width). The sum with the
+  zero-padded shortcut is not followed by a ReLU. Stochastic depth and DropBlock
+  (`regularization`) act on the residual branch only.
   """
   features: int
   strides: int = 1
   bottleneck: bool = False
   survival_prob: float = 1.0
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
-  dropblock_keep_prob: float = 1.0
-  dropblock_size: int = 7
+  regularization: Regularization = Regularization()
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool, survival_prob=None):
-    conv_bn = functools.partial(layers.ConvBN, dtype=self.dtype)
-    s = (self.strides, self.strides)
+  def __call__(self, x, train: bool, survival_prob=None, step=None):
+    f, s = self.features, self.strides
+    convs = [(1, f, 1), (3, f, s), (1, 4 * f, 1)] if self.bottleneck else [(3, f, s), (3, f, 1)]
+    norm = functools.partial(layers.batch_norm, train, self.dtype)
 
     def branch(mdl, y):
-      y = layers.batch_norm(train, self.dtype)(y)
-      if self.bottleneck:
-        y = conv_bn(self.features, (1, 1))(y, train)
-        y = conv_bn(self.features, (3, 3), s)(y, train)
-        y = conv_bn(4 * self.features, (1, 1), act=None)(y, train)
-      else:
-        y = conv_bn(self.features, (3, 3), s)(y, train)
-        y = conv_bn(self.features, (3, 3), act=None)(y, train)
-      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
+      y = norm(name="bn1")(y)
+      for i, (k, features, strides) in enumerate(convs, start=1):
+        y = layers.Conv(features, (k, k), (strides, strides),
+                        padding=[((k - 1) // 2, k // 2)] * 2, dtype=self.dtype,
+                        name=f"conv{i}")(y)
+        y = norm(name=f"bn{i + 1}")(y)
+        if i < len(convs):
+          y = nn.relu(y)
+      return self.regularization.dropblock(y, train, step, "dropblock")
 
-    out = self.features * (4 if self.bottleneck else 1)
-    return layers.stochastic_residual(self, branch, x, pyramid_shortcut(x, out, self.strides),
-                                      train=train,
-                                      survival_prob=layers.or_field(survival_prob,
-                                                                    self.survival_prob),
-                                      mode=self.stochastic_depth_mode,
-                                      per=self.stochastic_depth_per)
+    return self.regularization.residual(
+        self, branch, x, pyramid_shortcut(x, convs[-1][1], s), train=train,
+        survival_prob=layers.or_field(survival_prob, self.survival_prob))
 
 
 class PyramidNet(nn.Module):
@@ -137,6 +133,9 @@ class PyramidNet(nn.Module):
   ImageNet: 7x7/2 conv 64 + BN-ReLU + 3x3/2 max pool, four ResNet-like stages.
   Then BN-ReLU, global average pooling and a dense layer. `alpha` is the total
   widening: added channels (additive) or the width factor (multiplicative).
+  Layers: `stem_conv`, `stem_bn`, `stage{s}_block{b}`, `final_bn`, `head`.
+  `regularization`: dropout before the classifier (0.5 for ImageNet alpha=450),
+  stochastic depth, DropBlock.
   """
   num_classes: int
   depth: int = 110
@@ -144,14 +143,7 @@ class PyramidNet(nn.Module):
   bottleneck: bool = False
   widening: str = "additive"
   stem: str = "cifar"
-  dropout: float = 0.0            # before the classifier (0.5 for ImageNet alpha=450)
-  stochastic_depth: float = 1.0
-  stochastic_depth_decay: str = "linear"
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
-  dropblock_keep_prob: float = 1.0
-  dropblock_size: int = 7
-  dropblock_stages: Sequence[int] = ()
+  regularization: Regularization = Regularization()
   remat: bool = False
   scan_blocks: bool = False       # not possible: every block has its own width
   dtype: Any = jnp.float32
@@ -165,42 +157,35 @@ class PyramidNet(nn.Module):
       raise ValueError(f"alpha: widths may not shrink; need alpha >= "
                        f"{0 if self.widening == 'additive' else 1} for {self.widening} "
                        f"widening, got {self.alpha}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-    layers.check_dropblock(self.dropblock_keep_prob, self.dropblock_stages, len(stages))
-    layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
-    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
+    if self.regularization.dropout >= 1.0:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
+    self.regularization.check("PyramidNet", len(stages),
+                              ("dropout", "stochastic_depth", "dropblock"))
     if self.scan_blocks:
       raise ValueError("scan_blocks: PyramidNet blocks all differ in width, none repeat; "
                        "use remat=True to save memory")
 
   @nn.compact
-  def __call__(self, x, train: bool = False, pre_logits: bool = False):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False, step=None):
     stages = stage_sizes(self.depth, self.bottleneck, self.stem)
+    reg = self.regularization
     x = x.astype(self.dtype)
-    if self.stem == "cifar":
-      start = 16
-      x = layers.ConvBN(start, (3, 3), act=None, dtype=self.dtype, name="stem")(x, train)
-    else:
-      start = 64
-      x = layers.ConvBN(start, (7, 7), (2, 2), dtype=self.dtype, name="stem")(x, train)
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    start, k, s = (16, 3, 1) if self.stem == "cifar" else (64, 7, 2)
+    x = layers.Conv(start, (k, k), (s, s), padding=[((k - 1) // 2, k // 2)] * 2,
+                    dtype=self.dtype, name="stem_conv")(x)
+    x = layers.batch_norm(train, self.dtype, name="stem_bn")(x)
+    if self.stem == "imagenet":
+      x = nn.max_pool(nn.relu(x), (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     widths = iter(block_widths(self.alpha, sum(stages), start, self.widening))
-    num_blocks, l = sum(stages), 0
+    probs = iter(reg.survival_probs(sum(stages)))
     block = nn.remat(PyramidBlock, static_argnums=(2,)) if self.remat else PyramidBlock
-    for i, n in enumerate(stages):
-      keep = self.dropblock_keep_prob if i + 1 in self.dropblock_stages else 1.0
-      for b in range(n):
-        l += 1
-        x = block(
-            next(widths), 2 if i > 0 and b == 0 else 1, self.bottleneck,
-            layers.survival_probability(l, num_blocks, self.stochastic_depth,
-                                        self.stochastic_depth_decay),
-            self.stochastic_depth_mode, self.stochastic_depth_per, keep,
-            self.dropblock_size, self.dtype, name=f"stage{i + 1}_block{b + 1}")(x, train)
+    for i, n in enumerate(stages, start=1):
+      for b in range(1, n + 1):
+        x = block(next(widths), 2 if i > 1 and b == 1 else 1, self.bottleneck, next(probs),
+                  reg.in_stage(i), self.dtype, name=f"stage{i}_block{b}")(x, train, None, step)
         x = layers.block_boundary(x)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
-    return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
+    return layers.classifier_head(x, train, self.num_classes, reg.dropout, self.dtype,
                                   pre_logits)
 
 

@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List
 
 import flax.linen as nn
 
+from flaxcnn.models import regularization
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -59,15 +61,25 @@ def list_models(prefix: str = "") -> List[str]:
 
 
 def create_model(name: str, **overrides) -> nn.Module:
-  """Builds preset `name`, with `overrides` replacing its keyword arguments."""
+  """Builds preset `name`, with `overrides` replacing its keyword arguments.
+
+  Regularizer keywords (`dropout`, `stochastic_depth`, `dropblock_keep_prob`, ...:
+  the fields of `regularization.Regularization`) are gathered into the model's
+  `regularization` value, over the family's defaults."""
   preset = get_preset(name)
   kwargs = dict(num_classes=preset.num_classes, **preset.kwargs)
   kwargs.update(overrides)
+  kwargs, reg = regularization.pack(kwargs)
   try:
-    return preset.constructor(**kwargs)
+    model = preset.constructor(**kwargs)
   except TypeError as e:
     raise ValueError(f"model.kwargs: preset {name!r} does not accept these "
                      f"arguments ({e}).") from None
+  if not reg:
+    return model
+  if not isinstance(getattr(model, "regularization", None), regularization.Regularization):
+    raise ValueError(f"model.kwargs: preset {name!r} takes no regularizer ({', '.join(reg)})")
+  return model.clone(regularization=model.regularization.override(**reg))
 
 
 NO_DEFAULT = object()
@@ -82,6 +94,8 @@ def keyword_default(name: str, key: str):
   if key in preset.kwargs:
     return preset.kwargs[key]
   model = create_model(name)
+  if key in regularization.Regularization.fields() and hasattr(model, "regularization"):
+    return getattr(model.regularization, key)
   if key in {f.name for f in dataclasses.fields(model)} - {"parent", "name"}:
     return getattr(model, key)
   parameter = inspect.signature(preset.constructor).parameters.get(key)

@@ -10,14 +10,19 @@ Papers:
 - Xie et al. 2017 (ResNeXt, see resnext.py) and Zagoruyko & Komodakis 2016
   (WRN-50-2, registered here) are the same network with `groups` /
   `width_per_group`.
-- Regularizer hooks: stochastic depth (Huang et al. 2016) and DropBlock
-  (Ghiasi et al. 2018).
+- Regularizers (`regularization.Regularization`): stochastic depth (Huang et al.
+  2016), DropBlock (Ghiasi et al. 2018), dropout before the classifier.
 
-Everything is one `ResNet` module built from one `ResidualBlock`; the papers'
+One `ResNet` module is built from post-activation (`PostActBlock`) or
+pre-activation (`PreActBlock`) residual units with a `Shortcut`; the papers'
 networks are presets (keyword arguments) registered at the bottom, built by the
 factories `imagenet_resnet(depth, ...)` and `cifar_resnet(depth, ...)`:
 
     model = create_model("resnet110_cifar", placement="full_preact")
+
+Layer names follow torchvision's where it has them: `stem_conv`, `stem_bn`,
+`stage{s}_block{b}` (1-based) with `conv1`, `bn1`, ... and `shortcut`, then
+`final_bn` and `head`.
 """
 import functools
 from typing import Any, Sequence
@@ -26,8 +31,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxcnn.models import layers, registry
+from flaxcnn.models.regularization import Regularization, gather
 
 Dtype = Any
+ModuleDef = Any
 
 SHORTCUTS = ("A", "B", "C", "none")
 SHORTCUT_VARIANTS = ("identity", "constant_scaling", "exclusive_gating",
@@ -42,55 +49,77 @@ def _one_of(field: str, value, allowed) -> None:
     raise ValueError(f"{field}: must be one of {list(allowed)}, got {value!r}")
 
 
-class ResidualBlock(nn.Module):
-  """A residual unit: out = shortcut(x) + F(x) (He et al. 2015, 2016).
+class Shortcut(nn.Module):
+  """The shortcut h(x) of a residual unit, and the factor of its branch.
 
-  Branch F:
-  - basic (`bottleneck=False`): two 3x3 convolutions with `planes` channels;
-  - bottleneck: 1x1 (reduce to `width`), 3x3 (`groups` groups, the stride),
-    1x1 (expand to 4 * planes). By default the stride sits on the 3x3
-    convolution as in torchvision's "ResNet v1.5" (the layout of imported
-    weights); `stride_in_1x1` puts it on the first 1x1 as the 2015 paper does
-    ("v1", 3.8 G multiply-adds for ResNet-50 instead of 4.1 G; same parameters)
-    and as the authors' pre-activation code does (resnet-1k-layers).
-    width = int(planes * width_per_group / 64) * groups: ResNeXt's
-    cardinality x bottleneck width (Xie et al. 2017), or wide bottlenecks
-    (WRN-50-2: width_per_group=128).
+  `kind` (He et al. 2015, Section 3.3 / Table 3), used where shapes change:
+  "A": identity, subsampled and zero-padded (layers.shortcut_a), no parameters;
+  "B": 1x1 conv (+ BN) projection only where the shape changes, else identity;
+  "C": projection on every block; "none": no shortcut, the plain network (Table 2).
 
-  `shortcut` (He et al. 2015, Section 3.3 / Table 3), used where shapes change:
-  - "A": identity, subsampled and zero-padded (layers.shortcut_a), no parameters;
-  - "B": 1x1 conv + BN projection only where the shape changes, else identity;
-  - "C": projection on every block;
-  - "none": no shortcut at all, the plain network baseline (its Table 2).
-
-  `shortcut_variant` (He et al. 2016, Table 1), applied to every block:
-  - "identity": h(x) = x;
-  - "constant_scaling": out = 0.5 * shortcut + 0.5 * F (the paper's row where
-    F is scaled by 1 - lambda; lambda = 0.5);
-  - "exclusive_gating": g = sigmoid(1x1 conv(x)), out = g * F + (1 - g) * shortcut;
-  - "shortcut_only_gating": out = F + (1 - g) * shortcut;
-  - "conv_shortcut": a 1x1 conv projection on every shortcut;
-  - "dropout_shortcut": dropout with rate 0.5 on the shortcut.
+  `variant` (He et al. 2016, Table 1), on every block: "identity"; "constant_scaling"
+  (0.5 shortcut + 0.5 F); "exclusive_gating" (g = sigmoid(1x1 conv(x)),
+  g F + (1 - g) shortcut); "shortcut_only_gating" (F + (1 - g) shortcut);
+  "conv_shortcut" (a 1x1 projection everywhere); "dropout_shortcut" (dropout 0.5
+  without the inverted-dropout rescaling, so the shortcut is 0.5 x in expectation, the
+  paper's reading of it as constant scaling with lambda = 0.5 (Section 3.1); 0.5 x at
+  inference).
   The gates' bias starts at `gate_bias_init` (the paper's best: -6).
+  """
+  features: int
+  strides: int = 1
+  kind: str = "B"
+  variant: str = "identity"
+  norm: bool = True              # BN after the projection (not in full pre-activation)
+  gate_bias_init: float = -6.0
+  dtype: Dtype = jnp.float32
 
-  `placement` of BN and ReLU (He et al. 2016, Figure 4), per convolution "unit":
-  - "original" (a): conv-BN-ReLU ... conv-BN, add, ReLU;
-  - "bn_after_addition" (b): conv-BN-ReLU ... conv, add, BN, ReLU;
-  - "relu_before_addition" (c): conv-BN-ReLU ... conv-BN-ReLU, add;
-  - "relu_only_preact" (d): ReLU-conv-BN ... ReLU-conv-BN, add;
-  - "full_preact" (e): BN-ReLU-conv ... BN-ReLU-conv, add. The block ends with a
-    convolution: its output has no activation.
-  In the pre-activation forms the first unit's pre-activation is shared with a
-  projection shortcut (as in the authors' code), the identity shortcut takes the
-  raw input, and (full pre-activation) the projection has no BN.
-  `skip_preact` drops the first pre-activation when the input is already
-  activated (the first block after an ImageNet stem conv-BN-ReLU-maxpool).
+  def projects(self, in_features: int) -> bool:
+    changes = self.strides != 1 or in_features != self.features
+    return (self.kind == "C" or self.variant == "conv_shortcut"
+            or (self.kind == "B" and changes))
 
+  @nn.compact
+  def __call__(self, x, h, train: bool):
+    """(shortcut, factor of the branch or None) for block input `x`; a projection
+    takes `h`, the input as pre-activated by the block (x itself in post-activation)."""
+    if self.kind == "none":
+      return None, None
+    s = (self.strides, self.strides)
+    if self.projects(x.shape[-1]):
+      sc = layers.Conv(self.features, (1, 1), s, dtype=self.dtype, name="conv")(h)
+      if self.norm:
+        sc = layers.batch_norm(train, self.dtype, name="bn")(sc)
+    else:
+      sc = layers.shortcut_a(x, self.features, self.strides)
+    if self.variant == "constant_scaling":
+      return 0.5 * sc, 0.5
+    if self.variant in ("exclusive_gating", "shortcut_only_gating"):
+      gate = nn.sigmoid(nn.Conv(self.features, (1, 1), s, dtype=self.dtype, name="gate",
+                                kernel_init=layers.he_normal,
+                                conv_general_dilated=layers.conv_general_dilated,
+                                bias_init=nn.initializers.constant(self.gate_bias_init))(x))
+      return sc * (1.0 - gate), gate if self.variant == "exclusive_gating" else None
+    if self.variant == "dropout_shortcut":   # not rescaled: 0.5 shortcut in expectation
+      sc = 0.5 * nn.Dropout(0.5, deterministic=not train, name="dropout")(sc)
+    return sc, None
+
+
+class _Unit(nn.Module):
+  """What the two residual units share: the branch's convolutions, SE, the shortcut.
+
+  Branch F: basic (`bottleneck=False`): two 3x3 convolutions with `planes`
+  channels; bottleneck: 1x1 (reduce to `width`), 3x3 (`groups` groups), 1x1
+  (expand to 4 * planes). The stride sits on the 3x3 convolution as in
+  torchvision's "ResNet v1.5" (the layout of imported weights); `stride_in_1x1`
+  puts it on the first 1x1 as the 2015 paper and the authors' pre-activation
+  code do ("v1", 3.8 G multiply-adds for ResNet-50 instead of 4.1 G).
+  width = int(planes * width_per_group / 64) * groups: ResNeXt's cardinality x
+  bottleneck width (Xie et al. 2017), or wide bottlenecks (WRN-50-2).
   Squeeze-and-excitation (`se_reduction` > 0, Hu et al. 2018) rescales the branch
-  before the addition. Stochastic depth (`survival_prob` < 1) drops the branch
-  only, per example or, with `stochastic_depth_per="batch"`, for the whole
-  mini-batch without computing it (layers.stochastic_residual). DropBlock (`dropblock_keep_prob` < 1) follows every convolution unit of
-  the branch and the shortcut, as Ghiasi et al. do for ResNet-50.
+  before the addition. Stochastic depth drops the branch only; DropBlock follows
+  every convolution unit of the branch and the shortcut, as Ghiasi et al. do.
+  `shortcut` is a `Shortcut` with its kind and variant set (a module factory).
   """
   planes: int
   strides: int = 1
@@ -98,19 +127,11 @@ class ResidualBlock(nn.Module):
   groups: int = 1
   width_per_group: int = 64
   stride_in_1x1: bool = False
-  shortcut: str = "B"
-  shortcut_variant: str = "identity"
-  placement: str = "original"
-  skip_preact: bool = False
+  shortcut: ModuleDef = Shortcut
   se_reduction: int = 0
-  gate_bias_init: float = -6.0
-  zero_init_residual: bool = False
+  zero_init_residual: bool = False   # the branch's last BN scale starts at 0
   survival_prob: float = 1.0
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
-  dropblock_keep_prob: float = 1.0
-  dropblock_size: int = 7
-  dropblock_per_channel: bool = False
+  regularization: Regularization = Regularization()
   dtype: Dtype = jnp.float32
 
   expansion = 4  # bottleneck output channels / planes
@@ -119,93 +140,129 @@ class ResidualBlock(nn.Module):
   def out_features(self) -> int:
     return self.planes * (self.expansion if self.bottleneck else 1)
 
-  @nn.compact
-  def __call__(self, x, train: bool, survival_prob=None):
+  @property
+  def convs(self):
+    """(kernel, features, strides, groups) of the branch's convolutions."""
     out = self.out_features
-    if self.bottleneck:
-      width = int(self.planes * self.width_per_group / 64) * self.groups
-      s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
-      convs = [(1, width, s1, 1), (3, width, s3, self.groups), (1, out, 1, 1)]
-    else:
-      convs = [(3, out, self.strides, 1), (3, out, 1, 1)]
-    norm = functools.partial(layers.batch_norm, train, self.dtype)
+    if not self.bottleneck:
+      return [(3, out, self.strides, 1), (3, out, 1, 1)]
+    width = int(self.planes * self.width_per_group / 64) * self.groups
+    s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
+    return [(1, width, s1, 1), (3, width, s3, self.groups), (1, out, 1, 1)]
 
-    def dropblock(y):
-      if self.dropblock_keep_prob >= 1.0:
-        return y
-      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size,
-                              self.dropblock_per_channel)(y, train)
+  def conv(self, i: int, y):
+    k, features, strides, groups = self.convs[i]
+    return layers.Conv(features, (k, k), (strides, strides), padding=[((k - 1) // 2, k // 2)] * 2,
+                       feature_group_count=groups, dtype=self.dtype, name=f"conv{i + 1}")(y)
 
-    preact = self.placement in PREACT_PLACEMENTS
-    full_preact = self.placement == "full_preact"
+  def norm(self, train: bool, name: str, zero: bool = False):
+    return layers.batch_norm(train, self.dtype, name=name, scale_init=(
+        nn.initializers.zeros if zero and self.zero_init_residual else nn.initializers.ones))
 
-    def pre_activation(y):
-      return nn.relu(norm()(y) if full_preact else y)
+  def make_shortcut(self, norm: bool = True) -> Shortcut:
+    return self.shortcut(self.out_features, self.strides, norm=norm, dtype=self.dtype,
+                         name="shortcut")
 
-    # Shortcut.
-    shape_changes = self.strides != 1 or x.shape[-1] != out
-    project = (self.shortcut == "C" or self.shortcut_variant == "conv_shortcut"
-               or (self.shortcut == "B" and shape_changes))
-    # The first pre-activation belongs to the branch, unless a projection shares it.
-    first_preact = preact and not self.skip_preact
-    h = pre_activation(x) if first_preact and project else x
-    if self.shortcut == "none":
-      sc = None
-    elif project:
-      sc = layers.Projection(out, self.strides, norm=not full_preact,
-                             dtype=self.dtype)(h, train)
-    else:  # identity; option A zero-pads and subsamples where the shape changes
-      sc = layers.shortcut_a(x, out, self.strides)
+  def excite_and_scale(self, y, factor):
+    """The end of the branch: SE, then the shortcut variant's factor."""
+    if self.se_reduction:
+      y = layers.SqueezeExcite(max(1, self.out_features // self.se_reduction),
+                               dtype=self.dtype, name="se")(y)
+    return y if factor is None else y * factor
 
-    variant = self.shortcut_variant
-    gate = None
+  def add(self, branch, h, sc, train: bool, survival_prob):
+    return self.regularization.residual(
+        self, branch, h, sc, train=train,
+        survival_prob=layers.or_field(survival_prob, self.survival_prob))
+
+
+class PostActBlock(_Unit):
+  """A post-activation residual unit (He et al. 2015; He et al. 2016, Figure 4 a-c).
+
+  `placement`: "original" (a): conv-BN-ReLU ... conv-BN, add, ReLU;
+  "bn_after_addition" (b): conv-BN-ReLU ... conv, add, BN, ReLU;
+  "relu_before_addition" (c): conv-BN-ReLU ... conv-BN-ReLU, add.
+  """
+  placement: str = "original"
+
+  @nn.compact
+  def __call__(self, x, train: bool, survival_prob=None, step=None):
+    reg, n = self.regularization, len(self.convs)
+    sc, factor = self.make_shortcut()(x, x, train)
     if sc is not None:
-      if variant == "constant_scaling":
-        sc = 0.5 * sc
-      elif variant in ("exclusive_gating", "shortcut_only_gating"):
-        gate = nn.Conv(out, (1, 1), (self.strides, self.strides), dtype=self.dtype,
-                       kernel_init=layers.he_normal, name="gate",
-                       conv_general_dilated=layers.conv_general_dilated,
-                       bias_init=nn.initializers.constant(self.gate_bias_init))(x)
-        gate = nn.sigmoid(gate)
-        sc = sc * (1.0 - gate)
-      elif variant == "dropout_shortcut":
-        sc = nn.Dropout(0.5, deterministic=not train)(sc)
-      sc = dropblock(sc)
+      sc = reg.dropblock(sc, train, step, "shortcut_dropblock")
 
-    def branch(mdl, y):
-      """The residual branch F (convolution units, SE, the variant's scaling)."""
-      for i, (k, features, strides, groups) in enumerate(convs):
-        last = i == len(convs) - 1
-        if preact and i > 0 or i == 0 and first_preact and not project:
-          y = pre_activation(y)
-        y = layers.Conv(features, (k, k), (strides, strides),
-                        padding=[((k - 1) // 2, k // 2)] * 2,
-                        feature_group_count=groups, dtype=self.dtype)(y)
-        if not (full_preact or (last and self.placement == "bn_after_addition")):
-          zero = last and self.zero_init_residual
-          y = norm(scale_init=nn.initializers.zeros if zero else nn.initializers.ones)(y)
-        if not preact and (not last or self.placement == "relu_before_addition"):
+    def branch(mdl, y):   # mdl: this block, as stochastic depth hands it over
+      for i in range(n):
+        last = i == n - 1
+        y = mdl.conv(i, y)
+        if not (last and self.placement == "bn_after_addition"):
+          y = mdl.norm(train, f"bn{i + 1}", zero=last)(y)
+        if not last or self.placement == "relu_before_addition":
           y = nn.relu(y)
-        y = dropblock(y)
-      if self.se_reduction:
-        y = layers.SqueezeExcite(max(1, out // self.se_reduction), dtype=self.dtype)(y)
-      if sc is not None and variant == "constant_scaling":
-        y = 0.5 * y
-      elif sc is not None and variant == "exclusive_gating":
-        y = y * gate
-      return y
+        y = reg.dropblock(y, train, step, f"dropblock{i + 1}")
+      return mdl.excite_and_scale(y, factor)
 
-    y = layers.stochastic_residual(self, branch, h, sc, train=train,
-                                   survival_prob=layers.or_field(survival_prob, self.survival_prob),
-                                   mode=self.stochastic_depth_mode,
-                                   per=self.stochastic_depth_per)
-
+    y = self.add(branch, x, sc, train, survival_prob)
     if self.placement == "original":
-      y = nn.relu(y)
-    elif self.placement == "bn_after_addition":
-      y = nn.relu(norm()(y))
+      return nn.relu(y)
+    if self.placement == "bn_after_addition":
+      return nn.relu(self.norm(train, f"bn{n}")(y))
     return y
+
+
+class PreActBlock(_Unit):
+  """A pre-activation residual unit (He et al. 2016, Figure 4 d-e).
+
+  `full` (e): BN-ReLU-conv ... BN-ReLU-conv, add; the block ends with a
+  convolution, its output has no activation. Not `full` (d, "ReLU-only
+  pre-activation"): ReLU-conv-BN ... ReLU-conv-BN, add.
+  The first unit's pre-activation is shared with a projection shortcut (as in the
+  authors' code), the identity shortcut takes the raw input, and (full) the
+  projection has no BN. `skip_preact` drops the first pre-activation when the
+  input is already activated (the first block after an ImageNet stem).
+  """
+  full: bool = True
+  skip_preact: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool, survival_prob=None, step=None):
+    reg, n = self.regularization, len(self.convs)
+
+    def preact(mdl, y, i):
+      return nn.relu(mdl.norm(train, f"bn{i + 1}")(y) if self.full else y)
+
+    shortcut = self.make_shortcut(norm=not self.full)
+    project = shortcut.projects(x.shape[-1])
+    first = not self.skip_preact
+    h = preact(self, x, 0) if first and project else x
+    sc, factor = shortcut(x, h, train)
+    if sc is not None:
+      sc = reg.dropblock(sc, train, step, "shortcut_dropblock")
+
+    def branch(mdl, y):   # mdl: this block, as stochastic depth hands it over
+      for i in range(n):
+        if i > 0 or (first and not project):
+          y = preact(mdl, y, i)
+        y = mdl.conv(i, y)
+        if not self.full:
+          y = mdl.norm(train, f"bn{i + 1}", zero=i == n - 1)(y)
+        y = reg.dropblock(y, train, step, f"dropblock{i + 1}")
+      return mdl.excite_and_scale(y, factor)
+
+    return self.add(branch, h, sc, train, survival_prob)
+
+
+def residual_block(placement: str = "original", **fields) -> _Unit:
+  """The residual unit of `placement` (see PLACEMENTS) with its `fields`; a
+  `shortcut` given as a kind ("A", "B", "C", "none") becomes a `Shortcut`."""
+  _one_of("placement", placement, PLACEMENTS)
+  if isinstance(fields.get("shortcut", Shortcut), str):
+    fields["shortcut"] = functools.partial(Shortcut, kind=fields["shortcut"],
+                                           variant=fields.pop("shortcut_variant", "identity"))
+  if placement in PREACT_PLACEMENTS:
+    return PreActBlock(full=placement == "full_preact", **fields)
+  return PostActBlock(placement=placement, **fields)
 
 
 class ResNet(nn.Module):
@@ -217,15 +274,14 @@ class ResNet(nn.Module):
   - stages: `stage_sizes[i]` blocks of `stage_planes[i]` planes; the first block of
     every stage but the first halves the resolution (stride 2).
   - head: for pre-activation placements a final BN+ReLU (full) or ReLU
-    (relu-only) before global average pooling, then dropout (`dropout`) and the
-    linear classifier.
-  See `ResidualBlock` for the block options. Stochastic depth uses block index
-  l = 1..L over all blocks of the network; `stochastic_depth_per="batch"` is
-  Huang et al.'s form (one draw per block and mini-batch, dropped blocks not
-  computed), "example" timm's.
+    (relu-only) before global average pooling, then dropout and the classifier.
+  Blocks: `PostActBlock` or `PreActBlock` by `placement`, with a `Shortcut` of
+  kind `shortcut` and `shortcut_variant`. `regularization`: stochastic depth over
+  the blocks l = 1..L of the network, DropBlock in its stages, dropout before the
+  classifier.
   `remat` recomputes each block's activations in the backward pass;
   `scan_blocks` runs the repeated blocks of a stage (all but its first) under
-  `nn.scan`, variables stacked under "stage{i}_scan" (`scan_groups`;
+  `nn.scan`, variables stacked under "stage{s}_scan" (`scan_groups`;
   convert with layers.stack_blocks / unstack_blocks).
   """
   num_classes: int
@@ -236,22 +292,14 @@ class ResNet(nn.Module):
   stem_width: int = 64
   groups: int = 1
   width_per_group: int = 64
+  stride_in_1x1: bool = False
   shortcut: str = "B"
   shortcut_variant: str = "identity"
+  gate_bias_init: float = -6.0
   placement: str = "original"
   se_reduction: int = 0
-  gate_bias_init: float = -6.0
   zero_init_residual: bool = False
-  dropout: float = 0.0
-  stochastic_depth: float = 1.0
-  stochastic_depth_decay: str = "linear"
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
-  stride_in_1x1: bool = False
-  dropblock_keep_prob: float = 1.0
-  dropblock_size: int = 7
-  dropblock_per_channel: bool = False
-  dropblock_stages: Sequence[int] = ()
+  regularization: Regularization = Regularization()
   remat: bool = False
   scan_blocks: bool = False
   dtype: Dtype = jnp.float32
@@ -261,8 +309,6 @@ class ResNet(nn.Module):
     _one_of("shortcut", self.shortcut, SHORTCUTS)
     _one_of("shortcut_variant", self.shortcut_variant, SHORTCUT_VARIANTS)
     _one_of("placement", self.placement, PLACEMENTS)
-    _one_of("stochastic_depth_decay", self.stochastic_depth_decay, ("linear", "constant"))
-    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
     if len(self.stage_sizes) != len(self.stage_planes) or not self.stage_sizes:
       raise ValueError(f"stage_sizes: need one block count per entry of stage_planes "
                        f"{tuple(self.stage_planes)}, got {tuple(self.stage_sizes)}")
@@ -277,13 +323,11 @@ class ResNet(nn.Module):
       raise ValueError(f"width_per_group: the bottleneck width int(planes * width_per_group / 64)"
                        f" * groups is 0 for planes {min(self.stage_planes)}, width_per_group "
                        f"{self.width_per_group}")
-    if not 0.0 < self.stochastic_depth <= 1.0:
-      raise ValueError(f"stochastic_depth: final survival probability must be in (0, 1], "
-                       f"got {self.stochastic_depth}")
-    layers.check_dropblock(self.dropblock_keep_prob, self.dropblock_stages, len(self.stage_sizes))
+    reg = self.regularization
+    reg.check("ResNet", len(self.stage_sizes), ("dropout", "stochastic_depth", "dropblock"))
     if self.shortcut == "none" and self.shortcut_variant != "identity":
       raise ValueError("shortcut_variant: a plain network (shortcut='none') has no shortcut to vary")
-    if self.shortcut == "none" and self.stochastic_depth_per == "batch" and self.stochastic_depth < 1:
+    if self.shortcut == "none" and reg.stochastic_depth_per == "batch" and reg.stochastic_depth < 1:
       raise ValueError("stochastic_depth_per: 'batch' drops whole blocks; a plain network "
                        "(shortcut='none') has no shortcut to keep, use 'example'")
     if self.stride_in_1x1 and not self.bottleneck:
@@ -293,69 +337,68 @@ class ResNet(nn.Module):
   @property
   def block_survival_probs(self):
     """Stochastic depth survival probability of blocks l = 1..L (Huang et al. 2016)."""
-    total = sum(self.stage_sizes)
-    return [layers.survival_probability(l, total, self.stochastic_depth,
-                                        self.stochastic_depth_decay)
-            for l in range(1, total + 1)]
+    return self.regularization.survival_probs(sum(self.stage_sizes))
+
+  @property
+  def block_names(self):
+    """The blocks' names, per stage: stage{s}_block{b}."""
+    return [[f"stage{s}_block{b}" for b in range(1, n + 1)]
+            for s, n in enumerate(self.stage_sizes, start=1)]
 
   @property
   def scan_groups(self):
     """(scan_name, block names) of the blocks `scan_blocks` stacks: all but the
     first block of each stage (see layers.stack_blocks / unstack_blocks)."""
-    groups, index = [], 0
-    for stage, n in enumerate(self.stage_sizes):
-      if n > 2:
-        groups.append((f"stage{stage + 1}_scan",
-                       [f"ResidualBlock_{index + b}" for b in range(1, n)]))
-      index += n
-    return groups
+    return [(f"stage{s}_scan", names[1:])
+            for s, names in enumerate(self.block_names, start=1) if len(names) > 2]
 
-  @nn.compact
-  def __call__(self, x, train: bool = False, pre_logits: bool = False):
-    x = x.astype(self.dtype)
+  def block(self, stage: int):
+    """The block class of `stage` (1-based) with its fields set."""
+    preact = self.placement in PREACT_PLACEMENTS
+    kind = dict(full=self.placement == "full_preact") if preact else dict(
+        placement=self.placement)
+    shortcut = functools.partial(Shortcut, kind=self.shortcut, variant=self.shortcut_variant,
+                                 gate_bias_init=self.gate_bias_init)
+    return functools.partial(
+        PreActBlock if preact else PostActBlock, planes=self.stage_planes[stage - 1],
+        bottleneck=self.bottleneck, groups=self.groups, width_per_group=self.width_per_group,
+        stride_in_1x1=self.stride_in_1x1, shortcut=shortcut, se_reduction=self.se_reduction,
+        zero_init_residual=self.zero_init_residual,
+        regularization=self.regularization.in_stage(stage), dtype=self.dtype, **kind)
+
+  def apply_stem(self, x, train: bool):
     preact = self.placement in PREACT_PLACEMENTS
     if self.stem == "imagenet":
-      x = layers.ConvBN(self.stem_width, (7, 7), (2, 2), dtype=self.dtype)(x, train)
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    else:
-      x = layers.Conv(self.stem_width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype)(x)
-      if self.placement != "full_preact":  # a pre-activation block starts with BN
-        x = layers.batch_norm(train, self.dtype)(x)
-      if not preact:                       # ... or with ReLU
-        x = nn.relu(x)
+      x = layers.Conv(self.stem_width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                      dtype=self.dtype, name="stem_conv")(x)
+      x = nn.relu(layers.batch_norm(train, self.dtype, name="stem_bn")(x))
+      return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    x = layers.Conv(self.stem_width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                    name="stem_conv")(x)
+    if self.placement != "full_preact":  # a pre-activation block starts with BN
+      x = layers.batch_norm(train, self.dtype, name="stem_bn")(x)
+    return x if preact else nn.relu(x)  # ... or with ReLU
 
-    index = 0
-    probs = self.block_survival_probs
-    for stage, (num_blocks, planes) in enumerate(zip(self.stage_sizes, self.stage_planes)):
-      block = functools.partial(
-          ResidualBlock, planes=planes, bottleneck=self.bottleneck, groups=self.groups,
-          width_per_group=self.width_per_group, stride_in_1x1=self.stride_in_1x1,
-          shortcut=self.shortcut, shortcut_variant=self.shortcut_variant,
-          placement=self.placement, se_reduction=self.se_reduction,
-          gate_bias_init=self.gate_bias_init, zero_init_residual=self.zero_init_residual,
-          stochastic_depth_mode=self.stochastic_depth_mode,
-          stochastic_depth_per=self.stochastic_depth_per,
-          dropblock_keep_prob=(self.dropblock_keep_prob
-                               if stage + 1 in self.dropblock_stages else 1.0),
-          dropblock_size=self.dropblock_size,
-          dropblock_per_channel=self.dropblock_per_channel, dtype=self.dtype)
-      names = [f"ResidualBlock_{index + b}" for b in range(num_blocks)]
-      stage_probs = probs[index:index + num_blocks]
+  @nn.compact
+  def __call__(self, x, train: bool = False, pre_logits: bool = False, step=None):
+    x = self.apply_stem(x.astype(self.dtype), train)
+    preact = self.placement in PREACT_PLACEMENTS
+    probs, index = self.block_survival_probs, 0
+    for stage, names in enumerate(self.block_names, start=1):
+      block, p = self.block(stage), probs[index:index + len(names)]
       # The first block of a stage changes stride or width: never scanned.
-      x = layers.repeat_blocks(block, x, train, names[:1], stage_probs[:1],
-                               remat=self.remat, strides=2 if stage > 0 else 1,
-                               skip_preact=preact and self.stem == "imagenet" and index == 0)
-      x = layers.repeat_blocks(block, x, train, names[1:], stage_probs[1:],
-                               remat=self.remat, scan=self.scan_blocks,
-                               scan_name=f"stage{stage + 1}_scan")
-      index += num_blocks
-
+      first = dict(skip_preact=self.stem == "imagenet" and index == 0) if preact else {}
+      x = layers.repeat_blocks(block, x, train, names[:1], p[:1], step=step, remat=self.remat,
+                               strides=2 if stage > 1 else 1, **first)
+      x = layers.repeat_blocks(block, x, train, names[1:], p[1:], step=step, remat=self.remat,
+                               scan=self.scan_blocks, scan_name=f"stage{stage}_scan")
+      index += len(names)
     if self.placement == "full_preact":
-      x = nn.relu(layers.batch_norm(train, self.dtype)(x))
+      x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
     elif self.placement == "relu_only_preact":
       x = nn.relu(x)
-    return layers.classifier_head(x, train, self.num_classes, self.dropout, self.dtype,
-                                  pre_logits)
+    return layers.classifier_head(x, train, self.num_classes, self.regularization.dropout,
+                                  self.dtype, pre_logits)
 
 
 # Blocks per stage of the ImageNet ResNets (He et al. 2015, Table 1; 200: He et al. 2016).
@@ -380,7 +423,7 @@ def imagenet_resnet(depth: int, **kwargs) -> ResNet:
   kwargs.setdefault("bottleneck", bottleneck)
   if kwargs["bottleneck"] != bottleneck:
     raise ValueError(f"bottleneck: ResNet-{depth} uses bottleneck={bottleneck}")
-  return ResNet(stage_sizes=stage_sizes, **kwargs)
+  return ResNet(stage_sizes=stage_sizes, **gather(kwargs))
 
 
 def cifar_resnet(depth: int, bottleneck: bool = False, **kwargs) -> ResNet:
@@ -401,7 +444,8 @@ def cifar_resnet(depth: int, bottleneck: bool = False, **kwargs) -> ResNet:
   kwargs.setdefault("stem_width", 16)
   kwargs.setdefault("stage_planes", (16, 32, 64))
   kwargs.setdefault("shortcut", "A")
-  return ResNet(stage_sizes=(n,) * len(kwargs["stage_planes"]), bottleneck=bottleneck, **kwargs)
+  return ResNet(stage_sizes=(n,) * len(kwargs["stage_planes"]), bottleneck=bottleneck,
+                **gather(kwargs))
 
 
 # ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxcnn.models import layers, registry
+from flaxcnn.models.regularization import Regularization
 
 PAPER = "Ronneberger et al. 2015"
 
@@ -51,14 +52,14 @@ class UNet(nn.Module):
   divisible by 2^depth.
 
   `depth` is the number of 2x2 max poolings (4 in the paper: 64 -> 1024
-  channels with base_features 64); `dropout` > 0 adds dropout at the end of the
-  contracting path, as the paper does.
+  channels with base_features 64); `regularization.dropout` > 0 adds dropout at
+  the end of the contracting path, as the paper does.
   """
   num_classes: int
   base_features: int = 64
   depth: int = 4
   norm: bool = True
-  dropout: float = 0.0
+  regularization: Regularization = Regularization()
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -69,11 +70,12 @@ class UNet(nn.Module):
       raise ValueError(f"base_features: must be >= 1, got {self.base_features}")
     if self.num_classes < 1:
       raise ValueError(f"num_classes: must be >= 1, got {self.num_classes}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+    if self.regularization.dropout >= 1.0:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
+    self.regularization.check("UNet", self.depth, ("dropout",))
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, step=None):
     factor = 2 ** self.depth
     h, w = x.shape[1:3]
     if h % factor or w % factor:
@@ -87,8 +89,8 @@ class UNet(nn.Module):
       skips.append(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = stage(self.depth, "bottom")(x, train)
-    if self.dropout > 0:
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    if self.regularization.dropout > 0:
+      x = nn.Dropout(self.regularization.dropout, deterministic=not train, name="dropout")(x)
     for i in reversed(range(self.depth)):             # expansive path
       x = nn.ConvTranspose(self.base_features * 2 ** i, (2, 2), strides=(2, 2),
                            padding="VALID", kernel_init=layers.he_normal,

@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxcnn.models import layers, registry
+from flaxcnn.models.regularization import Regularization
 
 PAPER = "Zagoruyko & Komodakis 2016"
 
@@ -65,76 +66,68 @@ def blocks_per_group(depth: int, block_type: Union[str, Sequence[int]] = (3, 3))
 class WideBlock(nn.Module):
   """Pre-activation wide residual block B(k_1, ..., k_m) (Zagoruyko & Komodakis 2016, Fig. 1).
 
-  BN-ReLU-conv(k_1) then, for each further kernel, BN-ReLU-dropout-conv(k_i); all
-  convolutions are `features` wide and the first one carries the stride (as in
-  the official code). If the shape changes, the shortcut is a 1x1 convolution of
-  the pre-activated input, otherwise the identity. Stochastic depth and DropBlock
-  act on the residual branch (DropBlock also on the projection), never on the
-  identity.
+  BN-ReLU-conv(k_1) then, for each further kernel, BN-ReLU-dropout-conv(k_i)
+  (`bn{i}`, `conv{i}`); all convolutions are `features` wide and the first one
+  carries the stride (as in the official code). If the shape changes, the
+  `shortcut` is a 1x1 convolution of the pre-activated input, otherwise the
+  identity. `regularization`: dropout between the convolutions, stochastic depth
+  and DropBlock on the residual branch (DropBlock also on the projection), never
+  on the identity.
   """
   features: int
   kernels: Sequence[int] = (3, 3)
   strides: int = 1
-  dropout: float = 0.0
   survival_prob: float = 1.0
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
-  dropblock_keep_prob: float = 1.0
-  dropblock_size: int = 7
+  regularization: Regularization = Regularization()
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool, survival_prob=None):
-    norm = functools.partial(layers.batch_norm, train, self.dtype)
+  def __call__(self, x, train: bool, survival_prob=None, step=None):
+    reg = self.regularization
+
+    def preact(y, i):
+      return nn.relu(layers.batch_norm(train, self.dtype, name=f"bn{i + 1}")(y))
+
     project = x.shape[-1] != self.features or self.strides != 1
-    # The first BN-ReLU belongs to the branch, unless the projection shares it.
-    h = nn.relu(norm()(x)) if project else x
+    h = preact(x, 0) if project else x
 
     def branch(mdl, y):
       for i, k in enumerate(self.kernels):
         if i > 0 or not project:
-          y = nn.relu(norm()(y))
-        if i > 0 and self.dropout > 0:
-          y = nn.Dropout(self.dropout, deterministic=not train)(y)
+          y = preact(y, i)
+        if i > 0 and reg.dropout > 0:
+          y = nn.Dropout(reg.dropout, deterministic=not train, name=f"dropout{i + 1}")(y)
         s = self.strides if i == 0 else 1
         y = layers.Conv(self.features, (k, k), (s, s), padding=[((k - 1) // 2, k // 2)] * 2,
-                        dtype=self.dtype)(y)
-      return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size)(y, train)
+                        dtype=self.dtype, name=f"conv{i + 1}")(y)
+      return reg.dropblock(y, train, step, "dropblock")
 
     if project:
       shortcut = layers.Conv(self.features, (1, 1), (self.strides, self.strides),
-                             dtype=self.dtype, name="projection")(h)
-      shortcut = layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size,
-                                  name="projection_dropblock")(shortcut, train)
+                             dtype=self.dtype, name="shortcut")(h)
+      shortcut = reg.dropblock(shortcut, train, step, "shortcut_dropblock")
     else:
       shortcut = x
-    return layers.stochastic_residual(self, branch, h, shortcut, train=train,
-                                      survival_prob=layers.or_field(survival_prob, self.survival_prob),
-                                      mode=self.stochastic_depth_mode,
-                                      per=self.stochastic_depth_per)
+    return reg.residual(self, branch, h, shortcut, train=train,
+                        survival_prob=layers.or_field(survival_prob, self.survival_prob))
 
 
 class WideResNet(nn.Module):
   """WRN-depth-widen_factor for CIFAR-sized inputs (Zagoruyko & Komodakis 2016, Table 1).
 
   Widths 16, 16k, 32k, 64k; n = (depth - 4) / (3 * len(block_type)) blocks per group.
+  Layers: `stem`, `group{g}_block{b}`, `final_bn`, `head`.
 
   `block_type` takes the paper's B(...) kernel sizes, as a tuple or a string
-  ("3,1,3"); `dropout` is the in-block dropout rate (0.3 for WRN-28-10-dropout).
+  ("3,1,3"); `regularization.dropout` is the in-block dropout rate (0.3 for
+  WRN-28-10-dropout).
   """
   num_classes: int
   depth: int = 28
   widen_factor: int = 10
   block_type: Union[str, Sequence[int]] = (3, 3)
-  dropout: float = 0.0
   stem_features: int = 16
-  stochastic_depth: float = 1.0
-  stochastic_depth_decay: str = "linear"
-  stochastic_depth_mode: str = "train_scale"
-  stochastic_depth_per: str = "example"
-  dropblock_keep_prob: float = 1.0
-  dropblock_size: int = 7
-  dropblock_stages: Sequence[int] = ()
+  regularization: Regularization = Regularization()
   remat: bool = False
   scan_blocks: bool = False
   dtype: Any = jnp.float32
@@ -144,11 +137,7 @@ class WideResNet(nn.Module):
     blocks_per_group(self.depth, self.block_type)
     if self.widen_factor < 1:
       raise ValueError(f"widen_factor: must be a positive integer, got {self.widen_factor}")
-    if not 0.0 <= self.dropout <= 1.0:
-      raise ValueError(f"dropout: must be in [0, 1], got {self.dropout}")
-    layers.check_dropblock(self.dropblock_keep_prob, self.dropblock_stages, 3)
-    layers.survival_probability(1, 1, self.stochastic_depth, self.stochastic_depth_decay)
-    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
+    self.regularization.check("WideResNet", 3, ("dropout", "stochastic_depth", "dropblock"))
 
   @property
   def scan_groups(self):
@@ -160,27 +149,21 @@ class WideResNet(nn.Module):
             for g in (1, 2, 3)]
 
   @nn.compact
-  def __call__(self, x, train: bool = False, pre_logits: bool = False):
+  def __call__(self, x, train: bool = False, pre_logits: bool = False, step=None):
     kernels = parse_block_type(self.block_type)
     n = blocks_per_group(self.depth, kernels)
     x = layers.Conv(self.stem_features, (3, 3), padding=[(1, 1), (1, 1)],
                     dtype=self.dtype, name="stem")(x.astype(self.dtype))
-    probs = [layers.survival_probability(l, 3 * n, self.stochastic_depth,
-                                         self.stochastic_depth_decay)
-             for l in range(1, 3 * n + 1)]
+    probs = self.regularization.survival_probs(3 * n)
     for g, (width, strides) in enumerate(zip((16, 32, 64), (1, 2, 2)), start=1):
-      block = functools.partial(
-          WideBlock, features=width * self.widen_factor, kernels=kernels,
-          dropout=self.dropout, stochastic_depth_mode=self.stochastic_depth_mode,
-          stochastic_depth_per=self.stochastic_depth_per,
-          dropblock_keep_prob=(self.dropblock_keep_prob if g in self.dropblock_stages
-                               else 1.0),
-          dropblock_size=self.dropblock_size, dtype=self.dtype)
+      block = functools.partial(WideBlock, features=width * self.widen_factor, kernels=kernels,
+                                regularization=self.regularization.in_stage(g),
+                                dtype=self.dtype)
       names = [f"group{g}_block{b}" for b in range(1, n + 1)]
       p = probs[(g - 1) * n:g * n]
-      x = layers.repeat_blocks(block, x, train, names[:1], p[:1], remat=self.remat,
+      x = layers.repeat_blocks(block, x, train, names[:1], p[:1], step=step, remat=self.remat,
                                strides=strides)
-      x = layers.repeat_blocks(block, x, train, names[1:], p[1:], remat=self.remat,
+      x = layers.repeat_blocks(block, x, train, names[1:], p[1:], step=step, remat=self.remat,
                                scan=self.scan_blocks, scan_name=f"group{g}_scan")
     x = nn.relu(layers.batch_norm(train, self.dtype, name="final_bn")(x))
     return layers.classifier_head(x, train, self.num_classes, dtype=self.dtype,

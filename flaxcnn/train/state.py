@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from flaxcnn import models, optim, parallel, tasks
 from flaxcnn import workdir as workdir_lib
-from flaxcnn.checkpoint import Checkpointer, StructureMismatch
+from flaxcnn.checkpoint import Checkpointer, OldLayerNames, StructureMismatch
 from flaxcnn.train import finetune
 
 
@@ -47,7 +47,6 @@ class Run:
   mean: tuple
   std: tuple
   num_classes: int
-  schedule_template: Any   # the 'schedule' collection's structure (DropBlock), or None
   finetune: Any = None     # (head_mask, trainable_mask, head_steps) when fine-tuning
   train_size: Optional[int] = None   # in-memory: resize training crops to this size
 
@@ -78,14 +77,14 @@ def setup(config, dataset) -> Run:
     raise ValueError(f"config.model.kwargs.num_classes={head} but {dataset.name} has "
                      f"{dataset.num_classes} classes; drop the override (the model's head "
                      "follows the data)")
-  model = models.build_model(config, dataset.num_classes)
   n_train = dataset.sizes["train"]
   if n_train < config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{n_train} training examples")
-  task.check(config, model, dataset)
   spe = n_train // config.batch_size
   total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
+  model = models.build_model(config, dataset.num_classes, total_steps=total)
+  task.check(config, model, dataset)
   variables = jax.eval_shape(lambda: init_variables(model, dataset.image_shape, 0))
   masks = finetune.finetune_masks(config, variables["params"], spe) if config.init_from \
       else None
@@ -93,7 +92,7 @@ def setup(config, dataset) -> Run:
             tx=optim.make_optimizer(config, variables["params"], masks),
             schedule=optim.make_schedule(config, spe, total),
             steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
-            num_classes=dataset.num_classes, schedule_template=variables.get("schedule"),
+            num_classes=dataset.num_classes,
             finetune=masks)
   run.train_size = task.train_size(config, dataset)
   return run
@@ -145,6 +144,8 @@ def restore(config, workdir: str, ckpt: Checkpointer, fresh: TrainState):
   of another structure is one line naming the config fields that differ."""
   try:
     return ckpt.restore_latest(fresh)
+  except OldLayerNames as e:
+    raise ValueError(str(e)) from None
   except StructureMismatch as e:
     diff = workdir_lib.describe_changes(workdir_lib.config_changes(config, workdir))
     if not diff:   # the same config: the layout of the train state itself changed

@@ -20,14 +20,12 @@ def _count_nonfinite(tree):
   return sum((jnp.sum(~jnp.isfinite(x)) for x in leaves), jnp.zeros((), jnp.int32))
 
 
-def _schedule_variables(run: Run, state: TrainState) -> dict:
-  """The 'schedule' collection (DropBlock's strength: a linear ramp over training,
-  Ghiasi et al. 2018, or fixed), or nothing for models without one."""
-  if run.schedule_template is None:
-    return {}
-  strength = jnp.minimum(state.step / run.total_steps, 1.0).astype(jnp.float32) \
-      if run.config.dropblock_schedule == "linear" else jnp.ones((), jnp.float32)
-  return {"schedule": jax.tree.map(lambda _: strength, run.schedule_template)}
+def ema_decay(config, n):
+  """The decay of EMA update n = 1, 2, ...: `config.ema_decay`, or with
+  `config.ema_warmup` TensorFlow's min(decay, (1 + n) / (10 + n))."""
+  if not config.ema_warmup:
+    return config.ema_decay
+  return jnp.minimum(config.ema_decay, (1.0 + n) / (10.0 + n))
 
 
 def update(run: Run, state: TrainState, x, labels, rng):
@@ -36,12 +34,12 @@ def update(run: Run, state: TrainState, x, labels, rng):
   k_mix, k_drop = jax.random.split(rng)
   targets = run.task.targets(run, labels)
   x, targets = augment.mixup(k_mix, x, targets, cfg.augment.mixup_alpha)
-  variables = {"batch_stats": state.batch_stats, **_schedule_variables(run, state)}
+  variables = {"batch_stats": state.batch_stats}
   frozen_bn = run.finetune is not None and cfg.finetune.freeze_bn
 
   def loss_fn(params):
     logits, new_vars = run.model.apply(
-        {"params": params, **variables}, x, train=not frozen_bn,
+        {"params": params, **variables}, x, train=not frozen_bn, step=state.step,
         mutable=["batch_stats"], rngs={"dropout": k_drop})
     return run.task.loss(logits, targets), (logits, new_vars)
 
@@ -55,7 +53,7 @@ def update(run: Run, state: TrainState, x, labels, rng):
                                                                  state.batch_stats)
   ema = state.ema
   if cfg.ema_decay:
-    d = cfg.ema_decay
+    d = ema_decay(cfg, state.step + 1)
     ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema,
                        {"params": params, "batch_stats": batch_stats})
   if run.finetune is not None:   # the rate the training parameters get

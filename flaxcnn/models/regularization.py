@@ -1,0 +1,150 @@
+"""The regularizers a network applies, as one frozen value every family takes once.
+
+    reg = Regularization(stochastic_depth=0.5, stochastic_depth_per="batch")
+    model = resnet.cifar_resnet(110, regularization=reg)
+
+Configs and presets give the same settings as flat keywords (`create_model(
+"resnet110_cifar", stochastic_depth=0.5)`, `--config.model.kwargs.dropout=0.3`);
+`registry.create_model` gathers them into the model's value with `override`.
+
+A family reads the fields it implements and refuses the others (`check`): where
+`dropout` acts is the family's (before the classifier in ResNet, PyramidNet and
+EfficientNet, between a block's convolutions in WRN, after every convolution in
+DenseNet, at the U-Net's bottom).
+"""
+import dataclasses
+from typing import Sequence, Tuple
+
+import jax.numpy as jnp
+
+from flaxcnn.models import layers
+
+STOCHASTIC_DEPTH = ("stochastic_depth", "stochastic_depth_decay", "stochastic_depth_mode",
+                    "stochastic_depth_per")
+DROPBLOCK = ("dropblock_keep_prob", "dropblock_size", "dropblock_per_channel",
+             "dropblock_stages", "dropblock_ramp_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularization:
+  """Dropout, stochastic depth and DropBlock settings of a network.
+
+  - dropout: the family's dropout rate (see the module doc for where it acts).
+  - stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth"):
+    `stochastic_depth` is the survival probability p_L of the last block (1 = off),
+    decaying linearly from 1 over the blocks or `constant`; `mode` "train_scale"
+    divides a kept branch by p in training, "inference_scale" (the paper's)
+    multiplies it by p at inference; `per` "example" draws per example (timm),
+    "batch" once per block and mini-batch, skipping dropped blocks (the paper's).
+  - DropBlock (Ghiasi et al. 2018, "DropBlock: A regularization method for
+    convolutional networks"): keep probability, block size, per-channel masks,
+    the (1-based) stages it acts in, and `dropblock_ramp_steps`: the keep
+    probability goes linearly from 1 to its target over that many training steps
+    (the paper's schedule), 0 applies the target from the first step.
+  """
+  dropout: float = 0.0
+  stochastic_depth: float = 1.0
+  stochastic_depth_decay: str = "linear"
+  stochastic_depth_mode: str = "train_scale"
+  stochastic_depth_per: str = "example"
+  dropblock_keep_prob: float = 1.0
+  dropblock_size: int = 7
+  dropblock_per_channel: bool = False
+  dropblock_stages: Tuple[int, ...] = ()
+  dropblock_ramp_steps: int = 0
+
+  def __post_init__(self):
+    object.__setattr__(self, "dropblock_stages", tuple(int(s) for s in self.dropblock_stages))
+    if not 0.0 <= self.dropout <= 1.0:
+      raise ValueError(f"dropout: must be in [0, 1], got {self.dropout}")
+    if not 0.0 < self.stochastic_depth <= 1.0:
+      raise ValueError(f"stochastic_depth: the last block's survival probability must be in "
+                       f"(0, 1], got {self.stochastic_depth}")
+    if self.stochastic_depth_decay not in ("linear", "constant"):
+      raise ValueError(f"stochastic_depth_decay: use 'linear' or 'constant', got "
+                       f"{self.stochastic_depth_decay!r}")
+    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
+    if not 0.0 < self.dropblock_keep_prob <= 1.0:
+      raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {self.dropblock_keep_prob}")
+    if self.dropblock_keep_prob < 1.0 and not self.dropblock_stages:
+      raise ValueError(f"dropblock_keep_prob={self.dropblock_keep_prob} applies to no stage: "
+                       "set dropblock_stages (the DropBlock paper's ResNet-50: (3, 4))")
+    if self.dropblock_size < 1 or self.dropblock_ramp_steps < 0:
+      raise ValueError(f"dropblock_size must be >= 1 and dropblock_ramp_steps >= 0, got "
+                       f"{self.dropblock_size} and {self.dropblock_ramp_steps}")
+
+  @classmethod
+  def fields(cls) -> Tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+  def override(self, **changes) -> "Regularization":
+    """A copy with `changes` (flat keywords, as configs give them)."""
+    return dataclasses.replace(self, **changes)
+
+  def check(self, family: str, num_stages: int, uses: Sequence[str]) -> None:
+    """Refuses settings that `family` would ignore; `uses` lists the groups it
+    implements ("dropout", "stochastic_depth", "dropblock")."""
+    default = Regularization()
+    active = {"dropout": self.dropout > 0,
+              "stochastic_depth": self.stochastic_depth < 1.0,
+              "dropblock": self.dropblock_keep_prob < 1.0}
+    for group, on in active.items():
+      if on and group not in uses:
+        raise ValueError(f"{group}: {family} has no {group.replace('_', ' ')}; "
+                         f"it uses {', '.join(uses) or 'no regularizer'}")
+    if "dropblock" not in uses and any(getattr(self, f) != getattr(default, f)
+                                       for f in DROPBLOCK):
+      raise ValueError(f"dropblock_*: {family} has no DropBlock")
+    bad = [s for s in self.dropblock_stages if not 1 <= s <= num_stages]
+    if bad:
+      raise ValueError(f"dropblock_stages: stages are 1..{num_stages}, got {list(bad)}")
+
+  def survival_probs(self, num_blocks: int):
+    """Stochastic depth survival probability of blocks l = 1..L."""
+    return [layers.survival_probability(l, num_blocks, self.stochastic_depth,
+                                        self.stochastic_depth_decay)
+            for l in range(1, num_blocks + 1)]
+
+  def in_stage(self, stage: int) -> "Regularization":
+    """The value a block of (1-based) `stage` takes: DropBlock off outside its stages."""
+    if stage in self.dropblock_stages or self.dropblock_keep_prob >= 1.0:
+      return self
+    return dataclasses.replace(self, dropblock_keep_prob=1.0)
+
+  def dropblock_strength(self, step):
+    """The fraction of DropBlock's drop rate applied at training `step` (None: the
+    target): min(step / dropblock_ramp_steps, 1), or 1 without a ramp."""
+    if step is None or not self.dropblock_ramp_steps:
+      return jnp.ones((), jnp.float32)
+    return jnp.minimum(step / self.dropblock_ramp_steps, 1.0).astype(jnp.float32)
+
+  def dropblock(self, y, train: bool, step, name: str):
+    """DropBlock on `y` (the identity when it is off); call it inside a compact method."""
+    if self.dropblock_keep_prob >= 1.0:
+      return y
+    return layers.DropBlock(self.dropblock_keep_prob, self.dropblock_size,
+                            self.dropblock_per_channel, name=name)(
+                                y, train, self.dropblock_strength(step))
+
+  def residual(self, module, branch_fn, x, shortcut, *, train: bool, survival_prob):
+    """shortcut + branch under this stochastic depth (layers.stochastic_residual)."""
+    return layers.stochastic_residual(module, branch_fn, x, shortcut, train=train,
+                                      survival_prob=survival_prob,
+                                      mode=self.stochastic_depth_mode,
+                                      per=self.stochastic_depth_per)
+
+
+def gather(kwargs: dict) -> dict:
+  """`kwargs` with its regularizer keywords folded into `regularization` (over the
+  one given, else the defaults): for factories that build a family's module."""
+  kwargs, flat = pack(kwargs)
+  if flat:
+    kwargs["regularization"] = kwargs.get("regularization", Regularization()).override(**flat)
+  return kwargs
+
+
+def pack(kwargs: dict) -> Tuple[dict, dict]:
+  """(model keywords, regularization keywords) of flat keywords."""
+  names = set(Regularization.fields())
+  return ({k: v for k, v in kwargs.items() if k not in names},
+          {k: v for k, v in kwargs.items() if k in names})
