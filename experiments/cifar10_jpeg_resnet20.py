@@ -22,6 +22,7 @@ def get_config():
   config.model.name = "resnet20_cifar"
   config.data.source = "folder"
   config.data.name = "cifar10-jpeg"
+  config.data.label = "CIFAR-10 (JPEG q75)"   # as the folder's README asks results to say
   config.data.root = os.environ.get("FLAXCNN_CIFAR10_JPEG", os.path.normpath(_SHARED))
   config.data.test_split = "test"          # absent here: validation is the held-out 5,000
   config.data.validation_size = 5000

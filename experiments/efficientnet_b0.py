@@ -85,6 +85,7 @@ def get_config(arg: str = ""):
   config.schedule.decay_epochs = 2.4
   config.schedule.decay_begin = "start"
   config.schedule.warmup_epochs = 5.0
+  config.schedule.warmup = "linear_from_zero"   # the reference's lr x step / warmup_steps
 
   config.eval_every_epochs = 5.0
   config.log_every_steps = 100

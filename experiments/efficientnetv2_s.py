@@ -85,6 +85,7 @@ def get_config(arg: str = ""):
   config.num_epochs = 350.0
   config.label_smoothing = 0.1
   config.ema_decay = 0.9999
+  config.ema_warmup = True                 # the reference's num_updates=global_step
   config.optimizer.name = "rmsprop_tf"
   config.optimizer.lr = LR_PER_256 * batch / 256
   config.optimizer.rms_decay = 0.9
@@ -97,6 +98,7 @@ def get_config(arg: str = ""):
   config.schedule.decay_epochs = 2.4
   config.schedule.decay_begin = "start"
   config.schedule.warmup_epochs = 5.0
+  config.schedule.warmup = "linear_from_zero"   # the reference's lr x step / warmup_steps
 
   config.eval_every_epochs = 5.0
   config.log_every_steps = 100

@@ -43,6 +43,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = "tfds"           # tfds | folder | digits | synthetic
   c.data.name = "cifar10"          # TFDS name (tfds) or a label for the run
+  c.data.label = ""                # how the console, data.json and results name the data,
+                                   # e.g. "CIFAR-10 (JPEG q75)"; "" = the dataset's name
   c.data.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)
   c.data.root = placeholder(str)       # folder: ROOT/<split>/<class>/*.jpg|png, or a .tar[.xz|.gz] of it
   c.data.cache_dir = placeholder(str)  # where decoded folders/archives are cached (default ~/.cache/flaxcnn)
@@ -120,7 +122,9 @@ def default_config() -> ml_collections.ConfigDict:
   # step 0 ("start", as the TF EfficientNet reference)
   c.schedule.decay_begin = "warmup"
   c.schedule.warmup_epochs = 0.0   # warm-up length (0 = none)
-  c.schedule.warmup = "linear"     # linear: lr (t+1)/T to the peak | constant: factor x peak
+  # linear: lr (t+1)/T, reaching the peak at the warm-up's last step | linear_from_zero:
+  # lr t/T, 0 at step 0 (the TF references') | constant: warmup_factor x peak
+  c.schedule.warmup = "linear"
   c.schedule.warmup_factor = 0.1   # constant warm-up (He et al. 2015: 0.01, then 0.1)
   c.schedule.patience = 5          # plateau: evaluations without improvement before decaying
   c.schedule.min_lr = 0.0
@@ -189,7 +193,7 @@ _CHOICES = {
     "data.source": ("tfds", "folder", "digits", "synthetic"),
     "optimizer.name": ("sgd", "rmsprop_tf", "rmsprop", "adam", "adamw"),
     "schedule.name": ("constant", "piecewise", "cosine", "exponential", "plateau"),
-    "schedule.warmup": ("linear", "constant"),
+    "schedule.warmup": ("linear", "linear_from_zero", "constant"),
     "schedule.decay_begin": ("warmup", "start"),
     "augment.train_crop": ("scale", "inception"),
 }

@@ -31,6 +31,9 @@ def _flatten(d, prefix=""):
   return out
 
 
+NOT_CHARTED = ("count",)   # in metrics.jsonl, not a TensorBoard chart
+
+
 class MetricWriter:
 
   def __init__(self, workdir: str, resume_step: Optional[int] = None, hparams=None):
@@ -92,7 +95,8 @@ class MetricWriter:
     self._tb.write(event_pb2.Event(wall_time=time.time(), **fields).SerializeToString())
 
   def write(self, step: int, split: str, values: dict, **fields):
-    """One JSON line {step, split, **fields, **values} and TensorBoard scalars."""
+    """One JSON line {step, split, **fields, **values} and TensorBoard scalars (not
+    the bookkeeping ones, NOT_CHARTED: an evaluation's example count)."""
     if not self.active:
       return
     record = {"step": int(step), "split": split, **fields,
@@ -103,7 +107,7 @@ class MetricWriter:
       _, summary_pb2 = self._pb
       summary = summary_pb2.Summary(value=[
           summary_pb2.Summary.Value(tag=f"{split}/{k}", simple_value=float(v))
-          for k, v in values.items()])
+          for k, v in values.items() if k not in NOT_CHARTED])
       self._event(step=int(step), summary=summary)
       self._tb_file.flush()
 

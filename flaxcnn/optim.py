@@ -115,16 +115,20 @@ def make_optimizer(config, params, finetune=None) -> optax.GradientTransformatio
   return optax.chain(gate, tx, scale)
 
 
-WARMUPS = ("linear", "constant")
+WARMUPS = ("linear", "linear_from_zero", "constant")
 DECAY_BEGINS = ("warmup", "start")
 
 
 def _warmup(s, lr, steps):
   """The warm-up's learning rate for the first `steps` steps: "linear" rises as
-  lr (t + 1) / steps to the peak; "constant" holds warmup_factor x lr (He et al.
-  2015, Sec. 4.2: 0.01 for about 400 iterations before 0.1 for ResNet-110)."""
+  lr (t + 1) / steps to the peak; "linear_from_zero" as lr t / steps, from 0 (the
+  TF references of EfficientNet, EfficientNetV2 and DropBlock's ResNet-50);
+  "constant" holds warmup_factor x lr (He et al. 2015, Sec. 4.2: 0.01 for about
+  400 iterations before 0.1 for ResNet-110)."""
   if s.warmup == "linear":
     return optax.linear_schedule(lr / steps, lr, steps - 1)
+  if s.warmup == "linear_from_zero":
+    return optax.linear_schedule(0.0, lr, steps)
   if s.warmup == "constant":
     return optax.constant_schedule(lr * s.warmup_factor)
   raise ValueError(f"config.schedule.warmup={s.warmup!r} is not one of {', '.join(WARMUPS)}")

@@ -173,7 +173,7 @@ def data_mismatch(dataset: str, trained_on: Optional[Mapping]) -> Optional[str]:
   classes, shape = DATASETS[dataset]
   got = (trained_on.get("num_classes"), tuple(trained_on.get("image_shape") or ()))
   if got[0] != classes or (shape is not None and got[1] != shape):
-    return (f"{trained_on.get('name')}: {got[0]} classes, "
+    return (f"{trained_on.get('label') or trained_on.get('name')}: {got[0]} classes, "
             f"{'x'.join(map(str, got[1]))} images")
   return None
 

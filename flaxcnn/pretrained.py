@@ -160,8 +160,8 @@ def _leaf(path: Tuple[str, ...], module_key: str) -> Tuple[str, str]:
 def _resnet_keys(model):
   m = model
   unsupported = []
-  if m.stem != "imagenet" or m.stem_width != 64:
-    unsupported.append(f"stem={m.stem!r}, stem_width={m.stem_width}")
+  if m.stem != "imagenet":   # (any stem_width and stage_planes: the same keys)
+    unsupported.append(f"stem={m.stem!r}")
   if m.shortcut != "B" or m.shortcut_variant != "identity":
     unsupported.append(f"shortcut={m.shortcut!r}/{m.shortcut_variant!r}")
   if m.placement != "original":

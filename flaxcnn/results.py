@@ -20,7 +20,8 @@ directory of runs, or a list of either.
 
 Columns of `load` (errors and accuracies are fractions; tables and figures show %):
   run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'incomplete' |
-  'pending'; see `flaxcnn.sweep.variant_status`),
+  'pending'; see `flaxcnn.sweep.variant_status`), data (what the run trained on,
+  as its config labels it: data.json's label),
   one column per overridden field, and per config field whose value differs between
   the runs (config.json; so runs of different models, data or budgets are never
   pooled into one row), by its last dotted part (e.g. 'depth', 'seed') when that is
@@ -52,6 +53,7 @@ from flaxcnn import config as config_lib
 from flaxcnn import papers
 from flaxcnn import sweep as sweep_lib
 
+_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_SPLITS = ("validation", "test")
 _RUN_FILES = ("metrics.jsonl", "summary.json", "variant.json")
 
@@ -149,7 +151,7 @@ def _column_names(fields: List[str], reserved) -> Dict[str, str]:
   return out
 
 
-_RESERVED = {"run", "status", "epochs", "steps", "wall_time", "error", "path", "index",
+_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "error", "path", "index",
              "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
              "dev_still_improving"}
 
@@ -211,7 +213,9 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
     records = read_metrics(d)
     curve = _epoch_curve(records)
     summary = sweep_lib._read_json(os.path.join(d, "summary.json")) or {}
-    row = {"run": record.get("name", os.path.basename(d)), "status": record["status"]}
+    trained_on = _trained_on(d) or {}
+    row = {"run": record.get("name", os.path.basename(d)), "status": record["status"],
+           "data": trained_on.get("label") or trained_on.get("name") or np.nan}
     overrides = {**_flat_config(d), **(record.get("overrides") or {})}
     for f in fields:
       row[names[f]] = _hashable(overrides.get(f, np.nan))
@@ -643,6 +647,9 @@ def _paper_source(path, source):
   source = os.fspath(source)
   if not os.path.exists(source) and ":" in source:
     source, arg = source.split(":", 1)
+  in_project = os.path.join(_PROJECT, source)
+  if not os.path.exists(source) and os.path.exists(in_project):
+    source = in_project   # an older sweep.json: relative to the project root
   if not os.path.exists(source):
     raise ValueError(f"results.compare: config file {source} not found (relative to "
                      f"{os.getcwd()}); pass source='experiments/FILE.py[:ARG]'")
@@ -669,10 +676,13 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   other data than the table's dataset: a digits run keeps the label 'cifar10').
 
   The paper rows are the PAPER list of the sweep's config file (its sweep.json, or
-  `source`, 'experiments/FILE.py[:ARG]'). Columns: table, row, metric, paper, ours
+  `source`, 'experiments/FILE.py[:ARG]'). Columns: table, row, metric, data (what
+  our runs trained on, as labelled), paper, ours
   (mean over the finished runs, in %), std, n (seeds), epochs (trained), budget
   ('full' or 'shortened (E of B epochs)'), diff (ours - paper, points; only for runs
-  at the paper's full budget). `attrs["ordering"]` says per table whether the
+  at the paper's full budget), validation (the same metric on the validation split,
+  shown in its own column when the runs have no test split). `attrs["ordering"]`
+  says per table whether the
   paper's ordering of its rows holds in ours; `attrs["text"]` is the printed
   Markdown (printed when `verbose`).
   """
@@ -699,11 +709,16 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
     col = row.table.column
     vals = 100 * done[col].to_numpy(float) if len(done) and col in done else np.array([])
     vals = vals[np.isfinite(vals)]
+    dev = _validation_column(col)
+    dev_vals = 100 * done[dev].to_numpy(float) if dev and len(done) and dev in done \
+        else np.array([])
+    dev_vals = dev_vals[np.isfinite(dev_vals)]
     trained = done[unit].to_numpy(float) if len(done) else np.array([])
     full = len(trained) and bool(np.all(trained >= budget * (1 - 1e-6)))
     if not len(vals):
       why = next((w for w in other.values() if w), None)
-      label = ("no finished run" if len(mine) else
+      label = ("no test split (validation beside)" if len(dev_vals) else
+               "no finished run" if len(mine) else
                "no run on real data (synthetic data is not compared)" if any(synthetic)
                else f"no run on the paper's data ({why})" if why else "no run")
     elif full:
@@ -712,16 +727,21 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
       label = f"shortened ({_fmt(float(np.min(trained)))} of {_fmt(budget)} {unit})"
     ours = float(vals.mean()) if len(vals) else np.nan
     paper = row.value
+    labels = sorted({x for x in done["data"] if isinstance(x, str)}) \
+        if len(done) and "data" in done else []
     out.append({"table": row.table.key, "row": row.label, "metric": row.table.metric,
+                "data": ", ".join(labels),
                 "paper": paper, "ours": ours,
                 "std": float(vals.std(ddof=1)) if len(vals) > 1 else np.nan,
                 "n": len(vals), "epochs": float(np.mean(trained)) if len(trained) else np.nan,
+                "validation": float(dev_vals.mean()) if len(dev_vals) else np.nan,
                 "budget": label,
                 "diff": ours - paper if full and paper != papers.FAIL else np.nan})
-  df = pd.DataFrame(out, columns=["table", "row", "metric", "paper", "ours", "std", "n",
-                                  "epochs", "budget", "diff"])
-  if len(df):    # only the tables that some run reproduces
-    df = df[df.groupby("table")["n"].transform("sum") > 0].reset_index(drop=True)
+  df = pd.DataFrame(out, columns=["table", "row", "metric", "data", "paper", "ours", "std", "n",
+                                  "epochs", "validation", "budget", "diff"])
+  if len(df):    # only the tables that some run reproduces (on test, else on validation)
+    seen = df["n"] + df["validation"].notna()
+    df = df[seen.groupby(df["table"]).transform("sum") > 0].reset_index(drop=True)
   tables = {r.table.key: r.table for r in rows}
   df.attrs["ordering"] = {key: _ordering(tables[key], df[df.table == key])
                           for key in dict.fromkeys(df["table"])}
@@ -733,6 +753,13 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   if verbose:
     print(df.attrs["text"])
   return df
+
+
+def _validation_column(column: str):
+  """The validation counterpart of a test metric column (None if it is one)."""
+  if column == "test_error_at_best_validation":
+    return "best_validation_error"
+  return column.replace("_test_", "_validation_") if "_test_" in column else None
 
 
 def _ordering(table, rows: pd.DataFrame) -> dict:
@@ -766,12 +793,20 @@ def comparison_table(df: pd.DataFrame, module=None, arg: str = "") -> str:
     lines.append(f"### {key}\n")
     if table is not None:
       lines.append(f"{table.citation}" + (f" ({table.note})" if table.note else "") + "\n")
+    ours_on = sorted({x for x in part.get("data", []) if x})
+    if ours_on:
+      lines.append(f"Ours trained on {', '.join(ours_on)}.\n")
+    dev = bool((part["validation"].notna() & (part["n"] == 0)).any()) \
+        if "validation" in part else False
     body = [[r.row, r.paper if r.paper == papers.FAIL else num(r.paper),
              num(r.ours) + ("" if r.std != r.std else f" ± {num(r.std)}"), str(r.n),
              num(r.epochs, 0), num(r.diff) if r.diff == r.diff else "–", r.budget]
-            for r in part.itertuples()]
-    lines.append(_markdown(["row", "paper", "ours", "seeds", "epochs", "diff", "budget"],
-                           body, ["---"] + ["--:"] * 5 + ["---"]))
+            + ([num(r.validation)] if dev else []) for r in part.itertuples()]
+    head = ["row", "paper", "ours", "seeds", "epochs", "diff", "budget"]
+    align = ["---"] + ["--:"] * 5 + ["---"]
+    if dev:   # not the paper's split: its own column, never in "ours"
+      head, align = head + ["ours on validation (not the paper's split)"], align + ["--:"]
+    lines.append(_markdown(head, body, align))
     o = df.attrs.get("ordering", {}).get(key) or _ordering(table, part)
     where = " (on shortened runs: not the paper's budget)" if o["shortened"] else ""
     if not o["pairs"]:

@@ -342,8 +342,12 @@ def run(source, workdir: str, arg: str = "", index: Optional[int] = None, config
   chief = jax.process_index() == 0
   if chief:
     os.makedirs(workdir, exist_ok=True)
+    label = _source_label(source)
+    if label is None:   # a ConfigDict base (a notebook): keep the file a run named before
+      before = _read_json(os.path.join(workdir, "sweep.json")) or {}
+      label, arg = before.get("config"), arg or before.get("arg") or ""
     _write_json(os.path.join(workdir, "sweep.json"), {
-        "config": _source_label(source), "arg": arg, "count": len(specs),
+        "config": label, "arg": arg, "count": len(specs),
         "fields": _fields(specs),
         "variants": [{"index": i, "name": n, "overrides": ov}
                      for i, (n, ov, _) in enumerate(specs)]})
@@ -424,11 +428,16 @@ def _run_variants(specs, workdir, index, retry_failed, train_fn, chief):
 
 
 def _source_label(source):
+  """The config file of a sweep as sweep.json records it: an absolute path (so the
+  paper comparison works from any directory), with its ':arg' if given so."""
   if isinstance(source, ml_collections.ConfigDict):
     return None
   if isinstance(source, types.ModuleType):
     return getattr(source, "__file__", source.__name__)
-  return os.fspath(source)
+  path, sep, arg = os.fspath(source).partition(":")
+  if sep and not os.path.exists(os.fspath(source)):
+    return os.path.abspath(path) + sep + arg
+  return os.path.abspath(os.fspath(source))
 
 
 def _fields(specs) -> List[str]:

@@ -165,8 +165,9 @@ def save_config(config, workdir: str) -> None:
 DATA_STATS = "data.json"
 
 
-def write_data_stats(workdir: str, dataset, prints=None, resumed: bool = False) -> None:
-  """WORKDIR/data.json: what the model was trained on (name, classes, image shape,
+def write_data_stats(workdir: str, dataset, prints=None, resumed: bool = False,
+                     label: str = "") -> None:
+  """WORKDIR/data.json: what the model was trained on (name, label, classes, image shape,
   split sizes, each split's fingerprint) and the input normalization, for the
   resume check and for jobs that reuse the weights (feature extraction) without
   loading the training data again. `prints`: the fingerprint, if computed.
@@ -174,7 +175,8 @@ def write_data_stats(workdir: str, dataset, prints=None, resumed: bool = False) 
   if jax.process_index() != 0:
     return
   stats = {
-      "name": dataset.name, "num_classes": int(dataset.num_classes),
+      "name": dataset.name, "label": label or dataset.name,
+      "num_classes": int(dataset.num_classes),
       "image_shape": [int(x) for x in dataset.image_shape],
       "sizes": {k: int(v) for k, v in dataset.sizes.items()},
       "mean": [float(x) for x in dataset.mean], "std": [float(x) for x in dataset.std],

@@ -227,7 +227,10 @@ def real_step(config, dataset, run, abstract):
   state = _materialize(abstract, config.seed)
   params = jax.device_put(state.params, run.replicated)
   opt_state = jax.jit(run.tx.init).lower(params).compile(FAST_COMPILE)(params)
+  # The TF references' warm-up ("linear_from_zero") trains at rate 0 at step 0.
+  first = int(bool(config.schedule.warmup_epochs) and config.schedule.warmup == "linear_from_zero")
   state = jax.device_put(state.replace(rng=np.asarray(jax.random.PRNGKey(config.seed + 1)),
+                                       step=np.asarray(first, np.int32),
                                        lr_scale=np.ones((), np.float32),
                                        plateau_best=np.asarray(np.inf, np.float32)),
                          run.replicated).replace(opt_state=opt_state, params=params)
@@ -236,7 +239,7 @@ def real_step(config, dataset, run, abstract):
   new_state, metrics = compiled(state, images, labels, perm)
   metrics = jax.device_get(metrics)
   assert np.isfinite(metrics["loss"]), metrics
-  assert int(new_state.step) == 1
+  assert int(new_state.step) == first + 1
   assert jax.tree.structure(new_state.params) == jax.tree.structure(abstract.params)
   moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(np.asarray(b) != a)),
                                        before, new_state.params))

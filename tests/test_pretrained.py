@@ -67,17 +67,18 @@ class Bottleneck(nn.Module):
 class TorchResNet(nn.Module):
   """torchvision.models.resnet.ResNet (keys conv1, bn1, layer1-4, fc)."""
 
-  def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64):
+  def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
+               stem=64, widths=(64, 128, 256, 512)):
     super().__init__()
-    self.inplanes, self.groups, self.base_width = 64, groups, width_per_group
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
+    self.inplanes, self.groups, self.base_width = stem, groups, width_per_group
+    self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
+    self.bn1 = nn.BatchNorm2d(stem)
     self.relu = nn.ReLU(inplace=True)
     self.maxpool = nn.MaxPool2d(3, 2, 1)
-    for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+    for i, (planes, n) in enumerate(zip(widths, layers)):
       setattr(self, f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2))
     self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-    self.fc = nn.Linear(512 * block.expansion, num_classes)
+    self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
 
   def _make_layer(self, block, planes, blocks, stride):
     downsample = None

@@ -281,7 +281,7 @@ def get_config():
 '''
 
 
-def paper_sweep(tmp_path, finals, budget=6.0):
+def paper_sweep(tmp_path, finals, budget=6.0, with_test=True):
   """A sweep over model.kwargs.placement x 2 seeds, 6 epochs, with the config file
   (sweep.json's "config") binding three rows of He et al. 2016, Table 2."""
   cfg = tmp_path / "paper_config.py"
@@ -293,7 +293,7 @@ def paper_sweep(tmp_path, finals, budget=6.0):
     name = f"placement={placement},seed={seed}"
     variants.append({"name": name, "overrides": ov})
     write_run(str(d / name), train_error=decay(0.5, 0.01, 6), dev_error=decay(0.5, final, 6),
-              test_error=decay(0.5, final, 6), overrides=ov)
+              test_error=decay(0.5, final, 6) if with_test else None, overrides=ov)
   with open(d / "sweep.json", "w") as f:
     json.dump({"config": str(cfg), "arg": "", "variants": variants}, f)
   return str(d)
@@ -334,6 +334,53 @@ def test_compare_reports_a_broken_ordering_and_a_shortened_budget(tmp_path, caps
   assert "does not hold in 2 of 3 pairs (on shortened runs" in df.attrs["text"]
   results.main([str(tmp_path / "sweep"), "--paper"])
   assert "shortened (6 of 164 epochs)" in capsys.readouterr().out
+
+
+def test_compare_works_from_another_directory_and_after_a_notebook_rerun(tmp_path,
+                                                                         monkeypatch):
+  """sweep.json names the config file by an absolute path; a notebook's sweep.run
+  (a ConfigDict base) keeps the file a command-line run recorded; an older
+  sweep.json's relative 'experiments/...' path resolves against the project root."""
+  from flaxcnn import config as config_lib, sweep
+  cfg = tmp_path / "paper_config.py"
+  cfg.write_text(PAPER_CONFIG.replace("BUDGET", "6.0"))
+  monkeypatch.chdir(tmp_path)
+  axis = sweep.axis("model.kwargs.placement", ["original", "full_preact"])
+  done = lambda config, workdir, data_cache: None  # noqa: E731
+  sweep.run("paper_config.py", str(tmp_path / "s"), sweep=axis, train_fn=done,
+            compilation_cache=False)
+  recorded = json.loads((tmp_path / "s" / "sweep.json").read_text())["config"]
+  assert recorded == str(cfg)
+  sweep.run(config_lib.default_config(), str(tmp_path / "s"), sweep=axis, train_fn=done,
+            compilation_cache=False)
+  assert json.loads((tmp_path / "s" / "sweep.json").read_text())["config"] == str(cfg)
+  # An older sweep.json, relative to the project root, read from elsewhere.
+  monkeypatch.chdir(os.path.dirname(tmp_path))
+  old = tmp_path / "old"
+  old.mkdir()
+  (old / "sweep.json").write_text(json.dumps(
+      {"config": "experiments/ablations/preact_activations.py", "arg": "", "variants": []}))
+  assert results.compare(str(old), verbose=False).empty
+
+
+def test_compare_without_a_test_split_says_so_and_shows_validation(tmp_path):
+  d = paper_sweep(tmp_path, FINALS, with_test=False)
+  for name in os.listdir(d):      # trained on the JPEG folder, labelled as its README asks
+    if os.path.isdir(os.path.join(d, name)):
+      with open(os.path.join(d, name, "data.json"), "w") as f:
+        json.dump({"name": "cifar10-jpeg", "label": "CIFAR-10 (JPEG q75)", "num_classes": 10,
+                   "image_shape": [32, 32, 3]}, f)
+  df = results.compare(d, verbose=False)
+  assert set(df["data"]) == {"CIFAR-10 (JPEG q75)"}
+  assert "Ours trained on CIFAR-10 (JPEG q75)." in df.attrs["text"]
+  assert list(df["n"]) == [0, 0, 0] and df["ours"].isna().all()
+  np.testing.assert_allclose(df["validation"], [6.7, 8.2, 6.3], atol=1e-6)
+  assert set(df["budget"]) == {"no test split (validation beside)"}
+  text = df.attrs["text"]
+  assert "No paper rows match" not in text
+  assert "ours on validation (not the paper's split)" in text
+  assert "| (a) original | 6.61 | – | 0 | 6 | – | no test split (validation beside) | 6.70 |" \
+      in text
 
 
 def test_compare_needs_a_config_file(tmp_path, sweep_dir):

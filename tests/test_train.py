@@ -1,4 +1,5 @@
 """The training loop end to end: learning, evaluation, resume, signals, NaN."""
+import json
 import os
 import re
 import signal
@@ -79,6 +80,25 @@ def test_the_header_names_the_model_that_trains_not_only_its_preset(tmp_path, ca
   out = capsys.readouterr().out
   assert re.match(r"resnet20_cifar \(depth=8\): [\d,]+ params, ", out.splitlines()[0])
   assert "Finished resnet20_cifar (depth=8) on digits" in out
+
+
+def test_the_data_is_named_as_the_config_labels_it(tmp_path, capsys):
+  """config.data.label ("CIFAR-10 (JPEG q75)" for the JPEG folder) names the data in
+  the header, the final line and data.json, never the folder's name."""
+  train.train_and_evaluate(tiny_config(num_steps=2, **{"data.label": "Digits (8x8)"}),
+                           str(tmp_path))
+  out = capsys.readouterr().out
+  assert out.splitlines()[1].startswith("  data:    Digits (8x8) (train 1,257 / ")
+  assert "Finished resnet20_cifar (depth=8) on Digits (8x8)" in out
+  saved = json.loads((tmp_path / "data.json").read_text())
+  assert saved["label"] == "Digits (8x8)" and saved["name"] == "digits"
+  assert all(len(line) <= 100 for line in out.splitlines()[:5])     # the header's lines
+  # TensorBoard charts the metrics, not the bookkeeping (an evaluation's count).
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  events = EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  tags = events.Tags()["scalars"]
+  assert "test/accuracy" in tags and "train/loss" in tags and "test/count" not in tags
 
 
 def test_evaluation_counts_each_example_once():
@@ -190,18 +210,26 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
 
 
 def test_silently_changed_checkpoint_bytes_are_caught_by_the_checksums(tmp_path, capsys):
-  """Bytes flipped inside a checkpoint's data file: Orbax reads it without complaint
-  (wrong values), the checksums saved with it do not match, so it is set aside."""
+  """A checkpoint whose stored values changed but still read (a flipped bit inside an
+  array's data: Orbax reads it without complaint) does not match the checksums saved
+  with it, so it is set aside. The change is written through Orbax, with the
+  original checksums, so that it lands inside an array whatever the file layout."""
+  import shutil
   from flaxcnn import checkpoint
   config = tiny_config(num_steps=8, checkpoint_every_steps=4)
   train.train_and_evaluate(config, str(tmp_path))
-  data = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "checkpoints" / "8")
-          for f in files if os.sep + "d" + os.sep in os.path.join(root, f)]
-  largest = max(data, key=os.path.getsize)
-  raw = bytearray(open(largest, "rb").read())
-  middle = len(raw) // 2
-  raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])
-  open(largest, "wb").write(raw)
+  ck = checkpoint.Checkpointer(str(tmp_path))
+  tree = ck.manager.restore(8, args=checkpoint.ocp.args.StandardRestore())
+  sums = ck.manager.metadata(8).custom_metadata["checksums"]
+  ck.close()
+  kernel = np.array(tree["params"]["head"]["kernel"])
+  kernel.view(np.uint32)[0, 0] ^= 1 << 20          # one bit of one weight
+  tree["params"]["head"]["kernel"] = kernel
+  shutil.rmtree(tmp_path / "checkpoints" / "8")
+  ck = checkpoint.Checkpointer(str(tmp_path))
+  ck.manager.save(8, args=checkpoint.ocp.args.StandardSave(tree), force=True,
+                  custom_metadata={"checksums": sums})
+  ck.close()
   step, _ = checkpoint.load_raw(str(tmp_path), with_step=True)     # read-only
   assert step == 4 and "checkpoint 8 in" in capsys.readouterr().out
   state = train.load_state(config, str(tmp_path))

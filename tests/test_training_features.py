@@ -89,7 +89,11 @@ def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):
   c.finetune.freeze = ("^stem_conv",)     # the stem convolution stays fixed
   c.finetune.freeze_bn = True
   train.train_and_evaluate(c, str(tmp_path / "ft"))
-  assert "fresh: params/head/bias, params/head/kernel" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "fresh: params/head/bias, params/head/kernel" in out
+  assert (f"  start:   from {src} (init_from; the head alone for 2 steps, then all "
+          f"parameters at {c.finetune.lr_mult:g} x the rate)") in out
+  assert "fine-tuning from step 2: all parameters train now" in out
   steps = {}
   import orbax.checkpoint as ocp
   from flaxcnn.checkpoint import Checkpointer

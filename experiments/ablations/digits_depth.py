@@ -50,6 +50,7 @@ def get_config(arg: str = ""):
   if cifar:
     config.data.source = "folder"
     config.data.name = "cifar10-jpeg"
+    config.data.label = "CIFAR-10 (JPEG q75)"
     config.data.root = os.environ.get("FLAXCNN_CIFAR10_JPEG", _CIFAR10_JPEG)
     config.data.validation_size = 5000
     config.batch_size = 128

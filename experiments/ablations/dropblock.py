@@ -83,6 +83,7 @@ def get_config(arg: str = ""):
   config.schedule.boundaries = (125.0, 200.0, 250.0)
   config.schedule.factor = 0.1
   config.schedule.warmup_epochs = 5.0
+  config.schedule.warmup = "linear_from_zero"   # the reference's lr x step / warmup_steps
   return config
 
 

@@ -81,6 +81,12 @@ class LogMetrics:
   def __init__(self, ctx: Context, first_step: int):
     self.ctx, self.pending = ctx, []
     self.t_last, self.step_last = time.time(), first_step
+    self.rate = None   # training steps per second, evaluations and compiles left out
+
+  def restart(self, step):
+    """Time from here: what ran since the last log (an evaluation, a checkpoint, a
+    compile) is not training time, and the ETA counts training steps only."""
+    self.t_last, self.step_last = time.time(), step
 
   def add(self, metrics):
     self.pending.append(metrics)
@@ -96,18 +102,22 @@ class LogMetrics:
     self.pending = []
     self._check_finite(m, step)
     now = time.time()
-    ips = (step - self.step_last) * cfg.batch_size / max(now - self.t_last, 1e-9)
+    if step > self.step_last:   # (none when the last compile or evaluation ended here)
+      steps_per_sec = (step - self.step_last) / max(now - self.t_last, 1e-9)
+      # smoothed over the log intervals, so one slow interval does not swing the ETA
+      self.rate = steps_per_sec if self.rate is None else 0.5 * (self.rate + steps_per_sec)
+    ips = (self.rate or 0.0) * cfg.batch_size
     values = {k: float(np.mean([x[k] for x in m]))
               for k in ("loss", "accuracy", "grad_norm", "param_norm")}
     values.update(lr=float(m[-1]["lr"]), img_per_sec=ips)
     epoch = step / ctx.run.steps_per_epoch
     ctx.writer.write(step, "train", values, epoch=epoch)
     ctx.lock.heartbeat()
-    eta = (ctx.run.total_steps - step) * cfg.batch_size / max(ips, 1e-9)
+    eta = format_duration((ctx.run.total_steps - step) / self.rate) if self.rate else "-"
     ctx.console.line(
         f"epoch {epoch:7.2f}  step {step}/{ctx.run.total_steps}  loss {values['loss']:.4f}  "
         f"{ctx.run.task.accuracy_label} {values['accuracy']:.4f}  lr {values['lr']:.4g}  "
-        f"|g| {values['grad_norm']:.3g}  {ips:8.1f} img/s  ETA {format_duration(eta)}")
+        f"|g| {values['grad_norm']:.3g}  {ips:8.1f} img/s  ETA {eta}")
     self.t_last, self.step_last = now, step
     return state
 
@@ -252,6 +262,8 @@ class Phases:
     if self.head_steps and step == self.head_steps:   # head trained: fresh optimizer for all
       state = state.replace(opt_state=jax.jit(
           ctx.run.tx.init, out_shardings=ctx.run.replicated)(state.params))
+      ctx.console.line(f"fine-tuning from step {step}: all parameters train now, at "
+                       f"{ctx.config.finetune.lr_mult:g} x the rate (the head alone before)")
     return state
 
   def train_step(self, state, step):
@@ -331,7 +343,8 @@ def _open(config, workdir, run, dataset, ckpt, lock, resumed) -> Context:
   prints = None if resumed is None else workdir_lib.check_same_data(
       workdir, dataset, resumed, config.data.allow_changed)
   workdir_lib.save_config(config, workdir)
-  workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None)
+  workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None,
+                               label=console_lib.data_label(config, dataset))
   writer = MetricWriter(workdir, resume_step=resumed,
                         hparams=json.loads(config.to_json_best_effort()))
   return Context(config=config, workdir=workdir, run=run, dataset=dataset, ckpt=ckpt,
@@ -352,13 +365,16 @@ def _loop(ctx: Context, state) -> dict:
         ctx.console.line(f"compiling the training step (the first step at {step} waits "
                          "for it) ...")
       while step < total:
+        stage = phases.stage
         state = phases(state, step)
         profile.before(step)
         state, metrics = phases.train_step(state, step)
         step += 1
+        if step == first_step + 1 or phases.stage != stage:   # the step just compiled
+          log.restart(step)
         profile.after(state, step)
         log.add(metrics)
-        ctx.console.progress(step, t_start, first_step)
+        ctx.console.progress(step, log.rate)
         done = step == total
         preempted = bool(interrupt.signal) or ctx.ckpt.reached_preemption(step)
         for action in actions:
@@ -366,6 +382,8 @@ def _loop(ctx: Context, state) -> dict:
             if action is not log:
               log(state, step)   # raises before a non-finite state is evaluated or saved
             state = action(state, step)
+            if action is not log:
+              log.restart(step)
         if preempted:
           _stop_for(ctx, interrupt, step)
           break
@@ -406,7 +424,8 @@ def _finish(ctx: Context, step: int, seconds: float, interrupted: bool) -> dict:
   if jax.process_index() == 0 and not interrupted:
     parts = [f"{k} {ctx.run.task.final_line(summary[k])}" for k in
              ("validation", "test", "validation_ema", "test_ema") if k in summary]
-    ctx.console.line(f"Finished {models.model_label(ctx.config)} on {ctx.dataset.name}: "
+    ctx.console.line(f"Finished {models.model_label(ctx.config)} on "
+                     f"{console_lib.data_label(ctx.config, ctx.dataset)}: "
                      f"step {step}, "
                      f"epoch {summary['epoch']:.2f}, " + ", ".join(parts) +
                      f", {format_duration(seconds)}")
