@@ -155,6 +155,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.features.head_l2 = 1e-3        # L2 penalty on the head's weights
 
   c.log_every_steps = 50
+  # TensorBoard: a grid of the first step's augmented training images (16), to check
+  # the augmentation by eye (train/augmented_images)
+  c.log_images = True
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3

@@ -9,6 +9,7 @@ lines after S (steps repeated after a SIGKILL are written once), and a run that
 starts from scratch in a workdir with an old history moves it aside
 (`metrics.jsonl.old-<time>`, `tensorboard.old-<time>`) instead of appending to it.
 """
+import io
 import json
 import os
 import socket
@@ -16,7 +17,9 @@ import time
 from typing import Optional
 
 import jax
+import numpy as np
 from absl import logging
+from PIL import Image
 
 
 def _flatten(d, prefix=""):
@@ -32,6 +35,19 @@ def _flatten(d, prefix=""):
 
 
 NOT_CHARTED = ("count",)   # in metrics.jsonl, not a TensorBoard chart
+
+
+def image_grid(images, pad: int = 2) -> np.ndarray:
+  """(N, H, W, C) uint8 images tiled on a square-ish grid, `pad` pixels apart."""
+  images = np.asarray(images)
+  n, h, w, c = images.shape
+  cols = int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / cols))
+  grid = np.zeros((rows * (h + pad) - pad, cols * (w + pad) - pad, c), np.uint8)
+  for i, image in enumerate(images):
+    r, k = divmod(i, cols)
+    grid[r * (h + pad):r * (h + pad) + h, k * (w + pad):k * (w + pad) + w] = image
+  return grid
 
 
 class MetricWriter:
@@ -110,6 +126,20 @@ class MetricWriter:
           for k, v in values.items() if k not in NOT_CHARTED])
       self._event(step=int(step), summary=summary)
       self._tb_file.flush()
+
+  def image(self, step: int, tag: str, images) -> None:
+    """A TensorBoard image: `images` (N, H, W, C) uint8, tiled into one grid."""
+    if not self.active or self._tb is None:
+      return
+    _, summary_pb2 = self._pb
+    grid = image_grid(images)
+    buffer = io.BytesIO()
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buffer, format="PNG")
+    value = summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
+        height=grid.shape[0], width=grid.shape[1], colorspace=grid.shape[-1],
+        encoded_image_string=buffer.getvalue()))
+    self._event(step=int(step), summary=summary_pb2.Summary(value=[value]))
+    self._tb_file.flush()
 
   def close(self):
     if self.active:

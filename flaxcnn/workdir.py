@@ -250,3 +250,20 @@ def config_changes(config, workdir: str) -> dict:
 def describe_changes(changes: dict) -> list:
   """['field: saved -> now', ...] of `config_changes`."""
   return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]
+
+
+CONFIG_HISTORY = "config_history.jsonl"
+
+
+def record_config_changes(config, workdir: str, step: int) -> list:
+  """Before a resumed run overwrites config.json: what its config changes (a learning
+  rate, an augmentation, a budget), appended to WORKDIR/config_history.jsonl as one
+  line {step, time, changes: {field: [before, after]}}, so the record keeps what the
+  steps before `step` used. Returns the changes' descriptions."""
+  changes = config_changes(config, workdir)
+  if changes and jax.process_index() == 0:
+    with open(os.path.join(workdir, CONFIG_HISTORY), "a") as f:
+      f.write(json.dumps({"step": int(step), "time": time.time(),
+                          "changes": {k: [a, b] for k, (a, b) in changes.items()}},
+                         default=str) + "\n")
+  return describe_changes(changes)

@@ -56,6 +56,7 @@ def tiny_config(**overrides):
   c.log_every_steps = 1
   c.eval_every_epochs = 100.0
   c.checkpoint_every_steps = 4
+  c.log_images = False        # one more compile per run; tests/test_train.py checks it
   for k, v in overrides.items():
     node = c
     parts = k.split(".")

@@ -172,6 +172,22 @@ def test_a_kill_after_the_final_evaluation_adds_no_duplicate_lines(tmp_path):
   assert json.load(open(tmp_path / "summary.json"))["step"] == 4
 
 
+def test_a_resume_with_a_changed_learning_rate_is_written_down(tmp_path, capsys):
+  """Allowed (it does not change which images the steps see) but not silent: the
+  change and its step go to config_history.jsonl before config.json is rewritten."""
+  train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
+  train.train_and_evaluate(tiny_config(num_steps=8, **{"optimizer.lr": 0.01}), str(tmp_path))
+  out = capsys.readouterr().out
+  assert "Resuming at step 4 with a changed config (kept in config_history.jsonl): " in out
+  assert "optimizer.lr: 0.05 -> 0.01" in out
+  [record] = [json.loads(l) for l in open(tmp_path / "config_history.jsonl")]
+  assert record["step"] == 4
+  assert record["changes"] == {"num_steps": [4, 8], "optimizer.lr": [0.05, 0.01]}
+  assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["lr"] == 0.01
+  train.train_and_evaluate(tiny_config(num_steps=8, **{"optimizer.lr": 0.01}), str(tmp_path))
+  assert len(open(tmp_path / "config_history.jsonl").readlines()) == 1   # finished: no change
+
+
 def test_a_config_of_another_model_is_named_not_restored(tmp_path):
   train.train_and_evaluate(tiny_config(num_steps=4), str(tmp_path))
   other = tiny_config(num_steps=8, **{"model.kwargs.depth": 14})

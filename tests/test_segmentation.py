@@ -1,4 +1,5 @@
 """Segmentation: generated craters, metrics, the U-Net training path end to end."""
+import io
 import os
 import time
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxcnn import metrics, train
+from flaxcnn import metrics, tasks, train
 from flaxcnn.tasks import segmentation
 from flaxcnn.config import default_config
 from flaxcnn.data import shapes
@@ -203,6 +204,21 @@ def test_unet_learns_to_segment_craters(tmp_path):
   assert [l["split"] for l in lines if l["split"] != "train"] == ["validation", "test"]
   assert (tmp_path / "summary.json").exists() and (tmp_path / "config.json").exists()
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["40", "80"]
+  # TensorBoard: the first training batch, and after each evaluation 4 validation
+  # images beside their true and predicted masks (image | true | predicted).
+  from PIL import Image
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  events = EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  assert set(events.Tags()["images"]) == {"train/augmented_images", "validation/predictions"}
+  [panels] = events.Images("validation/predictions")[-1:]
+  grid = np.asarray(Image.open(io.BytesIO(panels.encoded_image_string)))
+  assert grid.shape == (2 * 34 - 2, 2 * (3 * 32 + 2) - 2, 3)
+  truth = grid[:32, 32:64]
+  first = tasks.for_config(config).load_data(config).splits["validation"].labels[0]
+  np.testing.assert_array_equal(truth, segmentation.PALETTE[first])
+  predicted = grid[:32, 64:96].reshape(-1, 3)
+  assert {tuple(c) for c in predicted} <= {tuple(c) for c in segmentation.PALETTE[:2]}
 
   # The checkpoint evaluates to the same numbers.
   results = train.evaluate_checkpoint(config, str(tmp_path))

@@ -1,4 +1,5 @@
 """The training loop end to end: learning, evaluation, resume, signals, NaN."""
+import io
 import json
 import os
 import re
@@ -85,8 +86,9 @@ def test_the_header_names_the_model_that_trains_not_only_its_preset(tmp_path, ca
 def test_the_data_is_named_as_the_config_labels_it(tmp_path, capsys):
   """config.data.label ("CIFAR-10 (JPEG q75)" for the JPEG folder) names the data in
   the header, the final line and data.json, never the folder's name."""
-  train.train_and_evaluate(tiny_config(num_steps=2, **{"data.label": "Digits (8x8)"}),
-                           str(tmp_path))
+  config = tiny_config(num_steps=2, log_images=True,
+                       **{"data.label": "Digits (8x8)", "augment.crop_padding": 0})
+  train.train_and_evaluate(config, str(tmp_path))
   out = capsys.readouterr().out
   assert out.splitlines()[1].startswith("  data:    Digits (8x8) (train 1,257 / ")
   assert "Finished resnet20_cifar (depth=8) on Digits (8x8)" in out
@@ -99,6 +101,17 @@ def test_the_data_is_named_as_the_config_labels_it(tmp_path, capsys):
   events.Reload()
   tags = events.Tags()["scalars"]
   assert "test/accuracy" in tags and "train/loss" in tags and "test/count" not in tags
+  # The first step's images as it trained on them (no augmentation here: the
+  # training images themselves, normalized and back), 16 tiles of 8x8 on a 4x4 grid.
+  from PIL import Image
+  [event] = events.Images("train/augmented_images")
+  grid = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)))
+  assert grid.shape == (4 * 10 - 2, 4 * 10 - 2)
+  train_images = data_lib.load(config).splits["train"].images[..., 0].astype(int)
+  for r in range(4):
+    for c in range(4):
+      tile = grid[r * 10:r * 10 + 8, c * 10:c * 10 + 8].astype(int)
+      assert np.abs(train_images - tile).max(axis=(1, 2)).min() <= 1
 
 
 def test_evaluation_counts_each_example_once():

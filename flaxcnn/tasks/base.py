@@ -108,3 +108,8 @@ class Task(abc.ABC):
 
   def final_line(self, res) -> str:
     return f"{self.metric} {res[self.metric]:.4f}"
+
+  def eval_panels(self, run, variables, images, labels):
+    """Images to look at after an evaluation (uint8 (N, H, W, 3), e.g. predictions
+    beside the targets), or None: TensorBoard shows them (config.log_images)."""
+    return None

@@ -46,6 +46,12 @@ from flaxcnn.models import unet
 from flaxcnn.tasks.base import Task, register
 
 
+# Class colours of the evaluation panels (background black, then distinct hues).
+PALETTE = np.array([(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+                    (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230),
+                    (210, 245, 60)], np.uint8)
+
+
 def is_segmentation(config) -> bool:
   """True when config.model.name is a segmentation model (per-pixel logits)."""
   try:
@@ -176,6 +182,15 @@ class Segmentation(Task):
 
   def eval_sums(self, scores, labels, mask):
     return eval_sums(scores, labels, mask, scores.shape[-1])
+
+  def eval_panels(self, run, variables, images, labels):
+    """Per image: the image, its true mask and the predicted mask, side by side
+    (classes in PALETTE's colours)."""
+    pred = jnp.argmax(self.eval_scores(run, variables, images, images.shape[1]), -1)
+    gray = images if images.shape[-1] == 3 else np.repeat(np.asarray(images), 3, -1)
+    palette = PALETTE[np.arange(int(run.num_classes)) % len(PALETTE)]
+    return np.concatenate([np.asarray(gray), palette[np.asarray(labels)],
+                           palette[np.asarray(pred)]], axis=2)
 
   def reduce(self, totals, dataset) -> dict:
     iou, miou = iou_from_confusion(totals["confusion"])

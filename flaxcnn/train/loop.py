@@ -166,7 +166,22 @@ class Evaluate:
         ctx.summary[name + suffix] = res
         ctx.console.line(f"eval {name + suffix:14s} step {step}  epoch {epoch:.2f}  "
                          + ctx.run.task.eval_line(res))
+    self.log_panels(state, step)
     return state
+
+  def log_panels(self, state, step, count: int = 4):
+    """TensorBoard: the task's evaluation panels (segmentation: image, true and
+    predicted masks) of the first validation images held in memory (one process)."""
+    split = self.ctx.dataset.splits.get("validation") if hasattr(self.ctx.dataset, "splits") \
+        else None
+    if (not self.ctx.config.log_images or getattr(split, "images", None) is None
+        or jax.process_count() > 1):
+      return
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    panels = self.ctx.run.task.eval_panels(self.ctx.run, variables, split.images[:count],
+                                           split.labels[:count])
+    if panels is not None:
+      self.ctx.writer.image(step, "validation/predictions", panels)
 
 
 class Plateau:
@@ -245,7 +260,7 @@ class Phases:
     self.ctx = ctx
     self.plan = stages.stage_plan(ctx.config, ctx.run.total_steps)
     self.head_steps = ctx.run.finetune[2] if ctx.run.finetune else 0
-    self.stage, self.feed, self.step_fn = None, None, None
+    self.stage, self.feed, self.step_fn, self.run = None, None, None, None
 
   def __call__(self, state, step):
     ctx = self.ctx
@@ -255,6 +270,7 @@ class Phases:
       run, data = stages.stage_run(ctx.config, ctx.dataset, self.plan[current][2], ctx.run)
       self.feed = feeds.make_feed(run, data, arrays=getattr(self.feed, "arrays", None))
       self.step_fn = steps.make_step_for(run, self.feed)
+      self.run = run
       if len(self.plan) > 1:
         ctx.console.line(f"stage {current + 1}/{len(self.plan)} from step {step}: " + ", ".join(
             f"{k.split('.')[-1]}={v:g}" for k, v in self.plan[current][2].items()
@@ -267,7 +283,16 @@ class Phases:
     return state
 
   def train_step(self, state, step):
-    return self.step_fn(state, *self.feed.train_inputs(step))
+    inputs = self.feed.train_inputs(step)
+    if step == 0 and self.ctx.config.log_images:   # before the step: it donates the state
+      self.log_images(state, inputs)
+    return self.step_fn(state, *inputs)
+
+  def log_images(self, state, inputs):
+    """TensorBoard: the first step's augmented training images, to check by eye."""
+    view = steps.make_view_step(self.run, self.feed.in_memory)
+    images = jax.device_get(view(state, *inputs))
+    self.ctx.writer.image(0, "train/augmented_images", images)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -342,6 +367,11 @@ def _open(config, workdir, run, dataset, ckpt, lock, resumed) -> Context:
   and recorded, config.json, the metric writers."""
   prints = None if resumed is None else workdir_lib.check_same_data(
       workdir, dataset, resumed, config.data.allow_changed)
+  if resumed is not None:
+    changed = workdir_lib.record_config_changes(config, workdir, resumed)
+    if changed and jax.process_index() == 0:
+      print(f"Resuming at step {resumed} with a changed config (kept in "
+            f"{workdir_lib.CONFIG_HISTORY}): {'; '.join(changed[:6])}", flush=True)
   workdir_lib.save_config(config, workdir)
   workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None,
                                label=console_lib.data_label(config, dataset))

@@ -90,27 +90,48 @@ def make_train_step(run: Run):
   `images`/`labels` are the whole training split (replicated, uint8); `perm` is
   this epoch's permutation of it.
   """
-  B, spe = run.config.batch_size, run.steps_per_epoch
-
   def step(state, images, labels, perm):
-    rng = jax.random.fold_in(state.rng, state.step)
-    k_aug, k_update = jax.random.split(rng)
-    idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % spe) * B, B)
-    idx = jax.lax.with_sharding_constraint(idx, run.batch_sharding)
-    x, y = run.task.augment(run, k_aug, images[idx], labels[idx])
-    x = jax.lax.with_sharding_constraint(x, run.batch_sharding)
+    x, y, k_update = _in_memory_batch(run, state, images, labels, perm)
     return update(run, state, x, y, k_update)
 
   return _jit(run, step)
+
+
+def _in_memory_batch(run: Run, state: TrainState, images, labels, perm):
+  """(x, labels, update key) of the step: this step's slice of the epoch's
+  permutation, gathered and augmented by the task."""
+  B, spe = run.config.batch_size, run.steps_per_epoch
+  rng = jax.random.fold_in(state.rng, state.step)
+  k_aug, k_update = jax.random.split(rng)
+  idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % spe) * B, B)
+  idx = jax.lax.with_sharding_constraint(idx, run.batch_sharding)
+  x, y = run.task.augment(run, k_aug, images[idx], labels[idx])
+  return jax.lax.with_sharding_constraint(x, run.batch_sharding), y, k_update
+
+
+def _streamed_batch(run: Run, state: TrainState, images, labels):
+  rng = jax.random.fold_in(state.rng, state.step)
+  k_aug, k_update = jax.random.split(rng)
+  x, y = run.task.augment_batch(run, k_aug, images, labels)
+  return x, y, k_update
+
+
+def make_view_step(run: Run, in_memory: bool, count: int = 16):
+  """The first `count` images of a step's batch as the step trains on them
+  (augmented), back in uint8 [0, 255] to look at (TensorBoard's image grid)."""
+  def view(state, *inputs):
+    batch = _in_memory_batch if in_memory else _streamed_batch
+    x = batch(run, state, *inputs)[0][:count].astype(jnp.float32)
+    x = x * jnp.asarray(run.std, jnp.float32) + jnp.asarray(run.mean, jnp.float32)
+    return jnp.clip(jnp.round(x * 255.0), 0, 255).astype(jnp.uint8)
+  return jax.jit(view, out_shardings=run.replicated)
 
 
 def make_batch_train_step(run: Run):
   """The streaming training step: the batch (already cropped/flipped by tf.data,
   uint8) arrives sharded; the task's on-device augmentation runs here."""
   def step(state, images, labels):
-    rng = jax.random.fold_in(state.rng, state.step)
-    k_aug, k_update = jax.random.split(rng)
-    x, y = run.task.augment_batch(run, k_aug, images, labels)
+    x, y, k_update = _streamed_batch(run, state, images, labels)
     return update(run, state, x, y, k_update)
 
   return _jit(run, step)
