@@ -187,8 +187,6 @@ class DenseNet(nn.Module):
       raise ValueError(f"bottleneck_width: must be >= 1, got {self.bottleneck_width}")
     if not 0.0 < self.compression <= 1.0:
       raise ValueError(f"compression: theta must be in (0, 1], got {self.compression}")
-    if self.regularization.dropout >= 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
     self.regularization.check("DenseNet", len(self.block_sizes), ("dropout",))
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"remat_policy: use one of {sorted(REMAT_POLICIES)}, got {self.remat_policy!r}")

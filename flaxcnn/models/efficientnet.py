@@ -271,8 +271,6 @@ class EfficientNet(nn.Module):
       raise ValueError(f"depth_mult: must be > 0, got {self.depth_mult}")
     if self.depth_divisor < 1:
       raise ValueError(f"depth_divisor: must be >= 1, got {self.depth_divisor}")
-    if self.regularization.dropout >= 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
     self.regularization.check("EfficientNet", len(self.stages), ("dropout", "stochastic_depth"))
     layers.activation(self.act)
 

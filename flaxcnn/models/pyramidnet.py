@@ -157,8 +157,6 @@ class PyramidNet(nn.Module):
       raise ValueError(f"alpha: widths may not shrink; need alpha >= "
                        f"{0 if self.widening == 'additive' else 1} for {self.widening} "
                        f"widening, got {self.alpha}")
-    if self.regularization.dropout >= 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
     self.regularization.check("PyramidNet", len(stages),
                               ("dropout", "stochastic_depth", "dropblock"))
     if self.scan_blocks:

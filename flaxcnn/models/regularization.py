@@ -81,9 +81,13 @@ class Regularization:
     """A copy with `changes` (flat keywords, as configs give them)."""
     return dataclasses.replace(self, **changes)
 
-  def check(self, family: str, num_stages: int, uses: Sequence[str]) -> None:
+  def check(self, family: str, num_stages: int, uses: Sequence[str],
+            full_dropout: bool = False) -> None:
     """Refuses settings that `family` would ignore; `uses` lists the groups it
-    implements ("dropout", "stochastic_depth", "dropblock")."""
+    implements ("dropout", "stochastic_depth", "dropblock"). A dropout rate of 1
+    is refused unless `full_dropout` (WRN's in-block dropout: the branch dropped)."""
+    if self.dropout >= 1.0 and not full_dropout:
+      raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
     default = Regularization()
     active = {"dropout": self.dropout > 0,
               "stochastic_depth": self.stochastic_depth < 1.0,

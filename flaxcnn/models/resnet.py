@@ -163,6 +163,13 @@ class _Unit(nn.Module):
     return self.shortcut(self.out_features, self.strides, norm=norm, dtype=self.dtype,
                          name="shortcut")
 
+  def apply_shortcut(self, shortcut: Shortcut, x, h, train: bool, step):
+    """(shortcut, the branch's factor): DropBlock follows the shortcut too."""
+    sc, factor = shortcut(x, h, train)
+    if sc is not None:
+      sc = self.regularization.dropblock(sc, train, step, "shortcut_dropblock")
+    return sc, factor
+
   def excite_and_scale(self, y, factor):
     """The end of the branch: SE, then the shortcut variant's factor."""
     if self.se_reduction:
@@ -188,9 +195,7 @@ class PostActBlock(_Unit):
   @nn.compact
   def __call__(self, x, train: bool, survival_prob=None, step=None):
     reg, n = self.regularization, len(self.convs)
-    sc, factor = self.make_shortcut()(x, x, train)
-    if sc is not None:
-      sc = reg.dropblock(sc, train, step, "shortcut_dropblock")
+    sc, factor = self.apply_shortcut(self.make_shortcut(), x, x, train, step)
 
     def branch(mdl, y):   # mdl: this block, as stochastic depth hands it over
       for i in range(n):
@@ -236,9 +241,7 @@ class PreActBlock(_Unit):
     project = shortcut.projects(x.shape[-1])
     first = not self.skip_preact
     h = preact(self, x, 0) if first and project else x
-    sc, factor = shortcut(x, h, train)
-    if sc is not None:
-      sc = reg.dropblock(sc, train, step, "shortcut_dropblock")
+    sc, factor = self.apply_shortcut(shortcut, x, h, train, step)
 
     def branch(mdl, y):   # mdl: this block, as stochastic depth hands it over
       for i in range(n):

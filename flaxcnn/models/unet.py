@@ -70,8 +70,6 @@ class UNet(nn.Module):
       raise ValueError(f"base_features: must be >= 1, got {self.base_features}")
     if self.num_classes < 1:
       raise ValueError(f"num_classes: must be >= 1, got {self.num_classes}")
-    if self.regularization.dropout >= 1.0:
-      raise ValueError(f"dropout: must be in [0, 1), got {self.regularization.dropout}")
     self.regularization.check("UNet", self.depth, ("dropout",))
 
   @nn.compact

@@ -137,7 +137,8 @@ class WideResNet(nn.Module):
     blocks_per_group(self.depth, self.block_type)
     if self.widen_factor < 1:
       raise ValueError(f"widen_factor: must be a positive integer, got {self.widen_factor}")
-    self.regularization.check("WideResNet", 3, ("dropout", "stochastic_depth", "dropblock"))
+    self.regularization.check("WideResNet", 3, ("dropout", "stochastic_depth", "dropblock"),
+                              full_dropout=True)
 
   @property
   def scan_groups(self):

@@ -111,5 +111,6 @@ class Task(abc.ABC):
 
   def eval_panels(self, run, variables, images, labels):
     """Images to look at after an evaluation (uint8 (N, H, W, 3), e.g. predictions
-    beside the targets), or None: TensorBoard shows them (config.log_images)."""
+    beside the targets; jittable), or None: TensorBoard shows them
+    (config.log_images)."""
     return None

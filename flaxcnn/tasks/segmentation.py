@@ -187,10 +187,9 @@ class Segmentation(Task):
     """Per image: the image, its true mask and the predicted mask, side by side
     (classes in PALETTE's colours)."""
     pred = jnp.argmax(self.eval_scores(run, variables, images, images.shape[1]), -1)
-    gray = images if images.shape[-1] == 3 else np.repeat(np.asarray(images), 3, -1)
-    palette = PALETTE[np.arange(int(run.num_classes)) % len(PALETTE)]
-    return np.concatenate([np.asarray(gray), palette[np.asarray(labels)],
-                           palette[np.asarray(pred)]], axis=2)
+    rgb = images if images.shape[-1] == 3 else jnp.repeat(images, 3, -1)
+    palette = jnp.asarray(PALETTE[np.arange(int(run.num_classes)) % len(PALETTE)])
+    return jnp.concatenate([rgb, palette[labels], palette[pred]], axis=2)
 
   def reduce(self, totals, dataset) -> dict:
     iou, miou = iou_from_confusion(totals["confusion"])

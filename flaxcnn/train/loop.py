@@ -11,6 +11,7 @@ before a step; SIGTERM/SIGINT and preemption notices end the loop after a
 checkpoint.
 """
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -146,6 +147,7 @@ class Evaluate:
     self.feed = feeds.make_feed(ctx.run, ctx.dataset)
     self.step_fn = steps.make_eval_step(ctx.run, feeds.eval_image_size(ctx.config,
                                                                        ctx.dataset))
+    self.panels = None
 
   def due(self, step, done, preempted):
     return step % self.every == 0 or done
@@ -177,11 +179,12 @@ class Evaluate:
     if (not self.ctx.config.log_images or getattr(split, "images", None) is None
         or jax.process_count() > 1):
       return
+    if self.panels is None:   # compiled once per run
+      self.panels = jax.jit(functools.partial(self.ctx.run.task.eval_panels, self.ctx.run))
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    panels = self.ctx.run.task.eval_panels(self.ctx.run, variables, split.images[:count],
-                                           split.labels[:count])
+    panels = self.panels(variables, split.images[:count], split.labels[:count])
     if panels is not None:
-      self.ctx.writer.image(step, "validation/predictions", panels)
+      self.ctx.writer.image(step, "validation/predictions", jax.device_get(panels))
 
 
 class Plateau:
