@@ -183,7 +183,7 @@ class Checkpointer:
       os.replace(src, dst)
     print(f"WARNING: checkpoint {step} is {reason}; moved it to {dst} and trying the "
           "previous one", flush=True)
-    logging.warning("checkpoint %d in %s is %s; moved to %s", step, self.directory, reason, dst)
+    logging.info("checkpoint %d in %s is %s; moved to %s", step, self.directory, reason, dst)
     self.manager.reload()
 
   def _check_structure(self, step: int, target: dict) -> None:
@@ -221,7 +221,7 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
       except Exception as e:  # orbax raises many kinds for unreadable files
         first = str(e).splitlines()[0][:200] if str(e) else ""
-        logging.warning("checkpoint %d unreadable: %s: %s", step, type(e).__name__, first)
+        logging.info("checkpoint %d unreadable: %s: %s", step, type(e).__name__, first)
         self._set_aside(step, "corrupt", "unreadable")
         continue
       if not intact(self.manager, step, restored):

@@ -11,9 +11,10 @@ follows from the model or config.task), 'eval' (the latest checkpoint) or 'featu
 (multi-host): pass --num_processes, --process_id and --coordinator_address (or set
 the usual cluster environment and pass --distributed).
 
-A config file that declares a sweep (get_sweep, see flaxcnn/sweep.py) runs all its
+A config file that declares a sweep (get_sweep, see flaxcnn/sweep/) runs all its
 variants with --sweep, one of them with --sweep_index=i, and lists them with
---list_variants.
+--list_variants; --launcher=local --parallel=N runs N at a time on this machine,
+--launcher=slurm submits them as a SLURM job array (flaxcnn/sweep/launchers.py).
 
 The console shows a header, progress, evaluations, warnings and errors; the full
 config and library INFO lines go to WORKDIR/logs/ (--verbosity=1 shows them too).
@@ -50,6 +51,19 @@ flags.DEFINE_integer("sweep_index", None, "run only variant i of the sweep (one 
                      "job of a cluster array or pod slice); implies --sweep")
 flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, name, overrides, "
                   "status in WORKDIR) and their count, and exit")
+flags.DEFINE_enum("launcher", None, ["local", "slurm"], "run the sweep's variants as separate "
+                  "jobs (implies --sweep): 'local' N at a time on this machine, 'slurm' as a "
+                  "job array (flaxcnn/sweep/launchers.py)")
+flags.DEFINE_integer("parallel", None, "variants at once (default: this machine's devices // "
+                     "--devices_per_variant; slurm: the array's limit, default all)")
+flags.DEFINE_integer("devices_per_variant", 1, "GPUs / TPU chips per variant (on a CPU: host "
+                     "devices, with an equal share of the cores)")
+flags.DEFINE_integer("processes_per_variant", 1, "processes (slurm: nodes) per variant, "
+                     "joined by jax.distributed")
+flags.DEFINE_list("slurm", [], "SLURM options key=value,...: partition, time (minutes), "
+                  "cpus_per_task, mem_gb, and any sbatch option (account, qos, ...)")
+flags.DEFINE_bool("retry_failed", True, "rerun the sweep's failed variants (otherwise only "
+                  "pending and interrupted ones)")
 FLAGS = flags.FLAGS
 
 
@@ -117,9 +131,11 @@ def main(argv):
                            FLAGS.distributed_timeout)
     distributed.check_same_config(config)
     logging.info("config:\n%s", config)
-    if FLAGS.sweep or FLAGS.sweep_index is not None:
+    if FLAGS.sweep or FLAGS.sweep_index is not None or FLAGS.launcher:
       sys.exit(sweep.main(FLAGS["config"].config_filename, config, workdir,
-                          index=FLAGS.sweep_index, fixed=_command_line_fields()))
+                          index=FLAGS.sweep_index, fixed=_command_line_fields(),
+                          launcher=FLAGS.launcher, resources=_resources(),
+                          retry_failed=FLAGS.retry_failed))
     run_job(config, workdir)
   except checkpoint.CheckpointWriteError as e:
     # Orbax's aborted asynchronous writes leave futures that print pages when the
@@ -133,10 +149,23 @@ def main(argv):
     if jax.process_count() > 1:
       logging.error("process %d: %s", jax.process_index(), e)
     sys.exit(f"error: {e}")
+  except MemoryError:   # numpy, while loading or decoding the data (XLA's: train.memory)
+    sys.exit("error: out of memory while loading the data: lower --config.data.image_size "
+             "or stream the images from disk (--config.data.source=folder or tfds)")
   except KeyboardInterrupt:   # before the loop's own handler (loading, compiling)
     sys.stderr.write(f"interrupted; the checkpoints in {workdir} are as they were "
                      "(each is written whole or not at all): rerun to resume\n")
     sys.exit(130)
+
+
+def _resources():
+  """The launcher's flags as a launchers.Resources."""
+  if FLAGS.launcher and FLAGS.sweep_index is not None:
+    raise ValueError("--sweep_index runs one variant here; --launcher runs them all as "
+                     "jobs: give one of the two")
+  return sweep.Resources(parallel=FLAGS.parallel, devices_per_variant=FLAGS.devices_per_variant,
+                        processes_per_variant=FLAGS.processes_per_variant,
+                        **sweep.launchers.slurm_fields(FLAGS.slurm))
 
 
 # Names other frameworks use for config fields, and where flaxcnn keeps them.

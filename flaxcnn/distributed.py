@@ -1,7 +1,12 @@
 """Multi-process (multi-host) set-up: `jax.distributed.initialize` before any JAX use,
 then a check that every process runs the same config."""
+import fcntl
 import json
+import os
 import socket
+import sys
+import tempfile
+import threading
 import time
 
 import jax
@@ -33,10 +38,55 @@ def initialize(num_processes: int = 1, process_id: int = 0,
                      f"(--num_processes={num_processes})")
   if process_id:
     _wait_for_coordinator(coordinator_address, process_id, num_processes, timeout)
+  else:
+    _claim_coordinator(coordinator_address)
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id,
-                             initialization_timeout=timeout)
+  # JAX's own timeout ends in an abort (a C++ trace); this one line comes first.
+  watchdog = threading.Timer(timeout, _stop, args=(
+      f"error: process {process_id} of {num_processes}: the {num_processes} processes did "
+      f"not all join at {coordinator_address} within {timeout:g} s (--distributed_timeout):"
+      f" start each --process_id from 0 to {num_processes - 1} once, with the same "
+      "--num_processes and --coordinator_address",))
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=int(timeout) + 60)
+  except Exception as e:  # noqa: BLE001 - e.g. the coordinator's port already taken
+    raise ValueError(
+        f"process {process_id} of {num_processes} could not join at {coordinator_address} "
+        f"({' '.join(str(e).split())[:200]}): is another run's process 0 using this "
+        "--coordinator_address, or a --process_id given twice?") from None
+  finally:
+    watchdog.cancel()
+
+
+_CLAIMS = []   # the coordinator claims this process holds (open files), until it exits
+
+
+def _claim_coordinator(address: str) -> None:
+  """Process 0 holds a lock named after its coordinator port on this host: a second
+  process 0 (a --process_id given twice) stops here with one line, before JAX's
+  coordination service sees two task 0s and aborts both."""
+  port = address.rpartition(":")[2]
+  path = os.path.join(tempfile.gettempdir(), f"flaxcnn-coordinator-{port}.lock")
+  f = open(path, "a")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.close()
+    raise ValueError(f"--coordinator_address={address} is taken by another process 0 on "
+                     "this machine: give each process of the run its own --process_id "
+                     "(0 once), or another run another port") from None
+  _CLAIMS.append(f)
+
+
+def _stop(line: str) -> None:
+  """Ends the process at once with one line (the main thread is blocked in JAX)."""
+  sys.stderr.write(line + "\n")
+  sys.stderr.flush()
+  os._exit(1)
 
 
 def _wait_for_coordinator(address: str, process_id: int, num_processes: int,

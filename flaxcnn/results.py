@@ -70,7 +70,7 @@ def run_dirs(path: Union[str, Sequence[str]]) -> List[str]:
     raise FileNotFoundError(f"results: {path} is not a directory")
   if any(os.path.exists(os.path.join(path, f)) for f in _RUN_FILES):
     return [path]
-  order = [v["name"] for v in (sweep_lib._read_json(os.path.join(path, "sweep.json")) or {})
+  order = [v["name"] for v in (sweep_lib.read_json(os.path.join(path, "sweep.json")) or {})
            .get("variants", [])]
   found = sorted(d for d in os.listdir(path)
                  if any(os.path.exists(os.path.join(path, d, f)) for f in _RUN_FILES))
@@ -163,7 +163,7 @@ _BOOKKEEPING = {"log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
 
 def _flat_config(run_dir: str) -> dict:
   """{dotted field: value} of the config a run saved (config.json); {} before it ran."""
-  saved = sweep_lib._read_json(os.path.join(run_dir, "config.json"))
+  saved = sweep_lib.read_json(os.path.join(run_dir, "config.json"))
   return papers.flatten(saved) if isinstance(saved, dict) else {}
 
 
@@ -197,7 +197,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   dirs = run_dirs(path)
   infos = [(d, sweep_lib.variant_status(d)) for d in dirs]
   for folder in ([path] if isinstance(path, (str, os.PathLike)) else path):
-    for record in sweep_lib.status(os.fspath(folder)):   # never started: 'pending' rows
+    for record in sweep_lib.records(os.fspath(folder)):   # never started: 'pending' rows
       d = os.path.join(os.fspath(folder), record["name"])
       if d not in dirs:
         infos.append((d, record))
@@ -212,7 +212,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   for d, record in infos:
     records = read_metrics(d)
     curve = _epoch_curve(records)
-    summary = sweep_lib._read_json(os.path.join(d, "summary.json")) or {}
+    summary = sweep_lib.read_json(os.path.join(d, "summary.json")) or {}
     trained_on = _trained_on(d) or {}
     row = {"run": record.get("name", os.path.basename(d)), "status": record["status"],
            "data": trained_on.get("label") or trained_on.get("name") or np.nan}
@@ -639,7 +639,7 @@ def _paper_source(path, source):
   ('experiments/x.py[:arg]')."""
   arg = ""
   if source is None and isinstance(path, (str, os.PathLike)):
-    info = sweep_lib._read_json(os.path.join(path, "sweep.json")) or {}
+    info = sweep_lib.read_json(os.path.join(path, "sweep.json")) or {}
     source, arg = info.get("config"), info.get("arg") or ""
   if not source:
     raise ValueError(f"results.compare: {path} has no sweep.json naming its config file; "
@@ -658,7 +658,7 @@ def _paper_source(path, source):
 
 def _settings(base, run_path, overrides) -> dict:
   """The run's config fields: its config.json, else the base config + its overrides."""
-  saved = sweep_lib._read_json(os.path.join(run_path, "config.json"))
+  saved = sweep_lib.read_json(os.path.join(run_path, "config.json"))
   if saved:
     return papers.flatten(saved)
   return papers.flatten(config_lib.apply_overrides(base, overrides or {}))
@@ -666,7 +666,7 @@ def _settings(base, run_path, overrides) -> dict:
 
 def _trained_on(run_path):
   """The run's data.json (what it trained on: name, classes, image shape), or None."""
-  return sweep_lib._read_json(os.path.join(run_path, "data.json"))
+  return sweep_lib.read_json(os.path.join(run_path, "data.json"))
 
 
 def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
@@ -692,7 +692,7 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   budget = float(base.num_steps if base.num_steps else base.num_epochs)
   unit = "steps" if base.num_steps else "epochs"
   runs = load(path)
-  overrides = {d: (sweep_lib._read_json(os.path.join(d, "variant.json")) or {}).get("overrides")
+  overrides = {d: (sweep_lib.read_json(os.path.join(d, "variant.json")) or {}).get("overrides")
                for d in runs.get("path", [])}
   settings = {d: _settings(base, d, ov) for d, ov in overrides.items()}
   out, left_out = [], {}
@@ -725,6 +725,7 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
       label = "full"
     else:
       label = f"shortened ({_fmt(float(np.min(trained)))} of {_fmt(budget)} {unit})"
+    label += _not_yet_in(mine)
     ours = float(vals.mean()) if len(vals) else np.nan
     paper = row.value
     labels = sorted({x for x in done["data"] if isinstance(x, str)}) \
@@ -753,6 +754,17 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   if verbose:
     print(df.attrs["text"])
   return df
+
+
+def _not_yet_in(runs) -> str:
+  """'; not yet in: 2 running, 1 queued' for the runs of a row a sweep has not finished
+  (a comparison made while it runs); '' when none."""
+  if not len(runs):
+    return ""
+  counts = runs[runs.status != "finished"].status.value_counts()
+  counts = counts.drop(labels=["failed"], errors="ignore")
+  return ("; not yet in: " + ", ".join(f"{n} {s}" for s, n in counts.items())) \
+      if len(counts) else ""
 
 
 def _validation_column(column: str):

@@ -57,13 +57,16 @@ def _alive(pid: int) -> bool:
 
 
 class Lock:
+  """A workdir's lock file: `heartbeat` keeps it fresh; `release` removes it if this
+  process took it (`owned`; a nested holder, e.g. a sweep's variant trained in the
+  sweep's process, only keeps it fresh)."""
 
-  def __init__(self, path):
+  def __init__(self, path, owned: bool = True):
     self.path = path
-    self.held = path is not None
+    self.held = path is not None and owned
 
   def heartbeat(self):
-    if self.held:
+    if self.path is not None:
       try:
         os.utime(self.path)
       except OSError:
@@ -127,7 +130,7 @@ def prepare(workdir: str) -> Lock:
       holder = _holder(path)
       if holder is not None and holder.get("pid") == os.getpid() \
           and holder.get("host") == me["host"]:
-        return Lock(None)    # this process already holds it (a nested call)
+        return Lock(path, owned=False)    # this process holds it already (nested)
       if _stale(holder, path):
         try:
           os.remove(path)
@@ -141,6 +144,16 @@ def prepare(workdir: str) -> Lock:
       json.dump(me, f)
     return Lock(path)
   raise WorkdirBusy(f"--workdir={workdir}: could not take its lock {path}")
+
+
+PROGRESS = "progress.json"
+
+
+def write_progress(workdir: str, step: int, total_steps: int, eta_seconds=None) -> None:
+  """WORKDIR/progress.json: where a training run is (read by a sweep's status)."""
+  write_json(os.path.join(workdir, PROGRESS), {
+      "step": int(step), "total_steps": int(total_steps), "time": time.time(),
+      "eta_seconds": None if eta_seconds is None else round(float(eta_seconds), 1)})
 
 
 def write_json(path: str, obj) -> None:

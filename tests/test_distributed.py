@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -44,14 +45,14 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _two_processes(workdir, extra=((), ())):
+def _two_processes(workdir, extra=((), ()), ids=(0, 1)):
   """(processes, outputs) of a 2-process launch on this machine; extra[i]: flags of
-  process i only."""
+  process i only; ids: their --process_id."""
   port = _free_port()
   env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
   procs = [subprocess.Popen(
       [sys.executable, "launch.py"] + ARGS + [
-          f"--workdir={workdir}", "--num_processes=2", f"--process_id={i}",
+          f"--workdir={workdir}", "--num_processes=2", f"--process_id={ids[i]}",
           f"--coordinator_address=127.0.0.1:{port}"] + list(extra[i]),
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
       for i in range(2)]
@@ -103,3 +104,33 @@ def test_a_lone_process_stops_with_one_line_naming_the_flags(tmp_path):
   assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr[-2000:]
   assert "process 1 of 2 could not reach the coordinator" in r.stderr
   assert "--process_id=0" in r.stderr
+
+
+def test_a_process_0_whose_others_never_come_stops_with_one_line(tmp_path):
+  """Process 0 of 2 with no process 1 waited about 305 s, then aborted with a C++
+  trace; now one line after --distributed_timeout seconds."""
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  t0 = time.time()
+  r = subprocess.run([sys.executable, "launch.py"] + ARGS + [
+      f"--workdir={tmp_path}", "--num_processes=2", "--process_id=0",
+      f"--coordinator_address=127.0.0.1:{_free_port()}", "--distributed_timeout=5"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert r.returncode != 0 and time.time() - t0 < 60
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, r.stderr[-2000:]
+  assert "did not all join" in lines[0] and "--process_id from 0 to 1" in lines[0]
+
+
+def test_two_processes_both_given_process_id_0_stop_with_one_line(tmp_path):
+  """Both given --process_id=0: one of them aborted with JAX's C++ trace (the
+  coordination service saw task 0 twice); now the second stops at once, naming the
+  flag, and the first after --distributed_timeout, each with one line."""
+  procs, outs = _two_processes(tmp_path, extra=(("--distributed_timeout=10",),
+                                                ("--distributed_timeout=10",)),
+                               ids=(0, 0))
+  for p, out in zip(procs, outs):
+    assert p.returncode != 0, out[-3000:]
+    errors = [l for l in out.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in out, out[-3000:]
+    assert "--process_id" in errors[0]
+  assert sum("is taken by another process 0" in out for out in outs) == 1

@@ -31,6 +31,48 @@ def test_diverging_parameters_stop_the_run_and_no_checkpoint_is_nonfinite(tmp_pa
   assert checkpoint.all_finite({"params": state.params, "batch_stats": state.batch_stats})
 
 
+def _out_of_memory(*args, **kwargs):
+  raise jax.errors.JaxRuntimeError(
+      "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 691491088576 bytes.")
+
+
+def test_an_evaluation_out_of_memory_names_the_field_and_keeps_the_trained_steps(
+    tmp_path, monkeypatch):
+  """The final evaluation does not fit: one line naming eval_batch_size and the size
+  XLA asked for; the 12 trained steps are saved first and a rerun resumes there."""
+  from flaxcnn.train import loop
+  config = tiny_config(num_steps=12, checkpoint_every_steps=5)
+  monkeypatch.setattr(loop.steps, "evaluate", _out_of_memory)
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(config, str(tmp_path))
+  line = str(e.value)
+  assert line.startswith("out of memory in the evaluation (it asked for 644.0 GiB)"), line
+  assert "--config.eval_batch_size (now 128)" in line and "checkpoint 12" in line
+  assert "\n" not in line
+  assert 12 in [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+  assert not (tmp_path / ".lock").exists()
+  monkeypatch.undo()
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["step"] == 12 and "test" in summary
+
+
+def test_a_training_step_out_of_memory_names_the_fields_and_the_kept_checkpoint(
+    tmp_path, monkeypatch):
+  from flaxcnn.train import loop
+  config = tiny_config(num_steps=12, checkpoint_every_steps=5)
+  real = loop.Phases.train_step
+
+  def step_7_fails(self, state, step):
+    return _out_of_memory() if step == 7 else real(self, state, step)
+  monkeypatch.setattr(loop.Phases, "train_step", step_7_fails)
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(config, str(tmp_path))
+  line = str(e.value)
+  assert line.startswith("out of memory in the training step (it asked for 644.0 GiB)")
+  assert "--config.batch_size (now 32)" in line and "--config.data.image_size" in line
+  assert "the last checkpoint (step 5) is kept" in line
+
+
 def test_resume_skips_a_nonfinite_checkpoint(tmp_path, capsys):
   config = tiny_config(num_steps=4, checkpoint_every_steps=4)
   train.train_and_evaluate(config, str(tmp_path))
@@ -267,6 +309,35 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_nothing_partial(tmp_pa
   r = run_launch(args, timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
   assert "Finished" in r.stdout
+
+
+@pytest.mark.parametrize("which", ["newest", "all"])
+def test_cut_short_checkpoints_print_their_lines_and_no_library_traceback(tmp_path, which):
+  """The newest checkpoint's array files cut short: one warning, then the run resumes
+  from the previous one; all of them cut short: a warning each and one error line. No
+  Orbax/TensorStore traceback ("exception never retrieved") reaches the console."""
+  wd = str(tmp_path / "wd")
+  args = ["--config=experiments/quickstart.py", f"--workdir={wd}", "--config.num_epochs=1",
+          "--config.checkpoint_every_steps=5", "--config.keep_checkpoints=3"]
+  assert run_launch(args, timeout=300).returncode == 0
+  steps = sorted(int(s) for s in os.listdir(os.path.join(wd, "checkpoints")) if s.isdigit())
+  for step in steps[-1:] if which == "newest" else steps:
+    for root, _, files in os.walk(os.path.join(wd, "checkpoints", str(step))):
+      for f in files:
+        if os.path.getsize(os.path.join(root, f)) > 10_000:   # the array data
+          os.truncate(os.path.join(root, f), 100)
+  r = run_launch(args[:2] + ["--config.num_epochs=2", "--config.checkpoint_every_steps=5"],
+                 timeout=300)
+  out = r.stdout + r.stderr
+  assert "Traceback" not in out and "never retrieved" not in out, out[-3000:]
+  warnings = [l for l in out.splitlines() if "is unreadable; moved it to" in l]
+  if which == "newest":
+    assert r.returncode == 0 and len(warnings) == 1
+    assert f"Resumed from checkpoint at step {steps[-2]}" in r.stdout
+  else:
+    assert r.returncode != 0 and len(warnings) == len(steps)
+    assert r.stderr.strip().splitlines()[-1].startswith("error: none of the checkpoints")
+    assert len(out.strip().splitlines()) == len(steps) + 1
 
 
 def test_rerunning_a_finished_sweep_variant_with_other_overrides_warns(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """The notebooks in experiments/notebooks run top to bottom (at their tiny defaults,
 on the digits) and are committed without outputs."""
+import json
 import os
 import tempfile
 
@@ -58,10 +59,12 @@ def test_sweep_and_results_notebooks_run(tmp_path, monkeypatch, cache_env):
   tables = [o["data"]["text/markdown"] for o in _outputs(nb, mime="text/markdown")]
   assert any("| depth | test error (%)" in t and "±" in t for t in tables)
   assert any("underfit" in t and "overfit" in t for t in tables)
-  names = sorted(d for d in os.listdir(sweep_dir) if os.path.isdir(sweep_dir / d))
+  names = sorted(d for d in os.listdir(sweep_dir)
+                 if os.path.isdir(sweep_dir / d) and not d.startswith("."))   # .submitit
   assert names == ["depth=14,seed=0", "depth=14,seed=1", "depth=8,seed=0", "depth=8,seed=1"]
   for d in names:
     assert (sweep_dir / d / "summary.json").exists()
+    assert json.loads((sweep_dir / d / "variant.json").read_text())["launcher"] == "local"
   for f in ("results.md", "results.csv", "curves.png", "test_error_vs_depth.png"):
     assert (sweep_dir / f).stat().st_size > 0, f
   summaries = {d: (sweep_dir / d / "summary.json").stat().st_mtime for d in names}

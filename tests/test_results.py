@@ -2,6 +2,7 @@
 whose metrics.jsonl is written by hand (no training)."""
 import json
 import os
+import socket
 
 import matplotlib
 
@@ -334,6 +335,25 @@ def test_compare_reports_a_broken_ordering_and_a_shortened_budget(tmp_path, caps
   assert "does not hold in 2 of 3 pairs (on shortened runs" in df.attrs["text"]
   results.main([str(tmp_path / "sweep"), "--paper"])
   assert "shortened (6 of 164 epochs)" in capsys.readouterr().out
+
+
+def test_compare_while_the_sweep_runs_marks_the_runs_not_yet_in(tmp_path):
+  """Two runs of row (a) still going (one training, one queued by a live launcher):
+  the row shows the finished seed and says what is not in yet."""
+  d = paper_sweep(tmp_path, FINALS)
+  for seed, status in ((0, "running"), (1, "queued")):
+    run = os.path.join(d, f"placement=original,seed={seed}")
+    os.remove(os.path.join(run, "summary.json"))
+    with open(os.path.join(run, "variant.json")) as f:
+      record = json.load(f)
+    record.update(status=status, host=socket.gethostname(), pid=os.getpid())
+    with open(os.path.join(run, "variant.json"), "w") as f:
+      json.dump(record, f)
+  df = results.compare(d, verbose=False)
+  assert list(df["n"]) == [0, 2, 2]
+  assert df["budget"][0] == "no finished run; not yet in: 1 running, 1 queued"
+  assert df["budget"][1] == "full"
+  assert list(results.load(d)["status"])[:2] == ["running", "queued"]
 
 
 def test_compare_works_from_another_directory_and_after_a_notebook_rerun(tmp_path,

@@ -117,7 +117,7 @@ def test_failed_and_interrupted_variants_are_recorded(tmp_path):
   assert _json(tmp_path / "seed=1" / "variant.json")["attempts"] == 2
   with pytest.raises(ValueError, match="out of range.*5 variants"):
     sweep.run(base, str(tmp_path), sweep=seeds, index=5, train_fn=fake_train)
-  states = {r["name"]: r["status"] for r in sweep.status(str(tmp_path))}
+  states = {r["name"]: r["status"] for r in sweep.records(str(tmp_path))}
   assert states == {"seed=0": "finished", "seed=1": "failed", "seed=2": "finished",
                     "seed=3": "finished", "seed=4": "finished"}
 
@@ -239,7 +239,7 @@ def test_command_line_list_index_and_sweep(tmp_path, cache_env):
   assert "depth=8: finished, skipped" in r.stdout
   assert _json(out / "depth=9" / "variant.json")["status"] == "failed"
 
-  assert [r["status"] for r in sweep.status(str(out))] == ["finished", "failed"]
+  assert list(sweep.status(str(out)).status) == ["finished", "failed"]
   listing = sweep.describe(config, workdir=str(out)).splitlines()
   assert listing[1].endswith("\tfinished")
   assert "\tfailed (ValueError: " in listing[2] and "got 9" in listing[2]

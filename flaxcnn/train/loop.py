@@ -27,7 +27,7 @@ from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer
 from flaxcnn.data import feeds
 from flaxcnn.metrics import MetricWriter, format_duration, read_jsonl
-from flaxcnn.train import finetune, stages, steps
+from flaxcnn.train import finetune, memory, stages, steps
 from flaxcnn.train.state import check_resume, create_state, load_state, restore, setup
 
 
@@ -50,14 +50,18 @@ class Context:
 
 
 class _Interrupt:
-  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits cleanly."""
+  """SIGTERM, SIGINT and SIGUSR2 (a cluster's warning before the job's time limit:
+  SLURM's --signal, as submitit asks for) set a flag; the loop saves a checkpoint and
+  returns with `interrupted` (and the signal's name) in its summary."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
   def __init__(self):
     self.signal = None
     self._old = {}
 
   def __enter__(self):
-    for s in (signal.SIGTERM, signal.SIGINT):
+    for s in self.SIGNALS:
       try:
         self._old[s] = signal.signal(s, self._handle)
       except ValueError:  # not the main thread
@@ -114,7 +118,9 @@ class LogMetrics:
     epoch = step / ctx.run.steps_per_epoch
     ctx.writer.write(step, "train", values, epoch=epoch)
     ctx.lock.heartbeat()
-    eta = format_duration((ctx.run.total_steps - step) / self.rate) if self.rate else "-"
+    left = (ctx.run.total_steps - step) / self.rate if self.rate else None
+    workdir_lib.write_progress(ctx.workdir, step, ctx.run.total_steps, left)
+    eta = format_duration(left) if left is not None else "-"
     ctx.console.line(
         f"epoch {epoch:7.2f}  step {step}/{ctx.run.total_steps}  loss {values['loss']:.4f}  "
         f"{ctx.run.task.accuracy_label} {values['accuracy']:.4f}  lr {values['lr']:.4g}  "
@@ -153,6 +159,18 @@ class Evaluate:
     return step % self.every == 0 or done
 
   def __call__(self, state, step):
+    try:
+      return self._evaluate(state, step)
+    except Exception as e:
+      if not memory.is_out_of_memory(e) or not memory.state_alive(state):
+        raise
+      self.ctx.ckpt.save(state)   # the steps trained so far are not lost
+      self.ctx.ckpt.wait()
+      raise memory.explain(self.ctx.config, "the evaluation", e, (
+          f"the {step} trained steps are saved (checkpoint {step}): rerun with a smaller "
+          "eval_batch_size to resume")) from None
+
+  def _evaluate(self, state, step):
     ctx, cfg = self.ctx, self.ctx.config
     epoch = step / ctx.run.steps_per_epoch
     weights = [("", state.params, state.batch_stats)]
@@ -427,10 +445,17 @@ def _loop(ctx: Context, state) -> dict:
         ctx.summary.update(saved)
       else:
         evaluate(state, step)
+  except Exception as e:
+    if not memory.is_out_of_memory(e):
+      raise
+    last = ctx.ckpt.steps()
+    raise memory.explain(ctx.config, "the training step", e, (
+        f"the last checkpoint (step {last[-1]}) is kept: rerun to resume from it" if last
+        else "")) from None
   finally:
     ctx.ckpt.close()   # waits for an asynchronous save in flight
     ctx.writer.close()
-  return _finish(ctx, step, time.time() - t_start, bool(interrupt.signal))
+  return _finish(ctx, step, time.time() - t_start, interrupt.signal)
 
 
 def _evaluations_at(workdir: str, step: int) -> dict:
@@ -451,9 +476,13 @@ def _stop_for(ctx: Context, interrupt: _Interrupt, step: int):
   interrupt.signal = interrupt.signal or "preemption"
 
 
-def _finish(ctx: Context, step: int, seconds: float, interrupted: bool) -> dict:
+def _finish(ctx: Context, step: int, seconds: float, stopped_by) -> dict:
+  interrupted = bool(stopped_by)
   summary = dict(ctx.summary, step=step, epoch=step / ctx.run.steps_per_epoch,
                  seconds=seconds, interrupted=interrupted)
+  if interrupted:   # (summary.json is written for finished runs only)
+    summary["signal"] = (signal.Signals(stopped_by).name if isinstance(stopped_by, int)
+                         else str(stopped_by))
   if jax.process_index() == 0 and not interrupted:
     parts = [f"{k} {ctx.run.task.final_line(summary[k])}" for k in
              ("validation", "test", "validation_ema", "test_ema") if k in summary]

@@ -1,0 +1,270 @@
+"""Sweeps launched as separate jobs (flaxcnn/sweep/launchers.py, through submitit): N
+variants at once on this machine, each with its share of the cores; a killed variant
+resumed by a relaunch; a preempted one requeued; a failing one recorded while the
+others go on; the SLURM job array written for a cluster; two sweep processes on one
+folder."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import ROOT
+from flaxcnn import metrics, sweep
+from flaxcnn.sweep import launchers
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"),
+                                reason="CPU shares need Linux's sched_setaffinity")
+
+
+def _json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _config_file(tmp_path, num_steps=12, sweep_text="sweep.seeds(4)", checkpoint_every=4):
+  """A digits ResNet-8 sweep file (the tests' tiny config), `num_steps` per variant."""
+  path = tmp_path / "tiny_sweep.py"
+  path.write_text(textwrap.dedent(f'''
+      from flaxcnn import sweep
+      from flaxcnn.config import default_config
+
+      def get_config():
+        c = default_config()
+        c.model.name = "resnet20_cifar"
+        c.model.kwargs.depth = 8
+        c.data.source = "digits"
+        c.data.name = "digits"
+        c.data.validation_size = 180
+        c.augment.crop_padding = 1
+        c.augment.flip = False
+        c.batch_size = 32
+        c.eval_batch_size = 128
+        c.num_steps = {num_steps}
+        c.optimizer.lr = 0.05
+        c.schedule.name = "cosine"
+        c.log_every_steps = 2
+        c.eval_every_epochs = 100.0
+        c.checkpoint_every_steps = {checkpoint_every}
+        c.log_images = False
+        return c
+
+      def get_sweep():
+        return {sweep_text}
+      '''))
+  return str(path)
+
+
+@pytest.fixture
+def job_env(cache_env, monkeypatch):
+  """The jobs (child processes) share a compilation cache; they import this checkout
+  whether or not it is installed (the launcher puts it on their PYTHONPATH)."""
+  monkeypatch.delenv("PYTHONPATH", raising=False)
+  return cache_env
+
+
+def _wait_until(predicate, timeout=300, every=0.05):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    value = predicate()
+    if value:
+      return value
+    time.sleep(every)
+  raise AssertionError(f"timed out after {timeout} s waiting for {predicate.__doc__}")
+
+
+def test_two_variants_at_once_give_the_numbers_of_a_sequential_sweep(tmp_path, job_env):
+  """4 seeds at --parallel=2: each variant's process gets half the cores, and its
+  results equal those of a sequential sweep given the same cores, bit for bit (XLA's
+  float sums depend on its thread count, so the reference runs on that many cores).
+  Status passes through queued, running and finished."""
+  config = _config_file(tmp_path)
+  handle = sweep.launch(config, str(tmp_path / "parallel"), "local", parallel=2)
+  seen = set()
+  while not handle.done():
+    seen.update(handle.status().status)
+    time.sleep(0.05)
+  records = handle.wait()
+  assert [r["status"] for r in records] == ["finished"] * 4, [r.get("error") for r in records]
+  assert {"queued", "running"} <= seen, seen
+  table = handle.status()
+  assert list(table.status) == ["finished"] * 4 and list(table.seed) == [0, 1, 2, 3]
+  assert set(table.launcher) == {"local"} and table.job_id.notna().all()
+
+  cores = sorted(os.sched_getaffinity(0))
+  share = cores[:max(1, len(cores) // 2)]
+  on_share = (f"import os, runpy, sys; os.sched_setaffinity(0, {share}); "
+              "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+  reference = subprocess.run(
+      [sys.executable, "-c", on_share, os.path.join(ROOT, "launch.py"), f"--config={config}",
+       f"--workdir={tmp_path / 'sequential'}", "--sweep"], cwd=ROOT, capture_output=True,
+      text=True, timeout=600)
+  assert reference.returncode == 0, reference.stderr[-2000:]
+  for name in ("seed=0", "seed=1", "seed=2", "seed=3"):
+    ours = _json(tmp_path / "parallel" / name / "summary.json")
+    theirs = _json(tmp_path / "sequential" / name / "summary.json")
+    assert ours["test"] == theirs["test"] and ours["validation"] == theirs["validation"]
+
+
+def test_a_killed_variant_resumes_on_relaunch_and_a_failing_one_does_not_stop_it(
+    tmp_path, job_env):
+  config = _config_file(tmp_path, num_steps=800, checkpoint_every=10, sweep_text=(
+      'sweep.chain([{"model.kwargs.depth": 8}], [{"model.kwargs.depth": 9}])'))
+  workdir = str(tmp_path / "sweep")
+  handle = sweep.launch(config, workdir, "local", parallel=2)
+  ckpts = os.path.join(workdir, "depth=8", "checkpoints")
+
+  def trained_and_saved():
+    """variant depth=8 running with a checkpoint"""
+    r = sweep.records(workdir)[0]
+    return r if r["status"] == "running" and os.path.isdir(ckpts) and os.listdir(ckpts) \
+        and r.get("step", 0) >= 20 else None
+  running = _wait_until(trained_and_saved)
+  os.kill(running["pid"], signal.SIGKILL)
+  records = handle.wait()
+  assert [r["status"] for r in records] == ["interrupted", "failed"]
+  assert "6n+2" in records[1]["error"]
+
+  again = sweep.launch(config, workdir, "local", parallel=2, retry_failed=False)
+  assert again.indices == [0]              # the failed variant is not run again
+  first, second = again.wait()[0], sweep.records(workdir)[1]
+  assert first["status"] == "finished" and first["attempts"] == 2
+  assert second["status"] == "failed"
+  steps = [r["step"] for r in metrics.read_jsonl(os.path.join(workdir, "depth=8"))
+           if r["split"] == "train"]
+  assert steps[-1] == 800 and steps == sorted(set(steps))   # resumed, no step twice
+  assert _json(os.path.join(workdir, "depth=8", "summary.json"))["step"] == 800
+
+
+def test_a_variant_warned_of_its_time_limit_is_requeued_and_resumes(tmp_path, job_env):
+  """SIGUSR2 (SLURM's warning before the time limit, as submitit asks for it): the
+  trainer saves a checkpoint, submitit requeues the job, and it resumes there."""
+  config = _config_file(tmp_path, num_steps=800, checkpoint_every=500,
+                        sweep_text='[{"seed": 0}]')
+  workdir = str(tmp_path / "sweep")
+  handle = sweep.launch(config, workdir, "local")
+
+  def training():
+    """the variant past step 20"""
+    r = sweep.records(workdir)[0]
+    return r if r["status"] == "running" and 20 <= r.get("step", 0) < 400 else None
+  os.kill(_wait_until(training)["pid"], signal.SIGUSR2)
+  record = handle.wait()[0]
+  assert record["status"] == "finished" and record["attempts"] == 2
+  vdir = os.path.join(workdir, "seed=0")
+  assert _json(os.path.join(vdir, "summary.json"))["step"] == 800
+  steps = [r["step"] for r in metrics.read_jsonl(vdir) if r["split"] == "train"]
+  assert steps[-1] == 800 and steps == sorted(set(steps))
+
+
+def test_a_variant_of_two_processes_runs_on_its_two_host_devices(tmp_path, job_env):
+  """processes_per_variant=2: two processes joined by jax.distributed (gloo), one
+  host device each, the coordinator on this machine."""
+  config = _config_file(tmp_path, num_steps=4, sweep_text='[{"seed": 0}]')
+  workdir = str(tmp_path / "sweep")
+  handle = sweep.launch(config, workdir, "local", parallel=1, devices_per_variant=2,
+                        processes_per_variant=2)
+  record = handle.wait()[0]
+  assert record["status"] == "finished", record.get("error")
+  logs = "".join(open(os.path.join(workdir, ".submitit", f)).read()
+                 for f in os.listdir(os.path.join(workdir, ".submitit")) if f.endswith(".out"))
+  assert "on 2 cpu device(s)" in logs and "2 process" in logs
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+  """sbatch and srun on PATH: sbatch answers with job 4242, as SLURM does."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'Submitted batch job 4242'\n")
+  (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+  for f in bin_dir.iterdir():
+    f.chmod(0o755)
+  monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_slurm_job_array_has_a_task_per_pending_variant_and_its_resources(
+    tmp_path, fake_slurm):
+  config = _config_file(tmp_path)
+  workdir = tmp_path / "sweep"
+  (workdir / "seed=0").mkdir(parents=True)
+  (workdir / "seed=0" / "summary.json").write_text('{"step": 12}')     # finished
+  handle = sweep.launch(config, str(workdir), "slurm", parallel=2, slurm_partition="gpu",
+                        devices_per_variant=2, cpus_per_task=8, mem_gb=32, timeout_min=90,
+                        slurm_options={"account": "proj"})
+  assert handle.indices == [1, 2, 3]
+  script = (workdir / ".submitit" / "4242_submission.sh").read_text()
+  assert f"export PYTHONPATH={ROOT}" in script
+  for line in ("--array=0-2%2", "--partition=gpu", "--gpus-per-node=2", "--cpus-per-task=8",
+               "--mem=32GB", "--time=90", "--signal=USR2@", "--account=proj", "--nodes=1"):
+    assert f"#SBATCH {line}" in script, (line, script)
+  table = sweep.status(str(workdir))
+  assert list(table.status) == ["finished", "queued", "queued", "queued"]
+  assert list(table.job_id[1:]) == ["4242_0", "4242_1", "4242_2"]
+  # array task k runs variant handle.indices[k]
+  import cloudpickle
+  for k, index in enumerate(handle.indices):
+    with open(workdir / ".submitit" / f"4242_{k}_submitted.pkl", "rb") as f:
+      job = cloudpickle.load(f).function
+    assert isinstance(job, launchers.VariantJob) and job.index == index
+    assert job.overrides[index] == {"seed": index}
+  # launching again submits nothing: every variant is finished or queued
+  assert sweep.launch(config, str(workdir), "slurm").indices == []
+  listing = sweep.describe(config, workdir=str(workdir)).splitlines()
+  assert listing[2].endswith("\tqueued (job 4242_0)")
+
+
+def test_slurm_without_sbatch_and_impossible_shares_are_one_line(tmp_path, monkeypatch):
+  config = _config_file(tmp_path)
+  monkeypatch.setenv("PATH", str(tmp_path))
+  with pytest.raises(ValueError, match=r"--launcher=slurm: this machine has no sbatch"):
+    sweep.launch(config, str(tmp_path / "s"), "slurm")
+  with pytest.raises(ValueError, match=r"--devices_per_variant=3 must be a multiple"):
+    sweep.launch(config, str(tmp_path / "s"), "local", devices_per_variant=3,
+                 processes_per_variant=2)
+  with pytest.raises(ValueError, match=r"needs 4 GPU devices; this machine has 2"):
+    launchers.shares(launchers.Resources(parallel=2, devices_per_variant=2), "gpu", 2, [0])
+  gpu = launchers.shares(launchers.Resources(devices_per_variant=2), "gpu", 4, [0, 1])
+  assert [s["devices"] for s in gpu] == [[0, 1], [2, 3]]
+  cpu = launchers.shares(launchers.Resources(parallel=2), "cpu", 1, [0, 1, 2, 3])
+  assert [s["cores"] for s in cpu] == [[0, 1], [2, 3]]
+  assert launchers.slurm_fields(["partition=gpu", "time=720", "mem_gb=64", "qos=high"]) == {
+      "slurm_partition": "gpu", "timeout_min": 720, "mem_gb": 64.0,
+      "slurm_options": {"qos": "high"}}
+  with pytest.raises(ValueError, match=r"--slurm: time='2h' is not an integer"):
+    launchers.slurm_fields(["time=2h"])
+
+
+def test_two_sweep_processes_on_one_folder_leave_each_other_their_variants(tmp_path):
+  """A variant whose workdir another live process holds is left to it (not failed):
+  two --sweep processes on one folder both end without an error."""
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    plan = [{"seed": 0}, {"seed": 1}]
+    busy = tmp_path / "seed=0"
+    busy.mkdir()
+    (busy / ".lock").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": holder.pid, "start": "now"}))
+    trained = []
+
+    def fake_train(config, vdir, data_cache):
+      trained.append(os.path.basename(vdir))
+      with open(os.path.join(vdir, "summary.json"), "w") as f:
+        json.dump({"step": 1}, f)
+      return {"step": 1}
+    from conftest import tiny_config
+    records = sweep.run(tiny_config(), str(tmp_path), sweep=plan, train_fn=fake_train,
+                        compilation_cache=False)
+    assert trained == ["seed=1"]
+    assert [(r["status"], r.get("elsewhere")) for r in records] == [
+        ("running", True), ("finished", None)]
+    line = sweep.summary_line(records, str(tmp_path))
+    assert "1 running (in another process)" in line and "failed" not in line
+    assert not (busy / "variant.json").exists()       # its record is the holder's
+  finally:
+    holder.kill()
