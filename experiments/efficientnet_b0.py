@@ -27,10 +27,12 @@ linearly, 0.016 * N / 256 (the reference's rule):
   python launch.py --config=experiments/efficientnet_b0.py --workdir=runs/b0
   python launch.py --config=experiments/efficientnet_b0.py:b3,batch=1024 --workdir=runs/b3
 
-Approximations (flaxcnn lacks the exact feature; see the module README/report):
-- the paper uses AutoAugment (ImageNet policy); flaxcnn has no AutoAugment, so
-  RandAugment with the reference's defaults (2 layers, magnitude 10 on TF's 0-10
-  scale, i.e. 30 on ours: randaugment.from_tf_level) stands in;
+Augmentation as the paper: AutoAugment's ImageNet policy ('v0', flaxcnn/autoaugment.py,
+with the reference's level rules). `:randaugment` trains with the reference's other
+option instead, RandAugment (2 layers, magnitude 10 on TF's 0-10 scale, i.e. 30 on
+ours: randaugment.from_tf_level):
+
+  python launch.py --config=experiments/efficientnet_b0.py:randaugment --workdir=runs/b0_ra
 
 Crops as the reference: Inception-style random-resized crops
 (`sample_distorted_bounding_box`, area 8%-100%, aspect 3/4-4/3, fused
@@ -50,7 +52,8 @@ PAPER = [row for i, v in enumerate(VARIANTS) for row in papers.rows(
 
 
 def get_config(arg: str = ""):
-  opts = parse_arg(arg, "efficientnet_b0.py", variant=VARIANTS, batch=PAPER_BATCH)
+  opts = parse_arg(arg, "efficientnet_b0.py", variant=VARIANTS, batch=PAPER_BATCH,
+                   policy=("autoaugment", "randaugment"))
   name, batch = f"efficientnet_{opts['variant']}", opts["batch"]
   size = get_preset(name).image_size
 
@@ -64,8 +67,11 @@ def get_config(arg: str = ""):
   config.data.validation_split = "validation"
   config.augment.train_crop = "inception"   # the reference's random-resized crop
   config.augment.crop_padding = 0
-  config.augment.randaugment_layers = 2    # stand-in for AutoAugment (see docstring)
-  config.augment.randaugment_magnitude = from_tf_level(10)
+  if opts["policy"] == "autoaugment":      # the paper's (Tan & Le 2019, Sec. 5.2)
+    config.augment.autoaugment = "v0"
+  else:
+    config.augment.randaugment_layers = 2
+    config.augment.randaugment_magnitude = from_tf_level(10)
 
   config.batch_size = batch
   config.eval_batch_size = 512             # divisible by 1-8 devices

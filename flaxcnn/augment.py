@@ -6,7 +6,7 @@ gives the same result on any device layout.
 import jax
 import jax.numpy as jnp
 
-from flaxcnn import randaugment
+from flaxcnn import autoaugment, randaugment
 
 
 def normalize(images, mean, std, dtype=jnp.float32):
@@ -77,20 +77,30 @@ def resize(images, size: int):
 
 
 def train_augment(rng, images, config, mean, std, dtype, size=None):
-  """The in-memory training augmentation: crop, flip, RandAugment, resize to the
+  """The in-memory training augmentation: crop, flip, RandAugment or AutoAugment,
+  resize to the
   training size (progressive resizing), normalize, Cutout."""
   k_crop, k_flip, k_ra, k_cut = jax.random.split(rng, 4)
   images = random_crop(k_crop, images, config.augment.crop_padding)
   if config.augment.flip:
     images = random_flip(k_flip, images)
-  if config.augment.randaugment_layers:
-    images = randaugment.randaugment(k_ra, images, config.augment.randaugment_layers,
-                                     config.augment.randaugment_magnitude)
+  images = policy(k_ra, images, config)
   if size:
     images = resize(images, size)
   x = normalize(images, mean, std, jnp.float32)
   x = cutout(k_cut, x, config.augment.cutout)
   return x.astype(dtype)
+
+
+def policy(rng, images, config):
+  """The configured augmentation policy on a uint8 batch: RandAugment
+  (augment.randaugment_layers) or AutoAugment (augment.autoaugment), or none."""
+  if config.augment.randaugment_layers:
+    return randaugment.randaugment(rng, images, config.augment.randaugment_layers,
+                                   config.augment.randaugment_magnitude)
+  if config.augment.autoaugment:
+    return autoaugment.autoaugment(rng, images, config.augment.autoaugment)
+  return images
 
 
 def ten_crop(images, crop: int):

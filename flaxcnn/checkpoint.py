@@ -259,6 +259,16 @@ def intact(manager, step: int, restored) -> bool:
   return saved is None or list(saved) == checksums(restored)
 
 
+def on_this_device(manager, step: int):
+  """The saved tree's arrays as abstract arrays on this process's first device: a
+  restore that does not depend on the devices or processes that wrote it (Orbax
+  would otherwise place each array as it was sharded when saved, which fails for a
+  checkpoint of a 2-process run read by one process)."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                      manager.item_metadata(step).tree)
+
+
 def load_raw(workdir: str, with_step: bool = False):
   """{'params', 'batch_stats'} (numpy) of the latest readable checkpoint of a run in
   `workdir`, whatever its model (fine-tuning, feature extraction); with
@@ -266,11 +276,12 @@ def load_raw(workdir: str, with_step: bool = False):
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoint in {directory}; train that run first")
-  manager = read_only_manager(directory)
+  manager = read_only_manager(directory, item_handlers=ocp.StandardCheckpointHandler())
   try:
     for step in sorted(manager.all_steps(), reverse=True):
       try:
-        restored = jax.device_get(manager.restore(step, args=ocp.args.StandardRestore()))
+        restored = jax.device_get(manager.restore(step, args=ocp.args.StandardRestore(
+            on_this_device(manager, step))))
       except Exception as e:  # unreadable: try the previous one
         print(f"WARNING: checkpoint {step} in {directory} is unreadable "
               f"({type(e).__name__}); trying the previous one", flush=True)

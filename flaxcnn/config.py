@@ -70,6 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
   c.augment.randaugment_layers = 0     # RandAugment N (0 = off), on the device
   c.augment.randaugment_magnitude = 10.0   # RandAugment M in [0, 30]
+  c.augment.autoaugment = ""       # AutoAugment policy ('' = off, 'v0' = ImageNet), on the device
 
   # DropBlock's keep_prob (model.kwargs.dropblock_*) goes linearly from 1 to its
   # target over training ("linear", Ghiasi et al. 2018) or stays at it ("fixed").
@@ -158,6 +159,9 @@ def default_config() -> ml_collections.ConfigDict:
   # TensorBoard: a grid of the first step's augmented training images (16), to check
   # the augmentation by eye (train/augmented_images)
   c.log_images = True
+  # TensorBoard: histograms of the parameters and BatchNorm statistics at each
+  # evaluation (params/<layer>/<name>, batch_stats/...)
+  c.log_histograms = True
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
@@ -252,6 +256,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if config.augment.randaugment_layers < 0 or not 0 <= config.augment.randaugment_magnitude <= 30:
     raise ValueError("config.augment.randaugment_layers must be >= 0 and "
                      "randaugment_magnitude in [0, 30]")
+  if config.augment.autoaugment not in ("", "v0"):
+    raise ValueError(f"config.augment.autoaugment={config.augment.autoaugment!r}: '' (off) "
+                     "or 'v0' (the ImageNet policy)")
+  if config.augment.autoaugment and config.augment.randaugment_layers:
+    raise ValueError("config.augment.autoaugment and augment.randaugment_layers are both set; "
+                     "use one policy (set the other to '' or 0)")
   if config.data.source == "folder" and not config.data.root:
     raise ValueError("config.data.root must name the image folder (ROOT/<split>/<class>/*.jpg) "
                      "or an archive of it when config.data.source='folder'")

@@ -37,6 +37,15 @@ def _flatten(d, prefix=""):
 NOT_CHARTED = ("count",)   # in metrics.jsonl, not a TensorBoard chart
 
 
+def _flatten_arrays(tree, prefix=""):
+  """[(path, array)] of nested dicts, paths joined by '/'."""
+  out = []
+  for k, v in tree.items():
+    path = f"{prefix}/{k}" if prefix else str(k)
+    out += _flatten_arrays(v, path) if hasattr(v, "items") else [(path, v)]
+  return out
+
+
 def image_grid(images, pad: int = 2) -> np.ndarray:
   """(N, H, W, C) uint8 images tiled on a square-ish grid, `pad` pixels apart."""
   images = np.asarray(images)
@@ -139,6 +148,25 @@ class MetricWriter:
         height=grid.shape[0], width=grid.shape[1], colorspace=grid.shape[-1],
         encoded_image_string=buffer.getvalue()))
     self._event(step=int(step), summary=summary_pb2.Summary(value=[value]))
+    self._tb_file.flush()
+
+  def histograms(self, step: int, tree: dict, bins: int = 30) -> None:
+    """A TensorBoard histogram per array of `tree` (nested dicts of arrays), tagged by
+    its path: 'params/stage1_block1/conv1/kernel'."""
+    if not self.active or self._tb is None:
+      return
+    _, summary_pb2 = self._pb
+    values = []
+    for tag, x in _flatten_arrays(tree):
+      x = np.asarray(x, np.float64).ravel()
+      if not x.size or not np.all(np.isfinite(x)):
+        continue
+      counts, edges = np.histogram(x, bins=bins if x.min() < x.max() else 1)
+      values.append(summary_pb2.Summary.Value(tag=tag, histo=summary_pb2.HistogramProto(
+          min=float(x.min()), max=float(x.max()), num=float(x.size), sum=float(x.sum()),
+          sum_squares=float(np.dot(x, x)), bucket_limit=edges[1:].tolist(),
+          bucket=counts.astype(float).tolist())))
+    self._event(step=int(step), summary=summary_pb2.Summary(value=values))
     self._tb_file.flush()
 
   def close(self):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_launch
-from flaxcnn import metrics
+from flaxcnn import checkpoint, metrics
 
 ARGS = ["--config=experiments/quickstart.py", "--config.num_steps=6",
         "--config.log_every_steps=1", "--config.eval_every_epochs=100",
@@ -68,6 +68,10 @@ def test_two_processes_match_one(single_device_losses, tmp_path):
   assert len(losses) == 6          # only process 0 writes metrics
   np.testing.assert_allclose(losses, single_device_losses, rtol=2e-4)
   assert sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == [3, 6]
+  # One process reads the 2-process checkpoint (init_from, a features backbone): it
+  # was "unreadable" (an Orbax topology mismatch) when restored as it was sharded.
+  step, variables = checkpoint.load_raw(str(tmp_path), with_step=True)
+  assert step == 6 and variables["params"]["head"]["kernel"].shape[-1] == 10
 
 
 def test_a_one_device_checkpoint_resumes_on_eight_devices(tmp_path):

@@ -119,8 +119,8 @@ def test_efficientnet_recipe(variant, size, dropout):
   assert c.schedule.warmup_epochs == 5 and c.num_epochs == 350
   assert c.label_smoothing == pytest.approx(0.1) and c.ema_decay == pytest.approx(0.9999)
   assert c.data.image_size == size == get_preset(c.model.name).image_size
-  # The reference's magnitude 10 on TF's 0-10 scale: 30 on ours.
-  assert c.augment.randaugment_layers == 2 and c.augment.randaugment_magnitude == 30
+  # AutoAugment's ImageNet policy, as the paper (`:randaugment`: tests/test_autoaugment.py)
+  assert c.augment.autoaugment == "v0" and c.augment.randaugment_layers == 0   # the paper's
   assert c.schedule.decay_begin == "start" and not c.optimizer.decay_all
   model = models.build_model(c, 1000)
   reg = model.regularization

@@ -113,7 +113,7 @@ def test_two_variants_at_once_give_the_numbers_of_a_sequential_sweep(tmp_path, j
 
 def test_a_killed_variant_resumes_on_relaunch_and_a_failing_one_does_not_stop_it(
     tmp_path, job_env):
-  config = _config_file(tmp_path, num_steps=800, checkpoint_every=10, sweep_text=(
+  config = _config_file(tmp_path, num_steps=500, checkpoint_every=10, sweep_text=(
       'sweep.chain([{"model.kwargs.depth": 8}], [{"model.kwargs.depth": 9}])'))
   workdir = str(tmp_path / "sweep")
   handle = sweep.launch(config, workdir, "local", parallel=2)
@@ -137,14 +137,14 @@ def test_a_killed_variant_resumes_on_relaunch_and_a_failing_one_does_not_stop_it
   assert second["status"] == "failed"
   steps = [r["step"] for r in metrics.read_jsonl(os.path.join(workdir, "depth=8"))
            if r["split"] == "train"]
-  assert steps[-1] == 800 and steps == sorted(set(steps))   # resumed, no step twice
-  assert _json(os.path.join(workdir, "depth=8", "summary.json"))["step"] == 800
+  assert steps[-1] == 500 and steps == sorted(set(steps))   # resumed, no step twice
+  assert _json(os.path.join(workdir, "depth=8", "summary.json"))["step"] == 500
 
 
 def test_a_variant_warned_of_its_time_limit_is_requeued_and_resumes(tmp_path, job_env):
   """SIGUSR2 (SLURM's warning before the time limit, as submitit asks for it): the
   trainer saves a checkpoint, submitit requeues the job, and it resumes there."""
-  config = _config_file(tmp_path, num_steps=800, checkpoint_every=500,
+  config = _config_file(tmp_path, num_steps=500, checkpoint_every=250,
                         sweep_text='[{"seed": 0}]')
   workdir = str(tmp_path / "sweep")
   handle = sweep.launch(config, workdir, "local")
@@ -152,14 +152,14 @@ def test_a_variant_warned_of_its_time_limit_is_requeued_and_resumes(tmp_path, jo
   def training():
     """the variant past step 20"""
     r = sweep.records(workdir)[0]
-    return r if r["status"] == "running" and 20 <= r.get("step", 0) < 400 else None
+    return r if r["status"] == "running" and 20 <= r.get("step", 0) < 240 else None
   os.kill(_wait_until(training)["pid"], signal.SIGUSR2)
   record = handle.wait()[0]
   assert record["status"] == "finished" and record["attempts"] == 2
   vdir = os.path.join(workdir, "seed=0")
-  assert _json(os.path.join(vdir, "summary.json"))["step"] == 800
+  assert _json(os.path.join(vdir, "summary.json"))["step"] == 500
   steps = [r["step"] for r in metrics.read_jsonl(vdir) if r["split"] == "train"]
-  assert steps[-1] == 800 and steps == sorted(set(steps))
+  assert steps[-1] == 500 and steps == sorted(set(steps))
 
 
 def test_a_variant_of_two_processes_runs_on_its_two_host_devices(tmp_path, job_env):

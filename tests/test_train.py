@@ -112,6 +112,16 @@ def test_the_data_is_named_as_the_config_labels_it(tmp_path, capsys):
     for c in range(4):
       tile = grid[r * 10:r * 10 + 8, c * 10:c * 10 + 8].astype(int)
       assert np.abs(train_images - tile).max(axis=(1, 2)).min() <= 1
+  # Histograms of the parameters and BatchNorm statistics at the evaluation: the
+  # stem's kernel has its 144 values, their sum and extremes, in 30 buckets.
+  state = train.load_state(config, str(tmp_path))
+  kernel = np.asarray(state.params["stem_conv"]["kernel"], np.float64)
+  [histo] = events.Histograms("params/stem_conv/kernel")
+  assert histo.step == 2 and histo.histogram_value.num == kernel.size == 144
+  assert histo.histogram_value.sum == pytest.approx(kernel.sum(), rel=1e-9, abs=1e-12)
+  assert histo.histogram_value.max == pytest.approx(kernel.max())
+  assert sum(histo.histogram_value.bucket) == 144 and len(histo.histogram_value.bucket) == 30
+  assert "batch_stats/stage1_block1/bn1/var" in events.Tags()["histograms"]
 
 
 def test_evaluation_counts_each_example_once():

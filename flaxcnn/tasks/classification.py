@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flaxcnn import augment, config as config_lib, data as data_lib, randaugment
+from flaxcnn import augment, config as config_lib, data as data_lib
 from flaxcnn.tasks.base import Task, register
 
 
@@ -54,12 +54,11 @@ class Classification(Task):
     return x, labels
 
   def augment_batch(self, run, rng, images, labels):
-    """RandAugment, normalization and Cutout of a streamed batch, on the device."""
+    """RandAugment or AutoAugment, normalization and Cutout of a streamed batch, on
+    the device."""
     cfg = run.config
     k_ra, k_cut = jax.random.split(rng)
-    if cfg.augment.randaugment_layers:
-      images = randaugment.randaugment(k_ra, images, cfg.augment.randaugment_layers,
-                                       cfg.augment.randaugment_magnitude)
+    images = augment.policy(k_ra, images, cfg)
     x = augment.normalize(images, run.mean, run.std)
     return augment.cutout(k_cut, x, cfg.augment.cutout).astype(run.compute_dtype), labels
 

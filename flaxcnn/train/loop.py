@@ -187,6 +187,9 @@ class Evaluate:
         ctx.console.line(f"eval {name + suffix:14s} step {step}  epoch {epoch:.2f}  "
                          + ctx.run.task.eval_line(res))
     self.log_panels(state, step)
+    if cfg.log_histograms:
+      ctx.writer.histograms(step, jax.device_get(
+          {"params": state.params, "batch_stats": state.batch_stats}))
     return state
 
   def log_panels(self, state, step, count: int = 4):

@@ -1,0 +1,108 @@
+"""AutoAugment (flaxcnn/autoaugment.py): the ImageNet policy's shape, each op's
+argument by the TF reference's level rules, the per-op probabilities, and the
+EfficientNet recipe training with it from its config file."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from flaxcnn import autoaugment, randaugment, train
+from flaxcnn import config as config_lib
+
+
+def _images(n=8, size=16, channels=3, seed=0):
+  return jnp.asarray(np.random.RandomState(seed).randint(0, 256, (n, size, size, channels)),
+                     jnp.uint8)
+
+
+def _one_op(name, level, images, sign=1.0):
+  op = autoaugment.OPS.index(name)
+  fill = jnp.full((images.shape[-1],), 128, jnp.uint8)
+  return jax.vmap(lambda im: autoaugment.apply_op(im, op, level, sign, fill))(images)
+
+
+def test_the_imagenet_policy_has_25_sub_policies_of_two_known_ops():
+  policy = autoaugment.POLICIES["v0"]
+  assert len(policy) == 25 and {len(sub) for sub in policy} == {2}
+  for sub in policy:
+    for name, prob, level in sub:
+      assert name in autoaugment.OPS and 0.0 <= prob <= 1.0 and 0 <= level <= 10
+  ops, probs, levels = autoaugment.policy_table(policy)
+  assert ops.shape == probs.shape == levels.shape == (25, 2)
+  assert policy[6] == (("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3))
+
+
+def test_each_op_takes_its_argument_by_the_references_level_rule():
+  x = _images()
+  xi = np.asarray(x).astype(int)
+  np.testing.assert_array_equal(_one_op("Invert", 9, x), 255 - xi)
+  # Posterize: int(4 L / 10) bits, at least 1 (TF clamps a shift of 8 to 7)
+  np.testing.assert_array_equal(_one_op("Posterize", 6, x), xi & 0b11000000)
+  np.testing.assert_array_equal(_one_op("Posterize", 2, x), xi & 0b10000000)
+  # Solarize: threshold int(256 L / 10); SolarizeAdd: + int(110 L / 10) below 128
+  np.testing.assert_array_equal(_one_op("Solarize", 3, x), np.where(xi < 76, xi, 255 - xi))
+  np.testing.assert_array_equal(_one_op("SolarizeAdd", 3, x),
+                                np.where(xi < 128, np.minimum(xi + 33, 255), xi))
+  # the enhance ops: factor 0.1 + 1.8 L / 10, no sign (Brightness: the blend with black)
+  for level, sign in ((9, 1.0), (9, -1.0), (0, 1.0)):
+    factor = np.float32(0.1 + 1.8 * level / 10)     # the reference: a double, to float32
+    expected = np.clip(np.floor(xi.astype(np.float32) * factor), 0, 255)
+    np.testing.assert_array_equal(_one_op("Brightness", level, x, sign), expected)
+  # Color: the blend with the grey image at 1.72; its floor may land one level apart
+  # where XLA fuses the blend otherwise (a contracted multiply-add), never more.
+  color = np.asarray(_one_op("Color", 9, x)).astype(int)
+  blended = np.asarray(randaugment.blend(randaugment._gray(x), x, 1.72)).astype(int)
+  assert np.abs(color - blended).max() <= 1 and np.mean(color != blended) < 0.02
+  # geometric: Rotate 30 L / 10 degrees with its sign; translate 250/224 of the side
+  np.testing.assert_array_equal(
+      _one_op("Rotate", 5, x, -1.0),
+      jax.vmap(lambda im: randaugment.affine_transform(
+          im, randaugment.rotate_matrix(-15.0, 16, 16), 128))(x))
+  shifted = _one_op("TranslateY", 1, x)        # 25 px of 224: 16 x 25/224 = 1.79 px
+  np.testing.assert_array_equal(shifted[:, :-2], x[:, 2:])
+  assert (np.asarray(shifted[:, -1]) == 128).all()
+
+
+def test_each_op_is_applied_with_its_probability():
+  """Invert with p = 0.3, then an op with p = 0: the inverted fraction of 4,000
+  images is 0.3 within 4 standard deviations of a binomial (0.029)."""
+  x = jnp.zeros((4000, 4, 4, 1), jnp.uint8)
+  out = autoaugment.autoaugment(jax.random.PRNGKey(0), x,
+                                policy=((("Invert", 0.3, 0), ("Equalize", 0.0, 0)),))
+  inverted = float(np.mean(np.asarray(out)[:, 0, 0, 0] == 255))
+  assert abs(inverted - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 4000)
+  assert set(np.unique(np.asarray(out))) <= {0, 255}
+
+
+def test_sub_policies_are_drawn_per_image_and_a_key_repeats_them():
+  x = jnp.broadcast_to(_images(n=1, size=24), (64, 24, 24, 3))
+  f = jax.jit(autoaugment.autoaugment)
+  a, b = f(jax.random.PRNGKey(1), x), f(jax.random.PRNGKey(1), x)
+  np.testing.assert_array_equal(a, b)
+  distinct = {np.asarray(im).tobytes() for im in a}
+  assert len(distinct) > 10                 # 25 sub-policies, random signs
+  gray = autoaugment.autoaugment(jax.random.PRNGKey(2), _images(channels=1))
+  assert gray.shape == (8, 16, 16, 1) and gray.dtype == jnp.uint8
+
+
+def test_bad_policies_and_configs_are_one_line():
+  with pytest.raises(ValueError, match="unknown ops"):
+    autoaugment.autoaugment(jax.random.PRNGKey(0), _images(), policy=((("Warp", 1.0, 3),),))
+  with pytest.raises(ValueError, match="choose one of"):
+    autoaugment.autoaugment(jax.random.PRNGKey(0), _images(), policy="v9")
+  c = tiny_config(**{"augment.autoaugment": "v0", "augment.randaugment_layers": 2})
+  with pytest.raises(ValueError, match="use one policy"):
+    config_lib.validate(c)
+
+
+def test_the_efficientnet_recipe_uses_autoaugment_and_trains_with_it(tmp_path):
+  from test_experiments import load
+  assert load("efficientnet_b0.py").augment.autoaugment == "v0"
+  assert load("efficientnet_b0.py").augment.randaugment_layers == 0
+  other = load("efficientnet_b0.py", "randaugment")
+  assert other.augment.autoaugment == "" and other.augment.randaugment_layers == 2
+  assert other.augment.randaugment_magnitude == 30     # the reference's 10 of TF's 0-10
+  summary = train.train_and_evaluate(
+      tiny_config(num_steps=3, **{"augment.autoaugment": "v0"}), str(tmp_path))
+  assert summary["step"] == 3 and np.isfinite(summary["test"]["loss"])
