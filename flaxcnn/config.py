@@ -15,7 +15,9 @@ command line (`--config.optimizer.lrr=0.1`) fails at once, naming the field. Onl
 """
 import ast
 import copy
+import importlib.util
 import math
+import sys
 
 import ml_collections
 from ml_collections import config_dict
@@ -162,6 +164,12 @@ def default_config() -> ml_collections.ConfigDict:
   # TensorBoard: histograms of the parameters and BatchNorm statistics at each
   # evaluation (params/<layer>/<name>, batch_stats/...)
   c.log_histograms = True
+  # Weights & Biases (pip install wandb): the same metrics, images and histograms,
+  # and the config, in a W&B run named after the workdir (a resume goes on in it)
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.project = ""             # '' = off
+  c.wandb.entity = ""              # your W&B user or team ('' = the default)
+  c.wandb.mode = "online"          # online | offline (synced later: `wandb sync`)
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
@@ -256,6 +264,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if config.augment.randaugment_layers < 0 or not 0 <= config.augment.randaugment_magnitude <= 30:
     raise ValueError("config.augment.randaugment_layers must be >= 0 and "
                      "randaugment_magnitude in [0, 30]")
+  if config.wandb.mode not in ("online", "offline"):
+    raise ValueError(f"config.wandb.mode={config.wandb.mode!r}: 'online' or 'offline'")
+  if config.wandb.project and not _installed("wandb"):
+    raise ValueError(f"config.wandb.project={config.wandb.project!r} but wandb is not "
+                     "installed: pip install wandb (or leave config.wandb.project empty)")
   if config.augment.autoaugment not in ("", "v0"):
     raise ValueError(f"config.augment.autoaugment={config.augment.autoaugment!r}: '' (off) "
                      "or 'v0' (the ImageNet policy)")
@@ -315,6 +328,12 @@ def parse_model_kwarg(config, key: str, text: str):
                      f"{type(like).__name__} (the preset has {like!r})") from None
   raise ValueError(f"--config.model.kwargs.{key}={text}: {key} of {config.model.name} is "
                    f"{like!r}, which the command line cannot express; set it in a config file")
+
+
+def _installed(module: str) -> bool:
+  if module in sys.modules:
+    return sys.modules[module] is not None
+  return importlib.util.find_spec(module) is not None
 
 
 def parse_arg(arg: str, file: str, **options) -> dict:

@@ -1,6 +1,8 @@
 """Multi-process (multi-host) set-up: `jax.distributed.initialize` before any JAX use,
 then a check that every process runs the same config."""
 import fcntl
+import glob
+import hashlib
 import json
 import os
 import socket
@@ -13,6 +15,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from flaxcnn.data.core import fingerprint
 from flaxcnn.papers import flatten
 
 
@@ -110,25 +113,58 @@ def _wait_for_coordinator(address: str, process_id: int, num_processes: int,
 
 
 def check_same_config(config) -> None:
-  """Every process of a multi-process run must run the same config (a different
-  batch_size or seed on one process trained a model at chance level, exit 0). Each
-  process shares its config with all; a difference stops every process with the
-  same one line naming the fields, their values and the processes."""
+  """Every process of a multi-process run must run the same config and the same
+  flaxcnn code (a different batch_size or seed on one process trained a model at
+  chance level, exit 0). Each process shares both with all; a difference stops every
+  process with the same one line naming the fields, their values and the processes."""
   if jax.process_count() == 1:
     return
-  mine = np.frombuffer(config.to_json_best_effort(sort_keys=True).encode(), np.uint8)
-  sizes = multihost_utils.process_allgather(np.int32(mine.size))
-  padded = np.zeros(int(np.max(sizes)), np.uint8)
-  padded[:mine.size] = mine
-  everyone = multihost_utils.process_allgather(padded)
-  configs = [flatten(json.loads(bytes(row[:n]).decode())) for row, n in zip(everyone, sizes)]
-  diffs = []
-  for p, other in enumerate(configs[1:], start=1):
-    for field in sorted(set(configs[0]) | set(other)):
-      if configs[0].get(field) != other.get(field):
-        diffs.append(f"{field}: {configs[0].get(field)!r} (process 0) vs "
-                     f"{other.get(field)!r} (process {p})")
+  diffs = _differences(json.loads(config.to_json_best_effort(sort_keys=True)))
   if diffs:
     raise ValueError(f"the processes of this run were given different configs "
                      f"({'; '.join(diffs[:4])}{' ...' if len(diffs) > 4 else ''}); start "
                      "every process with the same --config and --config.* flags")
+  diffs = _differences({"flaxcnn code": code_version()})
+  if diffs:
+    raise ValueError(f"the processes of this run run different flaxcnn code ({diffs[0]}: a "
+                     "hash of the package's files); check out the same commit on every host")
+
+
+def check_same_data(dataset) -> None:
+  """Every process must have loaded the same data (its splits' sizes and hashes): a
+  folder that differs on one host would train each process on other images."""
+  if jax.process_count() == 1:
+    return
+  diffs = _differences(fingerprint(dataset))
+  if diffs:
+    raise ValueError(f"the processes of this run loaded different data ({'; '.join(diffs[:3])}"
+                     "; size:hash of each split); give every host the same data.root content")
+
+
+def code_version() -> str:
+  """A hash of flaxcnn's source files (names and bytes)."""
+  root = os.path.dirname(os.path.abspath(__file__))
+  h = hashlib.sha1()
+  for path in sorted(glob.glob(os.path.join(root, "**", "*.py"), recursive=True)):
+    h.update(os.path.relpath(path, root).encode())
+    with open(path, "rb") as f:
+      h.update(f.read())
+  return h.hexdigest()[:12]
+
+
+def _differences(mine: dict) -> list:
+  """'field: v0 (process 0) vs v1 (process p)' for each field of the (nested) dict
+  where some process differs from process 0 (all processes call this together)."""
+  data = np.frombuffer(json.dumps(mine, sort_keys=True).encode(), np.uint8)
+  sizes = multihost_utils.process_allgather(np.int32(data.size))
+  padded = np.zeros(int(np.max(sizes)), np.uint8)
+  padded[:data.size] = data
+  everyone = multihost_utils.process_allgather(padded)
+  dicts = [flatten(json.loads(bytes(row[:n]).decode())) for row, n in zip(everyone, sizes)]
+  diffs = []
+  for p, other in enumerate(dicts[1:], start=1):
+    for field in sorted(set(dicts[0]) | set(other)):
+      if dicts[0].get(field) != other.get(field):
+        diffs.append(f"{field}: {dicts[0].get(field)!r} (process 0) vs "
+                     f"{other.get(field)!r} (process {p})")
+  return diffs

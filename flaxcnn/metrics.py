@@ -59,15 +59,53 @@ def image_grid(images, pad: int = 2) -> np.ndarray:
   return grid
 
 
+class WandbRun:
+  """The run in Weights & Biases (config.wandb.project): the same scalars, images and
+  histograms as TensorBoard, the config as the run's config. Its id is kept in
+  WORKDIR/wandb_run_id, so a resumed run goes on in the same W&B run."""
+
+  def __init__(self, workdir: str, settings, hparams):
+    try:
+      import wandb   # optional: pip install wandb
+    except ImportError:
+      raise ValueError("config.wandb.project is set but wandb is not installed: pip install "
+                       "wandb (or leave config.wandb.project empty)") from None
+    self.wandb = wandb
+    id_file = os.path.join(workdir, "wandb_run_id")
+    run_id = open(id_file).read().strip() if os.path.exists(id_file) else wandb.util.generate_id()
+    with open(id_file, "w") as f:
+      f.write(run_id)
+    self.run = wandb.init(project=settings.project, entity=settings.entity or None,
+                          name=os.path.basename(os.path.abspath(workdir)), id=run_id,
+                          resume="allow", dir=workdir, config=hparams, mode=settings.mode)
+
+  def log(self, step: int, values: dict) -> None:
+    self.run.log(values, step=int(step))
+
+  def image(self, step: int, tag: str, grid) -> None:
+    self.log(step, {tag: self.wandb.Image(grid[..., 0] if grid.shape[-1] == 1 else grid)})
+
+  def histograms(self, step: int, histograms: dict) -> None:
+    self.log(step, {tag: self.wandb.Histogram(np_histogram=h)
+                    for tag, h in histograms.items()})
+
+  def close(self) -> None:
+    self.run.finish()
+
+
 class MetricWriter:
 
-  def __init__(self, workdir: str, resume_step: Optional[int] = None, hparams=None):
+  def __init__(self, workdir: str, resume_step: Optional[int] = None, hparams=None,
+               wandb=None):
     """`resume_step`: the step the run resumes at (None: a fresh start).
-    `hparams`: a (nested) dict shown in TensorBoard's HParams view."""
+    `hparams`: a (nested) dict shown in TensorBoard's HParams view (and W&B's config).
+    `wandb`: config.wandb; with a project, the metrics go to W&B too."""
     self.active = jax.process_index() == 0
-    self._tb = None
+    self._tb = self._wandb = None
     if not self.active:
       return
+    if wandb is not None and wandb.project:
+      self._wandb = WandbRun(workdir, wandb, hparams)
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "metrics.jsonl")
     tb_dir = os.path.join(workdir, "tensorboard")
@@ -128,6 +166,9 @@ class MetricWriter:
               **{k: float(v) for k, v in values.items()}, "time": time.time()}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
+    if self._wandb is not None:
+      self._wandb.log(step, {f"{split}/{k}": float(v) for k, v in values.items()
+                             if k not in NOT_CHARTED})
     if self._tb is not None:
       _, summary_pb2 = self._pb
       summary = summary_pb2.Summary(value=[
@@ -138,10 +179,14 @@ class MetricWriter:
 
   def image(self, step: int, tag: str, images) -> None:
     """A TensorBoard image: `images` (N, H, W, C) uint8, tiled into one grid."""
-    if not self.active or self._tb is None:
+    if not self.active:
+      return
+    grid = image_grid(images)
+    if self._wandb is not None:
+      self._wandb.image(step, tag, grid)
+    if self._tb is None:
       return
     _, summary_pb2 = self._pb
-    grid = image_grid(images)
     buffer = io.BytesIO()
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buffer, format="PNG")
     value = summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
@@ -153,25 +198,29 @@ class MetricWriter:
   def histograms(self, step: int, tree: dict, bins: int = 30) -> None:
     """A TensorBoard histogram per array of `tree` (nested dicts of arrays), tagged by
     its path: 'params/stage1_block1/conv1/kernel'."""
-    if not self.active or self._tb is None:
+    if not self.active:
+      return
+    arrays = {tag: np.asarray(x, np.float64).ravel() for tag, x in _flatten_arrays(tree)}
+    arrays = {tag: x for tag, x in arrays.items() if x.size and np.all(np.isfinite(x))}
+    hists = {tag: np.histogram(x, bins=bins if x.min() < x.max() else 1)
+             for tag, x in arrays.items()}
+    if self._wandb is not None:
+      self._wandb.histograms(step, hists)
+    if self._tb is None:
       return
     _, summary_pb2 = self._pb
-    values = []
-    for tag, x in _flatten_arrays(tree):
-      x = np.asarray(x, np.float64).ravel()
-      if not x.size or not np.all(np.isfinite(x)):
-        continue
-      counts, edges = np.histogram(x, bins=bins if x.min() < x.max() else 1)
-      values.append(summary_pb2.Summary.Value(tag=tag, histo=summary_pb2.HistogramProto(
-          min=float(x.min()), max=float(x.max()), num=float(x.size), sum=float(x.sum()),
-          sum_squares=float(np.dot(x, x)), bucket_limit=edges[1:].tolist(),
-          bucket=counts.astype(float).tolist())))
+    values = [summary_pb2.Summary.Value(tag=tag, histo=summary_pb2.HistogramProto(
+        min=float(x.min()), max=float(x.max()), num=float(x.size), sum=float(x.sum()),
+        sum_squares=float(np.dot(x, x)), bucket_limit=hists[tag][1][1:].tolist(),
+        bucket=hists[tag][0].astype(float).tolist())) for tag, x in arrays.items()]
     self._event(step=int(step), summary=summary_pb2.Summary(value=values))
     self._tb_file.flush()
 
   def close(self):
     if self.active:
       self._jsonl.close()
+      if self._wandb is not None:
+        self._wandb.close()
       if self._tb is not None:
         self._tb_file.close()
 

@@ -7,6 +7,7 @@ metrics with the first's. A lock left by a killed run is stale (its process is g
 on this host, or its heartbeat, renewed at every logged step, is older than
 STALE_SECONDS) and is taken over. Multi-host runs take it on process 0 only.
 """
+import dataclasses
 import json
 import os
 import socket
@@ -15,7 +16,8 @@ import time
 import jax
 
 from flaxcnn.config import default_config
-from flaxcnn.data.core import fingerprint
+from flaxcnn.data.core import example_hashes, fingerprint
+from flaxcnn.data.core import keep_validation as keep_validation_split
 from flaxcnn.papers import flatten
 
 STALE_SECONDS = 15 * 60
@@ -198,7 +200,31 @@ def write_data_stats(workdir: str, dataset, prints=None, resumed: bool = False,
   saved = (read_data_stats(workdir) or {}) if resumed else {}
   stats["started_with"] = saved.get("started_with", saved.get("fingerprint",
                                                               stats["fingerprint"]))
+  validation = dataset.splits.get("validation")
+  if getattr(dataset, "validation_held_out", False) and getattr(validation, "images", None) \
+      is not None:   # the held-out examples, kept for a resume on changed data
+    stats["validation_examples"] = saved.get("validation_examples") or \
+        example_hashes(validation)
   write_json(os.path.join(workdir, DATA_STATS), stats)
+
+
+def keep_validation(workdir: str, dataset, allow_changed: bool):
+  """A resume on changed data (config.data.allow_changed): the validation split the
+  run held out at its start stays its validation split (images added since train,
+  they are never validated on) and its normalization stays the recorded one."""
+  saved = read_data_stats(workdir) or {}
+  held = saved.get("validation_examples")
+  if (not allow_changed or not held or not os.path.isdir(os.path.join(workdir, "checkpoints"))
+      or saved.get("fingerprint") == fingerprint(dataset)
+      or not getattr(dataset, "validation_held_out", False)):
+    return dataset
+  dataset, found = keep_validation_split(dataset, held)
+  dataset = dataclasses.replace(dataset, mean=tuple(saved["mean"]), std=tuple(saved["std"]))
+  if jax.process_index() == 0:
+    print(f"WARNING: the data changed; the validation split stays the one the run started "
+          f"with ({found} of its {len(held)} examples are still there), every other image "
+          "trains, and the normalization stays the recorded one", flush=True)
+  return dataset
 
 
 def check_same_data(workdir: str, dataset, step: int, allow_changed: bool = False):

@@ -138,3 +138,56 @@ def test_two_processes_both_given_process_id_0_stop_with_one_line(tmp_path):
     assert len(errors) == 1 and "Traceback" not in out, out[-3000:]
     assert "--process_id" in errors[0]
   assert sum("is taken by another process 0" in out for out in outs) == 1
+
+
+def _processes_from(dirs, args, workdir, env=None):
+  """(returncodes, outputs) of a 2-process run whose process i starts in dirs[i] as
+  `python -m flaxcnn` (so it imports the flaxcnn found there, else this checkout's)."""
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "flaxcnn"] + args + [
+          f"--workdir={workdir}", "--num_processes=2", f"--process_id={i}",
+          f"--coordinator_address=127.0.0.1:{port}", "--distributed_timeout=60"],
+      cwd=str(d), env=dict(os.environ, PYTHONPATH=f"{d}{os.pathsep}{ROOT}",
+                           PYTHONUNBUFFERED="1", **(env or {})),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i, d in enumerate(dirs)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  return [p.returncode for p in procs], outs
+
+
+def test_processes_running_different_flaxcnn_code_stop_before_training(tmp_path):
+  """Hosts with different checkouts: one line naming the code hash, on every process."""
+  import shutil
+  other = tmp_path / "other"
+  shutil.copytree(os.path.join(ROOT, "flaxcnn"), other / "flaxcnn",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  with open(other / "flaxcnn" / "optim.py", "a") as f:
+    f.write("# another checkout\n")
+  args = [f"--config={os.path.join(ROOT, 'experiments', 'quickstart.py')}"] + ARGS[1:]
+  codes, outs = _processes_from([ROOT, other], args, tmp_path / "wd")
+  for code, out in zip(codes, outs):
+    assert code != 0 and "run different flaxcnn code (flaxcnn code: '" in out, out[-3000:]
+  assert not (tmp_path / "wd" / "checkpoints").exists()
+
+
+def test_processes_that_loaded_different_data_stop_before_training(tmp_path, cache_env):
+  """The same config, a folder whose content differs on one host (data.root relative
+  to each process's directory here): one line naming the split, on every process."""
+  from PIL import Image
+  rng = np.random.RandomState(0)
+  for host in ("a", "b"):
+    for split, n in (("train", 8), ("test", 2)):
+      for label in ("cat", "dog"):
+        folder = tmp_path / host / "imgs" / split / label
+        folder.mkdir(parents=True)
+        for i in range(n):
+          Image.fromarray(rng.randint(0, 255, (8, 8, 3), np.uint8)).save(folder / f"{i}.png")
+  args = [f"--config={os.path.join(ROOT, 'experiments', 'quickstart.py')}"] + ARGS[1:] + [
+      "--config.data.source=folder", "--config.data.name=imgs",
+      "--config.data.root=imgs", "--config.data.validation_size=4",
+      "--config.batch_size=4", "--config.eval_batch_size=4"]
+  codes, outs = _processes_from([tmp_path / "a", tmp_path / "b"], args, tmp_path / "wd")
+  for code, out in zip(codes, outs):
+    assert code != 0 and "loaded different data (test: '4:" in out, out[-3000:]
+  assert not (tmp_path / "wd" / "checkpoints").exists()

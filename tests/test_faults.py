@@ -160,6 +160,37 @@ def test_resuming_on_changed_data_is_refused_unless_allowed(tmp_path, capsys):
   assert saved["started_with"] != saved["fingerprint"]
 
 
+def test_a_resume_on_changed_data_keeps_the_validation_split_it_started_with(tmp_path,
+                                                                             capsys):
+  """40 images added, the resume allowed: the loader held out a validation split of
+  the bigger pool again (images the run had trained on among it). Now the run's
+  validation split is the one it started with, the new images train, and the
+  normalization stays the recorded one."""
+  from flaxcnn import data as data_lib
+  config = tiny_config(num_steps=4)
+  dataset = data_lib.load(config)
+  train.train_and_evaluate(config, str(tmp_path), dataset=dataset)
+  started = json.load(open(tmp_path / "data.json"))
+  assert len(started["validation_examples"]) == 180
+  old_train, old_val = dataset.splits["train"], dataset.splits["validation"]
+  pool = data_lib.Split(
+      np.concatenate([old_train.images, old_val.images, 255 - old_train.images[:40]]),
+      np.concatenate([old_train.labels, old_val.labels, old_train.labels[:40]]))
+  redrawn = data_lib.core.finalize("digits", 10, {"train": pool,
+                                                  "test": dataset.splits["test"]}, 180)
+  trained = set(data_lib.core.example_hashes(old_train))
+  assert trained & set(data_lib.core.example_hashes(redrawn.splits["validation"]))
+  more = tiny_config(num_steps=6, **{"data.allow_changed": True})
+  assert train.train_and_evaluate(more, str(tmp_path), dataset=redrawn)["step"] == 6
+  assert "the validation split stays the one the run started with (180 of its 180" in \
+      capsys.readouterr().out
+  now = json.load(open(tmp_path / "data.json"))
+  assert now["fingerprint"]["validation"] == started["fingerprint"]["validation"]
+  assert now["sizes"]["train"] == 1257 + 40 and now["sizes"]["validation"] == 180
+  assert now["mean"] == started["mean"] and now["std"] == started["std"]
+  assert now["validation_examples"] == started["validation_examples"]
+
+
 def test_head_size_must_match_the_data():
   config = tiny_config(**{"model.kwargs.num_classes": 5})
   with pytest.raises(ValueError, match=r"num_classes=5 but digits has 10 classes"):

@@ -2,7 +2,7 @@
 per-channel statistics (re-exported by `flaxcnn.data`)."""
 import dataclasses
 import hashlib
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ class Dataset:
   mean: Tuple[float, ...]      # per channel, in [0, 1], of the training split
   std: Tuple[float, ...]
   class_names: Optional[Tuple[str, ...]] = None
+  validation_held_out: bool = False   # validation drawn from train (config.data.validation_size)
 
   @property
   def image_shape(self):
@@ -60,10 +61,34 @@ def hold_out(split: Split, size: int, seed: int = 0) -> Tuple[Split, Split]:
 def finalize(name, num_classes, splits, validation_size, class_names=None,
              seed: int = 0) -> Dataset:
   """Adds a held-out validation split if needed and computes the train statistics."""
-  if "validation" not in splits and validation_size:
+  held = "validation" not in splits and bool(validation_size)
+  if held:
     splits["train"], splits["validation"] = hold_out(splits["train"], validation_size, seed)
   mean, std = _stats(splits["train"].images)
-  return Dataset(name, num_classes, splits, mean, std, class_names)
+  return Dataset(name, num_classes, splits, mean, std, class_names, validation_held_out=held)
+
+
+def example_hashes(split: Split) -> List[str]:
+  """A short hash per example (its image's bytes and its label), to find it again."""
+  return [hashlib.blake2b(np.ascontiguousarray(image).tobytes()
+                          + np.ascontiguousarray(label).tobytes(), digest_size=8).hexdigest()
+          for image, label in zip(split.images, split.labels)]
+
+
+def keep_validation(dataset: Dataset, held: Sequence[str]) -> Tuple[Dataset, int]:
+  """The dataset re-split so that validation holds the examples `held` names (in that
+  order) and train all the others (images added since go to train, never to
+  validation). Returns it and how many of `held` are still there."""
+  pool = Split(np.concatenate([dataset.splits["train"].images,
+                               dataset.splits["validation"].images]),
+               np.concatenate([dataset.splits["train"].labels,
+                               dataset.splits["validation"].labels]))
+  where = {h: i for i, h in enumerate(example_hashes(pool))}
+  picked = [where[h] for h in held if h in where]
+  rest = np.setdiff1d(np.arange(len(pool)), picked)
+  splits = dict(dataset.splits, train=Split(pool.images[rest], pool.labels[rest]),
+                validation=Split(pool.images[picked], pool.labels[picked]))
+  return dataclasses.replace(dataset, splits=splits), len(picked)
 
 
 def fingerprint(dataset) -> Dict[str, str]:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxcnn import console as console_lib, models, optim, tasks
+from flaxcnn import console as console_lib, distributed, models, optim, tasks
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer
 from flaxcnn.data import feeds
@@ -333,6 +333,8 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   try:
     if dataset is None:
       dataset = task.load_data(config)
+    distributed.check_same_data(dataset)
+    dataset = workdir_lib.keep_validation(workdir, dataset, config.data.allow_changed)
     run = setup(config, dataset)
     ckpt = Checkpointer(workdir, config.keep_checkpoints)
     try:
@@ -400,7 +402,7 @@ def _open(config, workdir, run, dataset, ckpt, lock, resumed) -> Context:
   workdir_lib.write_data_stats(workdir, dataset, prints, resumed=resumed is not None,
                                label=console_lib.data_label(config, dataset))
   writer = MetricWriter(workdir, resume_step=resumed,
-                        hparams=json.loads(config.to_json_best_effort()))
+                        hparams=json.loads(config.to_json_best_effort()), wandb=config.wandb)
   return Context(config=config, workdir=workdir, run=run, dataset=dataset, ckpt=ckpt,
                  writer=writer, console=console_lib.Console(run.total_steps), lock=lock)
 
