@@ -37,6 +37,14 @@ CIFAR_JPEG = os.path.join(SHARED, "data", "cifar10-jpeg", "train.tar.xz")
 sys.path.insert(0, ROOT)
 
 
+def one_host_device_flags() -> str:
+  """XLA_FLAGS for a child process whose reference is one host device, whatever the
+  suite runs under (XLA_FLAGS=--xla_force_host_platform_device_count=N)."""
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  return " ".join(flags + ["--xla_force_host_platform_device_count=1"])
+
+
 def tiny_config(**overrides):
   """ResNet-8 on the digits: a real run that compiles in seconds."""
   from flaxcnn.config import default_config

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_launch
+from conftest import ROOT, one_host_device_flags, run_launch
 from flaxcnn import checkpoint, metrics
 
 ARGS = ["--config=experiments/quickstart.py", "--config.num_steps=6",
@@ -23,7 +23,7 @@ def _train_losses(workdir):
 @pytest.fixture(scope="module")
 def single_device_losses(tmp_path_factory):
   d = tmp_path_factory.mktemp("one")
-  r = run_launch(ARGS + [f"--workdir={d}"])
+  r = run_launch(ARGS + [f"--workdir={d}"], env={"XLA_FLAGS": one_host_device_flags()})
   assert r.returncode == 0, r.stderr[-2000:]
   assert "1 cpu device(s)" in r.stdout
   return _train_losses(d)
@@ -49,7 +49,8 @@ def _two_processes(workdir, extra=((), ()), ids=(0, 1)):
   """(processes, outputs) of a 2-process launch on this machine; extra[i]: flags of
   process i only; ids: their --process_id."""
   port = _free_port()
-  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1",
+             XLA_FLAGS=one_host_device_flags())   # 2 processes x 1 device, as one process
   procs = [subprocess.Popen(
       [sys.executable, "launch.py"] + ARGS + [
           f"--workdir={workdir}", "--num_processes=2", f"--process_id={ids[i]}",

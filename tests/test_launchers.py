@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, one_host_device_flags
 from flaxcnn import metrics, sweep
 from flaxcnn.sweep import launchers
 
@@ -103,7 +103,7 @@ def test_two_variants_at_once_give_the_numbers_of_a_sequential_sweep(tmp_path, j
   reference = subprocess.run(
       [sys.executable, "-c", on_share, os.path.join(ROOT, "launch.py"), f"--config={config}",
        f"--workdir={tmp_path / 'sequential'}", "--sweep"], cwd=ROOT, capture_output=True,
-      text=True, timeout=600)
+      text=True, timeout=600, env=dict(os.environ, XLA_FLAGS=one_host_device_flags()))
   assert reference.returncode == 0, reference.stderr[-2000:]
   for name in ("seed=0", "seed=1", "seed=2", "seed=3"):
     ours = _json(tmp_path / "parallel" / name / "summary.json")
