@@ -29,8 +29,8 @@ linearly, 0.016 * N / 256 (the reference's rule):
 
 Augmentation as the paper: AutoAugment's ImageNet policy ('v0', flaxcnn/autoaugment.py,
 with the reference's level rules). `:randaugment` trains with the reference's other
-option instead, RandAugment (2 layers, magnitude 10 on TF's 0-10 scale, i.e. 30 on
-ours: randaugment.from_tf_level):
+option instead, its RandAugment (2 layers at level 10 of its 16 ops:
+config.augment.randaugment_ops="tf"):
 
   python launch.py --config=experiments/efficientnet_b0.py:randaugment --workdir=runs/b0_ra
 
@@ -42,7 +42,6 @@ Crops as the reference: Inception-style random-resized crops
 from flaxcnn import papers
 from flaxcnn.config import default_config, parse_arg
 from flaxcnn.models import get_preset
-from flaxcnn.randaugment import from_tf_level
 
 VARIANTS = tuple(f"b{i}" for i in range(8))
 PAPER_BATCH = 4096
@@ -71,7 +70,8 @@ def get_config(arg: str = ""):
     config.augment.autoaugment = "v0"
   else:
     config.augment.randaugment_layers = 2
-    config.augment.randaugment_magnitude = from_tf_level(10)
+    config.augment.randaugment_ops = "tf"      # the reference's op set and levels
+    config.augment.randaugment_magnitude = 10.0
 
   config.batch_size = batch
   config.eval_batch_size = 512             # divisible by 1-8 devices

@@ -15,11 +15,10 @@ mixup, dropout, stochastic depth with survival probability 0.8. From the officia
 code (google/automl efficientnetv2 hparams.py): 5 warmup epochs, label smoothing
 0.1, RandAugment with 2 layers; the evaluation size is 384 (S) / 480 (M, L).
 
-RandAugment magnitudes: the paper's (and the official code's) are levels on TF's
-autoaugment scale, 0-10 (_MAX_LEVEL = 10); ours is 0-30, so level m is 3 m here
-(randaugment.from_tf_level). Levels above 10 saturate at our 30: S's 5 -> 15 becomes
-15 -> 30 (the last stages at full strength), M's and L's likewise. Learning rate
-decay counted from step 0 as the reference (schedule.decay_begin='start'); weight
+RandAugment as the official code: its 16 ops and levels on TF's scale
+(config.augment.randaugment_ops="tf", flaxcnn/autoaugment.py), where level 10 is
+full strength and the paper's 15-25 extrapolate (Rotate 45 degrees at 15, 75 at 25).
+Learning rate decay counted from step 0 as the reference (schedule.decay_begin='start'); weight
 decay not on BatchNorm (decay_all False), as the reference's l2 loss.
 
 Note: the official code's schedule differs from Table 6 (S: RandAugment 5 -> 10,
@@ -36,7 +35,6 @@ Crops: the reference's Inception-style random-resized crops at each stage's size
 
 from flaxcnn import papers
 from flaxcnn.config import default_config, parse_arg
-from flaxcnn.randaugment import from_tf_level
 
 # Table 6 of the paper: (min, max) per model; RandAugment in TF levels (0-10 scale).
 PROGRESSIVE = {
@@ -58,7 +56,7 @@ def get_config(arg: str = ""):
   opts = parse_arg(arg, "efficientnetv2_s.py", size=tuple(PROGRESSIVE), batch=PAPER_BATCH)
   size, batch = opts["size"], opts["batch"]
   prog = PROGRESSIVE[size]
-  magnitudes = tuple(from_tf_level(m) for m in prog["randaugment_magnitude"])
+  magnitudes = prog["randaugment_magnitude"]   # TF levels (randaugment_ops="tf")
 
   config = default_config()
   config.model.name = f"efficientnetv2_{size}"
@@ -71,6 +69,7 @@ def get_config(arg: str = ""):
   config.augment.train_crop = "inception"   # the reference's random-resized crop
   config.augment.crop_padding = 0
   config.augment.randaugment_layers = 2
+  config.augment.randaugment_ops = "tf"     # the official code's RandAugment
   config.augment.randaugment_magnitude = magnitudes[1]
   config.augment.mixup_alpha = prog["mixup_alpha"][1]
 

@@ -94,10 +94,13 @@ def train_augment(rng, images, config, mean, std, dtype, size=None):
 
 def policy(rng, images, config):
   """The configured augmentation policy on a uint8 batch: RandAugment
-  (augment.randaugment_layers) or AutoAugment (augment.autoaugment), or none."""
-  if config.augment.randaugment_layers:
-    return randaugment.randaugment(rng, images, config.augment.randaugment_layers,
-                                   config.augment.randaugment_magnitude)
+  (augment.randaugment_layers, torchvision's or the TF references' ops by
+  augment.randaugment_ops) or AutoAugment (augment.autoaugment), or none."""
+  layers, magnitude = config.augment.randaugment_layers, config.augment.randaugment_magnitude
+  if layers and config.augment.randaugment_ops == "tf":
+    return autoaugment.randaugment_tf(rng, images, layers, magnitude)
+  if layers:
+    return randaugment.randaugment(rng, images, layers, magnitude)
   if config.augment.autoaugment:
     return autoaugment.autoaugment(rng, images, config.augment.autoaugment)
   return images

@@ -71,7 +71,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment.cutout = 0             # Cutout square side in pixels (0 = off)
   c.augment.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
   c.augment.randaugment_layers = 0     # RandAugment N (0 = off), on the device
-  c.augment.randaugment_magnitude = 10.0   # RandAugment M in [0, 30]
+  c.augment.randaugment_magnitude = 10.0   # RandAugment M in [0, 30] (its scale: below)
+  # RandAugment's ops: torchvision (14, M of 30) | tf (the EfficientNet(V2) references'
+  # 16; M a TF level: 10 = full strength, higher levels extrapolate)
+  c.augment.randaugment_ops = "torchvision"
   c.augment.autoaugment = ""       # AutoAugment policy ('' = off, 'v0' = ImageNet), on the device
 
   # DropBlock's keep_prob (model.kwargs.dropblock_*) goes linearly from 1 to its
@@ -269,6 +272,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if config.wandb.project and not _installed("wandb"):
     raise ValueError(f"config.wandb.project={config.wandb.project!r} but wandb is not "
                      "installed: pip install wandb (or leave config.wandb.project empty)")
+  if config.augment.randaugment_ops not in ("torchvision", "tf"):
+    raise ValueError(f"config.augment.randaugment_ops={config.augment.randaugment_ops!r}: "
+                     "'torchvision' (magnitude of 30) or 'tf' (the TF references' levels)")
   if config.augment.autoaugment not in ("", "v0"):
     raise ValueError(f"config.augment.autoaugment={config.augment.autoaugment!r}: '' (off) "
                      "or 'v0' (the ImageNet policy)")

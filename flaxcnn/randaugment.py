@@ -52,15 +52,8 @@ OPS = ("Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color",
        "Posterize", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
        "TranslateX", "TranslateY")
 MAX_MAGNITUDE = 30.0
-# TF's autoaugment.py (EfficientNet, EfficientNetV2 references) scales its ops by
-# level / 10 (_MAX_LEVEL = 10): its level m is our M = 3 m. Levels above 10 (the
-# EfficientNetV2 paper's 15-25) saturate here at M = 30 (TF extrapolates them).
-TF_MAX_LEVEL = 10.0
-
-
-def from_tf_level(level: float) -> float:
-  """Our magnitude (0..30) of a TF autoaugment level (0..10), saturated at 30."""
-  return min(float(level) * MAX_MAGNITUDE / TF_MAX_LEVEL, MAX_MAGNITUDE)
+# The TF references' RandAugment (EfficientNet, EfficientNetV2: 16 ops, levels of 10,
+# extrapolated above) is flaxcnn.autoaugment.randaugment_tf (augment.randaugment_ops="tf").
 TRANSLATE_FRAC = 100.0 / 331.0
 
 _F32 = jnp.float32

@@ -1,6 +1,7 @@
-"""AutoAugment (flaxcnn/autoaugment.py): the ImageNet policy's shape, each op's
-argument by the TF reference's level rules, the per-op probabilities, and the
-EfficientNet recipe training with it from its config file."""
+"""The TF references' policies (flaxcnn/autoaugment.py): AutoAugment's ImageNet policy
+(its shape, each op's argument by the reference's level rules, the per-op
+probabilities, the EfficientNet recipe training with it from its config file) and
+the references' RandAugment (its 16 ops, levels above 10 extrapolated, Cutout)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,7 +103,91 @@ def test_the_efficientnet_recipe_uses_autoaugment_and_trains_with_it(tmp_path):
   assert load("efficientnet_b0.py").augment.randaugment_layers == 0
   other = load("efficientnet_b0.py", "randaugment")
   assert other.augment.autoaugment == "" and other.augment.randaugment_layers == 2
-  assert other.augment.randaugment_magnitude == 30     # the reference's 10 of TF's 0-10
+  assert other.augment.randaugment_ops == "tf" and other.augment.randaugment_magnitude == 10
   summary = train.train_and_evaluate(
       tiny_config(num_steps=3, **{"augment.autoaugment": "v0"}), str(tmp_path))
   assert summary["step"] == 3 and np.isfinite(summary["test"]["loss"])
+
+
+def _ra_op(name, level, images, sign=1.0, center=(0, 0)):
+  """One op with RandAugment's constants (translate 100, cutout 40 pixels at level 10)."""
+  op = autoaugment.OPS.index(name)
+  fill = jnp.full((images.shape[-1],), 128, jnp.uint8)
+  per_level = (autoaugment.RANDAUGMENT_TRANSLATE / 10, autoaugment.RANDAUGMENT_CUTOUT / 10)
+  return np.asarray(jax.vmap(lambda im: autoaugment.apply_op(
+      im, op, level, sign, fill, *per_level, jnp.asarray(center)))(images)).astype(int)
+
+
+def _tf_posterize(image, bits):
+  """The reference's posterize, run by TensorFlow (where tf.data runs: the CPU)."""
+  import tensorflow as tf
+  shift = 8 - bits
+  return tf.bitwise.left_shift(tf.bitwise.right_shift(tf.constant(image), shift),
+                               shift).numpy().astype(int)
+
+
+def test_tf_randaugment_levels_above_10_extrapolate_as_the_reference():
+  x = _images(n=2, size=200)
+  xi = np.asarray(x).astype(int)
+  fill = jnp.full((3,), 128, jnp.uint8)
+  # Rotate 30 L / 10 and shear 0.3 L / 10, not capped: 60 degrees and 0.75 at 20 and 25
+  np.testing.assert_array_equal(_ra_op("Rotate", 20, x, -1.0), jax.vmap(
+      lambda im: randaugment.affine_transform(
+          im, randaugment.rotate_matrix(-60.0, 200, 200), fill))(x))
+  np.testing.assert_array_equal(_ra_op("ShearX", 25, x), jax.vmap(
+      lambda im: randaugment.affine_transform(im, (1.0, 0.75, 0.0, 0.0, 1.0, 0.0), fill))(x))
+  # Translate: 100 L / 10 pixels of the image as it is (150 at level 15)
+  moved = _ra_op("TranslateX", 15, x)
+  np.testing.assert_array_equal(moved[:, :, :50], xi[:, :, 150:])
+  assert (moved[:, :, 50:] == 128).all()
+  # the enhance ops' factor 0.1 + 1.8 L / 10 = 3.7 at level 20, clipped to 255
+  expected = np.clip(np.floor(xi.astype(np.float32) * np.float32(3.7)), 0, 255)
+  np.testing.assert_array_equal(_ra_op("Brightness", 20, x), expected)
+  # Posterize as TensorFlow computes int(4 L / 10) bits: 6 at 15, all at 20, 1 at 25
+  for level in (0, 5, 15, 20, 25):
+    np.testing.assert_array_equal(_ra_op("Posterize", level, x),
+                                  _tf_posterize(np.asarray(x), int(level / 10 * 4)))
+  np.testing.assert_array_equal(_ra_op("Solarize", 15, x), xi)     # threshold 384
+  np.testing.assert_array_equal(_ra_op("SolarizeAdd", 20, x),
+                                np.where(xi < 128, np.minimum(xi + 220, 255), xi))
+  # Cutout: a square of side 2 int(40 L / 10) = 120 at 15, clipped at the border
+  cut = _ra_op("Cutout", 15, x, center=(5, 190))
+  inside = np.zeros((200, 200), bool)
+  inside[:65, 130:] = True
+  assert (cut[:, inside] == 128).all()
+  np.testing.assert_array_equal(cut[:, ~inside], xi[:, ~inside])
+
+
+def test_tf_randaugment_draws_its_16_ops_uniformly_and_repeats_with_a_key():
+  n = 16_000
+  ops, signs, centers = autoaugment.sample_randaugment(jax.random.PRNGKey(0), n, 1, 24, 32)
+  counts = np.bincount(np.asarray(ops).ravel(), minlength=len(autoaugment.OPS))
+  names = [autoaugment.OPS[i] for i in np.flatnonzero(counts)]
+  assert sorted(names) == sorted(autoaugment.RANDAUGMENT_OPS)      # 16, Cutout included
+  p = 1 / 16
+  assert np.abs(counts[counts > 0] - n * p).max() < 4 * np.sqrt(n * p * (1 - p))
+  assert abs(float(np.mean(np.asarray(signs) > 0)) - 0.5) < 4 * np.sqrt(0.25 / n)
+  c = np.asarray(centers)
+  assert c[..., 0].min() == 0 and c[..., 0].max() == 23 and c[..., 1].max() == 31
+  x = _images(n=6, size=24)
+  key = jax.random.PRNGKey(3)
+  a = autoaugment.randaugment_tf(key, x, 2, 15.0)
+  np.testing.assert_array_equal(a, autoaugment.randaugment_tf(key, x, 2, 15.0))
+  traced = jax.jit(autoaugment.randaugment_tf, static_argnums=2)(key, x, 2, 15.0)
+  np.testing.assert_array_equal(a, traced)     # the level traced (progressive learning)
+  assert not np.array_equal(a, x)
+
+
+def test_the_efficientnetv2_recipe_trains_with_the_tf_randaugment(tmp_path):
+  from test_experiments import load
+  v2 = load("efficientnetv2_s.py", "l")
+  assert v2.augment.randaugment_ops == "tf"
+  assert tuple(v2.progressive.randaugment_magnitude) == (5.0, 25.0)   # Table 6, not capped
+  c = tiny_config(num_steps=3, **{"augment.randaugment_layers": 2,
+                                  "augment.randaugment_magnitude": 25.0,
+                                  "augment.randaugment_ops": "tf"})
+  summary = train.train_and_evaluate(c, str(tmp_path))
+  assert summary["step"] == 3 and np.isfinite(summary["test"]["loss"])
+  c.augment.randaugment_ops = "timm"
+  with pytest.raises(ValueError, match="randaugment_ops='timm'"):
+    config_lib.validate(c)

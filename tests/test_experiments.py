@@ -162,9 +162,9 @@ def test_efficientnetv2_progressive_recipe(size):
   assert c.model.name == f"efficientnetv2_{size}"
   assert c.progressive.stages == 4
   assert tuple(c.progressive.image_size) == table["image_size"]
-  # Table 6's magnitudes are TF levels (0-10): 3x on our 0-30 scale, saturated at 30.
-  assert tuple(c.progressive.randaugment_magnitude) == pytest.approx(
-      [min(3 * m, 30) for m in table["randaugment"]])
+  # TF levels as the paper's table, not capped (the references' RandAugment)
+  assert c.augment.randaugment_ops == "tf"
+  assert tuple(c.progressive.randaugment_magnitude) == pytest.approx(table["randaugment"])
   assert c.augment.randaugment_magnitude == c.progressive.randaugment_magnitude[1]
   assert c.schedule.decay_begin == "start"
   assert tuple(c.progressive.mixup_alpha) == pytest.approx(table["mixup"])
