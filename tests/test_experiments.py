@@ -10,10 +10,12 @@ import glob
 import math
 import os
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from conftest import ROOT
-from flaxcnn import config as config_lib, models, optim
+from flaxcnn import config as config_lib, models, optim, papers
 from flaxcnn import sweep
 from flaxcnn.models import get_preset
 
@@ -48,7 +50,7 @@ ARGS = {
     "efficientnetv2_s.py": ["s", "m", "l", "s,batch=512"],
     "densenet_bc_100_12.py": ["250_24", "190_40", "cifar100"],
     "pyramidnet.py": ["272_a200_bottleneck", "110_mul_a8", "cifar100"],
-    "resnext29.py": ["16x64d", "cifar100"],
+    "resnext29.py": ["16x64d", "cifar100", "preact", "16x64d,cifar100,preact"],
     "stochastic_depth_resnet110.py": ["1202", "cifar100"],
     "cutout_wrn.py": ["cifar100", "resnet18"],
     "preact_resnet.py": ["110", "1001", "cifar100"],
@@ -222,6 +224,34 @@ def test_resnext29_recipe():
   assert_piecewise(c, 300, (150, 225), 0.1, 128)
   assert_sgd(c, 0.1, 0.9, True, 5e-4)
   assert load("resnext29.py", "16x64d").model.name == "resnext29_16x64d"
+
+
+def test_resnext29_preact_is_the_form_of_table_7():
+  """The authors' README: Table 7 used pre-activated bottleneck blocks at batch 256."""
+  from flaxcnn.models import summary
+  from flaxcnn.models.resnet import PostActBlock, PreActBlock
+  pre, post = load("resnext29.py", "preact"), load("resnext29.py")
+  assert (pre.batch_size, post.batch_size) == (256, 128)
+  assert_sgd(pre, 0.1, 0.9, True, 5e-4)
+  shapes = {}
+  for c, block in ((pre, PreActBlock), (post, PostActBlock)):
+    model = models.build_model(c, 10)
+    variables = summary.init_shapes(model, 32)      # abstract: no memory, no compute
+    shapes[block] = set(variables["params"])
+    found = set()                                    # the block classes the model calls
+    jax.eval_shape(lambda v: model.apply(
+        v, jnp.zeros((1, 32, 32, 3)), mutable=["intermediates"],
+        capture_intermediates=lambda mdl, _: found.add(type(mdl)) or False), variables)
+    assert block in found and ({PreActBlock, PostActBlock} - {block}).isdisjoint(found)
+    assert summary.count_params(model) == pytest.approx(34.4e6, rel=2e-3)   # Table 7
+  assert "final_bn" in shapes[PreActBlock] and "final_bn" not in shapes[PostActBlock]
+  # each form is compared with the table only as itself
+  rows = {(r.label, r.arg): r for r in
+          sweep.load_module(os.path.join(EXPERIMENTS, "resnext29.py")).PAPER}
+  pre_row = rows[("ResNeXt-29 8x64d", "8x64d,cifar10,preact")]
+  post_row = rows[("ResNeXt-29 8x64d", "8x64d,cifar10,original")]
+  settings = papers.flatten(pre)
+  assert pre_row.matches(settings) and not post_row.matches(settings)
 
 
 def test_stochastic_depth_recipe():
