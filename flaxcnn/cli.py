@@ -3,13 +3,15 @@ r"""The command line of every flaxcnn job (launch.py, `python -m flaxcnn`).
     python launch.py --config=experiments/quickstart.py --workdir=runs/quickstart
     python launch.py --config=experiments/wrn_28_10.py --workdir=runs/wrn \
         --config.optimizer.lr=0.05 --config.model.kwargs.dropout=0.3
+    flaxcnn --config=wrn_28_10.py:dropout --workdir=runs/wrn_d   # pip-installed, any dir
+
+--config takes a file, or one of experiments/ by name (config.find_config_file).
 
 A workdir that has checkpoints is resumed from the latest one. `config.job` picks the
 job (`run_job`): 'train' (the default; the task, classification or segmentation,
 follows from the model or config.task), 'eval' (the latest checkpoint) or 'features'
-(feature extraction, flaxcnn/features.py). Several processes
-(multi-host): pass --num_processes, --process_id and --coordinator_address (or set
-the usual cluster environment and pass --distributed).
+(feature extraction, flaxcnn/features.py). Several processes (multi-host): pass
+--num_processes, --process_id and --coordinator_address (or --distributed).
 
 A config file that declares a sweep (get_sweep, see flaxcnn/sweep/) runs all its
 variants with --sweep, one of them with --sweep_index=i, and lists them with
@@ -33,6 +35,7 @@ from ml_collections import config_flags
 
 from flaxcnn import backend, checkpoint, distributed, features, papers, sweep, train
 from flaxcnn import workdir as workdir_lib
+from flaxcnn import config as config_lib
 from flaxcnn.config import default_config, parse_model_kwarg
 
 config_flags.DEFINE_config_file("config", None, "experiment config file (experiments/*.py)",
@@ -308,6 +311,8 @@ def _pop_model_kwargs(argv):
 
 def _parse_flags(argv):
   """absl's flag parsing, with a config-file or override error as one line."""
+  argv = [f"--config={config_lib.find_config_file(a[len('--config='):])}"
+          if a.startswith("--config=") else a for a in argv]
   try:
     argv, model_kwargs = _pop_model_kwargs(argv)
     argv, nones = _pop_nones(argv)

@@ -17,7 +17,10 @@ import ast
 import copy
 import importlib.util
 import math
+import os
+import site
 import sys
+import sysconfig
 
 import ml_collections
 from ml_collections import config_dict
@@ -56,6 +59,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.validation_size = 5000    # examples held out from train when there is no validation split
   c.data.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
   c.data.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
+  # streaming, centre evaluation: a crop of this side from the shorter side resized to
+  # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
+  c.data.eval_image_size = placeholder(int)
   c.data.num_classes = placeholder(int)  # synthetic data only
   c.data.synthetic_size = 1024     # examples of synthetic data
   c.data.shuffle_buffer = 10_000   # streaming only
@@ -284,6 +290,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   if config.data.source == "folder" and not config.data.root:
     raise ValueError("config.data.root must name the image folder (ROOT/<split>/<class>/*.jpg) "
                      "or an archive of it when config.data.source='folder'")
+  if config.data.eval_image_size is not None and (
+      config.data.in_memory or config.eval_mode != "center" or config.data.eval_image_size < 1):
+    raise ValueError(f"config.data.eval_image_size={config.data.eval_image_size} is a centre "
+                     "crop of streamed images: it needs config.data.in_memory=False and "
+                     "config.eval_mode='center' (unset it for in-memory data)")
   if config.data.source == "synthetic" and (config.data.image_size is None
                                             or config.data.num_classes is None):
     raise ValueError("config.data.image_size and config.data.num_classes must be set for "
@@ -406,3 +417,31 @@ def parse_arg(arg: str, file: str, **options) -> dict:
     given.add(name)
     out[name] = found
   return out
+
+
+# ----------------------------------------------------------------------------- config files
+
+def experiments_dirs():
+  """Where config files are found by name: this checkout's experiments/ (a source
+  tree or an editable install), then the copy a `pip install .` puts in
+  PREFIX/share/flaxcnn/experiments (setup.cfg's data_files)."""
+  checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  dirs = [os.path.join(checkout, "experiments")]
+  for base in (sysconfig.get_path("data"), site.USER_BASE or ""):
+    dirs.append(os.path.join(base, "share", "flaxcnn", "experiments"))
+  return [d for d in dirs if os.path.isdir(d)]
+
+
+def find_config_file(value: str) -> str:
+  """A --config value (PATH[:ARG]) with PATH made a real file: as given when it
+  exists, else by name among experiments_dirs(): 'quickstart', 'wrn_28_10.py:dropout',
+  'ablations/wrn_width.py', 'experiments/quickstart.py' from any directory."""
+  path, sep, arg = value.partition(":")
+  if not path or os.path.exists(path):
+    return value
+  name = path[len("experiments/"):] if path.startswith("experiments/") else path
+  name = name if name.endswith(".py") else name + ".py"
+  for d in experiments_dirs():
+    if os.path.isfile(os.path.join(d, name)):
+      return os.path.join(d, name) + sep + arg
+  return value

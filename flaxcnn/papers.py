@@ -38,6 +38,8 @@ SOURCES = {
                "arXiv:1610.02915.",
     "xie2017": "S. Xie, R. Girshick, P. Dollar, Z. Tu, K. He. Aggregated Residual "
                "Transformations for Deep Neural Networks. CVPR 2017, arXiv:1611.05431.",
+    "hu2018": "J. Hu, L. Shen, S. Albanie, G. Sun, E. Wu. Squeeze-and-Excitation Networks. "
+              "TPAMI 2019 (CVPR 2018), arXiv:1709.01507 (v4).",
     "devries2017": "T. DeVries, G. Taylor. Improved Regularization of Convolutional Neural "
                    "Networks with Cutout. arXiv:1708.04552, 2017.",
     "ghiasi2018": "G. Ghiasi, T.-Y. Lin, Q. Le. DropBlock: A regularization method for "
@@ -204,6 +206,17 @@ HE2015_T4 = Table("he2015", "Table 4", {
     "ResNet-34 B": 21.84, "ResNet-34 C": 21.53, "ResNet-50": 20.74, "ResNet-101": 19.87,
     "ResNet-152": 19.38}, **_imagenet("top-1 error (%), multi-scale"))
 
+# He et al. 2016, Table 5: ImageNet top-1 error of single crops; nets trained on 224
+# crops, tested on the 224 centre of a 256 shorter side or on the 320 x 320 centre of
+# a 320 shorter side (Section 5: "a single 320x320 crop from s = 320"). Its last row
+# is fb.resnet.torch's model (scale and aspect ratio augmentation, the caption's dagger).
+HE2016_T5_224 = Table("he2016", "Table 5", {"ResNet-152 original": 23.0},
+                      **_imagenet("top-1 error (%), 224 crop"))
+HE2016_T5_320 = Table("he2016", "Table 5", {
+    "ResNet-152 original": 21.3, "ResNet-152 pre-act": 21.1, "ResNet-200 original": 21.8,
+    "ResNet-200 pre-act": 20.7, "ResNet-200 pre-act, scale+aspect ratio": 20.1},
+    **_imagenet("top-1 error (%), 320 crop"))
+
 # He et al. 2016, Table 1: ResNet-110 (original units), CIFAR-10, shortcut variants.
 HE2016_T1 = Table("he2016", "Table 1", {
     "original": 6.61, "constant scaling 0.5/0.5": 12.35,
@@ -249,6 +262,13 @@ WRN_T6_C100 = Table("zagoruyko2016", "Table 6", {
     f"WRN-{d}-{k}{' dropout' if i else ''}": v[2 + i] for (d, k), v in _T6.items()
     for i in (0, 1)}, **C100)
 
+# Zagoruyko & Komodakis 2016, Table 8: ImageNet single-crop top-1 error of bottleneck
+# nets; the ResNet rows are fb.resnet.torch's models, which WRN trained with.
+WRN_T8 = Table("zagoruyko2016", "Table 8", {
+    "ResNet-50": 24.01, "ResNet-101": 22.44, "ResNet-152": 22.16, "WRN-50-2-bottleneck": 21.9,
+    "pre-ResNet-200": 21.66}, **_imagenet("top-1 error (%), single crop"),
+    note="WRN-50-2's top-5 is 6.03 in Table 8 and 5.79 in Table 9 (top-1 21.9 in both)")
+
 # Huang et al. 2016, Table 1 (C10+/C100+: standard augmentation). The C100+
 # constant-depth value is the table's 27.76 (Section 4's text says 27.22). The paper
 # reports the test error at the epoch of the lowest validation error (Section 4, its
@@ -279,6 +299,14 @@ DENSENET_T2_C10 = Table("huang2017", "Table 2 (C10+)", {k: v[0] for k, v in _DN.
 DENSENET_T2_C100 = Table("huang2017", "Table 2 (C100+)", {k: v[1] for k, v in _DN.items()},
                          **C100)
 
+# Huang et al. 2017, Table 3: ImageNet top-1 error, single-crop / 10-crop (224 crops).
+_DN_IN = {"DenseNet-121": (25.02, 23.61), "DenseNet-169": (23.80, 22.08),
+          "DenseNet-201": (22.58, 21.46), "DenseNet-264": (22.15, 20.80)}
+DENSENET_T3 = Table("huang2017", "Table 3", {k: v[0] for k, v in _DN_IN.items()},
+                    **_imagenet("top-1 error (%), single crop"))
+DENSENET_T3_10CROP = Table("huang2017", "Table 3", {k: v[1] for k, v in _DN_IN.items()},
+                           **_imagenet("top-1 error (%), 10-crop"))
+
 # Han et al. 2017, Table 4 (the paper's +- omitted).
 _PYR = {"PyramidNet-110 alpha=48": (4.58, 23.12), "PyramidNet-110 alpha=84": (4.26, 20.66),
         "PyramidNet-110 alpha=270": (3.73, 18.25),
@@ -289,6 +317,25 @@ _PYR = {"PyramidNet-110 alpha=48": (4.58, 23.12), "PyramidNet-110 alpha=84": (4.
 PYRAMIDNET_T4_C10 = Table("han2017", "Table 4", {k: v[0] for k, v in _PYR.items()}, **C10)
 PYRAMIDNET_T4_C100 = Table("han2017", "Table 4", {k: v[1] for k, v in _PYR.items()}, **C100)
 
+# Han et al. 2017 on ImageNet: the authors' models (jhkim89/PyramidNet README, "single-
+# model, single-crop (224*224)"; additive PyramidNets).
+PYRAMIDNET_IMAGENET = Table("han2017", "ImageNet results (the authors' code, README)", {
+    "PyramidNet-200 alpha=300": 20.47, "PyramidNet-200 alpha=450, dropout 0.5": 20.11},
+    **_imagenet("top-1 error (%), single 224 crop"))
+
+# Hu et al. 2018, Table 2 (arXiv v4): ImageNet single-crop top-1 error (224 centre of a
+# 256 shorter side); the plain nets are the paper's re-implementations, trained with
+# the same recipe as their SE versions.
+_SE = {"ResNet-50": (24.80, 23.29), "ResNet-101": (23.17, 22.38),
+       "ResNet-152": (22.42, 21.57), "ResNeXt-50": (22.11, 21.10),
+       "ResNeXt-101": (21.18, 20.70)}
+SENET_T2 = Table("hu2018", "Table 2", {
+    label: v for name, (plain, se) in _SE.items()
+    for label, v in ((name, plain), (f"SE-{name}", se))},
+    **_imagenet("top-1 error (%), single 224 crop"),
+    note="the 'original' column of the table (the first papers' own numbers): ResNet-50 "
+         "24.7, -101 23.6, -152 23.0, ResNeXt-50 22.2, -101 21.2")
+
 # Xie et al. 2017, Table 3 (ImageNet-1K, 224 single crop; C x d at equal
 # complexity) and Table 7 (CIFAR).
 _RX = {50: (23.9, 23.0, 22.6, 22.3, 22.2), 101: (22.0, 21.7, 21.4, 21.3, 21.2)}
@@ -297,6 +344,15 @@ RESNEXT_T3 = Table("xie2017", "Table 3", {
     f"{'ResNet' if c == 1 else 'ResNeXt'}-{depth} ({c} x {d}d)": v
     for depth, vals in _RX.items() for (c, d), v in zip(RESNEXT_SETTINGS, vals)},
     **_imagenet("top-1 error (%), 224 crop"))
+# Xie et al. 2017, Table 4 (twice ResNet-101's complexity; 224 crop; ResNet-200 is
+# fb.resnet.torch's pre-activation model) and Table 5 (the 320 x 320 test of He et al.
+# 2016).
+RESNEXT_T4 = Table("xie2017", "Table 4", {
+    "ResNet-101 (1 x 64d)": 22.0, "ResNeXt-101 (32 x 4d)": 21.2, "ResNet-200": 21.7,
+    "ResNet-101, wider (1 x 100d)": 21.3, "ResNeXt-101 (2 x 64d)": 20.7,
+    "ResNeXt-101 (64 x 4d)": 20.4}, **_imagenet("top-1 error (%), 224 crop"))
+RESNEXT_T5_320 = Table("xie2017", "Table 5", {
+    "ResNet-200": 20.1, "ResNeXt-101 (64 x 4d)": 19.1}, **_imagenet("top-1 error (%), 320 crop"))
 RESNEXT_T7_C10 = Table("xie2017", "Table 7", {
     "ResNeXt-29 8x64d": 3.65, "ResNeXt-29 16x64d": 3.58}, **C10)
 RESNEXT_T7_C100 = Table("xie2017", "Table 7", {

@@ -1,9 +1,11 @@
 """Config errors fail at once, with one line naming the field."""
+import os
+import sys
 import time
 
 import pytest
 
-from conftest import run_launch, tiny_config
+from conftest import ROOT, run_launch, tiny_config
 from flaxcnn import config as config_lib
 
 
@@ -211,3 +213,45 @@ def test_the_installed_command_is_the_launcher():
     pytest.skip("flaxcnn is not pip-installed here (pip install -e . adds the command)")
   r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=300)
   assert r.returncode == 0 and "--workdir: directory for checkpoints" in r.stdout
+
+
+def test_a_pip_install_runs_the_recipes_by_name_from_any_directory(tmp_path):
+  """A non-editable `pip install .` (into a fresh venv that sees this machine's
+  packages) ships the config files: `flaxcnn --config=quickstart` runs from any
+  directory with the installed copy of flaxcnn."""
+  import shutil
+  import subprocess
+  setuptools = pytest.importorskip("setuptools", reason="building the wheel offline needs "
+                                   "setuptools in this environment")
+  if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
+    pytest.importorskip("wheel", reason="setuptools < 70.1 builds wheels with `wheel`")
+  src = tmp_path / "src"
+  src.mkdir()
+  for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "flaxcnn", "experiments"):
+    if os.path.isdir(os.path.join(ROOT, name)):
+      shutil.copytree(os.path.join(ROOT, name), src / name,
+                      ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+      shutil.copy(os.path.join(ROOT, name), src)
+  venv = tmp_path / "venv"
+  subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                 check=True, timeout=300)
+  r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                      "--no-deps", "--no-build-isolation", "--no-index", str(src)],
+                     capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-2000:]
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  r = subprocess.run([str(venv / "bin" / "flaxcnn"), "--config=quickstart",
+                      "--workdir=run", "--config.num_steps=2"],
+                     cwd=elsewhere, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "Finished resnet20_cifar (depth=8) on digits: step 2" in r.stdout + r.stderr
+  r = subprocess.run([str(venv / "bin" / "python"), "-c",
+                      "import flaxcnn, flaxcnn.config as c; print(flaxcnn.__file__); "
+                      "print(c.find_config_file('ablations/wrn_width.py:cifar100'))"],
+                     cwd=elsewhere, capture_output=True, text=True, timeout=300)
+  module, found = r.stdout.split()
+  assert module.startswith(str(venv)) and found.startswith(str(venv))
+  assert found.endswith(os.path.join("share", "flaxcnn", "experiments", "ablations",
+                                     "wrn_width.py:cifar100"))

@@ -51,6 +51,8 @@ ARGS = {
     "densenet_bc_100_12.py": ["250_24", "190_40", "cifar100"],
     "pyramidnet.py": ["272_a200_bottleneck", "110_mul_a8", "cifar100"],
     "resnext29.py": ["16x64d", "cifar100", "preact", "16x64d,cifar100,preact"],
+    "imagenet.py": ["densenet121,ten_crop", "preact_resnet200,torch,320", "se_resnet50",
+                    "resnext101_64x4d,320", "pyramidnet200_a450_imagenet", "wrn50_2"],
     "stochastic_depth_resnet110.py": ["1202", "cifar100"],
     "cutout_wrn.py": ["cifar100", "resnet18"],
     "preact_resnet.py": ["110", "1001", "cifar100"],
@@ -252,6 +254,28 @@ def test_resnext29_preact_is_the_form_of_table_7():
   post_row = rows[("ResNeXt-29 8x64d", "8x64d,cifar10,original")]
   settings = papers.flatten(pre)
   assert pre_row.matches(settings) and not post_row.matches(settings)
+
+
+def test_imagenet_recipes_follow_their_papers():
+  """experiments/imagenet.py: each model with its paper's recipe (see its docstring)."""
+  dn = load("imagenet.py", "densenet121")         # fb.resnet.torch (DenseNet Sec. 4.4)
+  assert dn.augment.train_crop == "inception" and dn.eval_mode == "center"
+  assert_piecewise(dn, 90, (30, 60), 0.1, 256)
+  assert_sgd(dn, 0.1, 0.9, True, 1e-4)
+  assert dn.optimizer.decay_all and dn.data.eval_image_size is None
+  assert load("imagenet.py", "densenet121,ten_crop").eval_mode == "ten_crop"
+  rx = load("imagenet.py", "resnext101_64x4d")    # Xie et al.: / 10 three times, 100 epochs
+  assert_piecewise(rx, 100, (30, 60, 90), 0.1, 256)
+  he = load("imagenet.py", "preact_resnet200,320")   # He et al. 2016: scale aug., Caffe SGD
+  assert he.augment.train_crop == "scale" and tuple(he.augment.scale_range) == (256, 480)
+  assert_piecewise(he, 90, (30, 60), 0.1, 256)
+  assert_sgd(he, 0.1, 0.9, False, 1e-4)
+  assert he.data.eval_image_size == 320 and he.data.image_size == 224
+  se = load("imagenet.py", "se_resnet50")         # Hu et al.: batch 1024, lr 0.6
+  assert_piecewise(se, 100, (30, 60, 90), 0.1, 1024)
+  assert_sgd(se, 0.6, 0.9, False, 1e-4)
+  assert load("imagenet.py", "resnet50,senet").batch_size == 1024
+  assert load("imagenet.py", "resnet50").batch_size == 256    # WRN's fb.resnet.torch row
 
 
 def test_stochastic_depth_recipe():

@@ -192,3 +192,53 @@ def test_check_config_rejects_bad_data_settings():
       data_lib.check_config(tiny_config(**{field: value}))
   with pytest.raises(ValueError, match="train_crop"):
     data_lib.check_config(_with_crop(tiny_config(), "bogus"))
+
+
+def test_eval_image_size_tests_on_the_centre_of_a_shorter_side_of_that_size(tmp_path, cache_env):
+  """He et al. 2016, Table 5: nets trained on 224 crops tested on the 320 x 320 centre
+  of a 320 shorter side; here 32 -> 48, the whole shorter side's centre square."""
+  from flaxcnn import config as config_lib
+  root = _jpeg_folder(tmp_path / "j")
+  plain = data_lib.load(_config(root))
+  big = data_lib.load(_config(root, **{"data.eval_image_size": 48}))
+  assert big._eval_fraction(48) == 1.0 and plain._eval_fraction(32) == pytest.approx(32 / 37)
+  images = next(big.eval_batches("test", 8))[0]
+  assert images.shape == (8, 48, 48, 3)
+  # the window decoded: the centred square of the full shorter side
+  for shape in ((150, 200), (200, 150), (100, 210)):
+    y, x, h, w = np.asarray(streaming.center_window(tf.constant(shape + (3,)), 1.0))
+    side = min(shape)
+    assert (h, w) == (side, side) and (y, x) == ((shape[0] - side + 1) // 2,
+                                                 (shape[1] - side + 1) // 2)
+  # one file through the pipeline equals that window resized to 48
+  path = sorted((root / "test" / "a").glob("*.jpg"))[0]
+  window = np.asarray(Image.open(path))[:, 25:175]          # 150 x 200 -> 150 x 150
+  expected = tf.image.resize(window[None].astype(np.float32), (48, 48), antialias=True)
+  got = streaming.eval_image(tf.io.read_file(str(path)), 48, 1.0).numpy()
+  assert np.abs(got.astype(float) - expected[0].numpy()).mean() < 2.0   # JPEG decoders
+  # a run evaluates at the larger size; in-memory data and other eval modes refuse it
+  from flaxcnn.data import feeds
+  c = _config(root, **{"data.eval_image_size": 48})
+  assert feeds.eval_image_size(c, big) == 48
+  for bad in ({"data.in_memory": True}, {"eval_mode": "ten_crop"}):
+    with pytest.raises(ValueError, match="eval_image_size=48"):
+      config_lib.validate(_config(root, **{"data.eval_image_size": 48, **bad}))
+
+
+def test_the_imagenet_recipe_trains_and_tests_on_320_crops_in_miniature(tmp_path, cache_env):
+  """experiments/imagenet.py:preact_resnet200,torch,320 end to end on a JPEG folder:
+  a small pre-activation ResNet, random-resized crops, evaluation on larger crops."""
+  import os
+  from conftest import ROOT
+  from flaxcnn import sweep, train
+  root = _jpeg_folder(tmp_path / "j")
+  module = sweep.load_module(os.path.join(ROOT, "experiments", "imagenet.py"))
+  config = module.get_config("preact_resnet200,torch,320")
+  assert config.data.eval_image_size == 320 and config.augment.train_crop == "inception"
+  config.model.kwargs.update(depth=50, stage_planes=(4, 8, 8, 8), stem_width=4)
+  config.data.update({"source": "folder", "root": str(root), "name": "jpegs",
+                      "image_size": 32, "eval_image_size": 48, "validation_size": 0})
+  config.update({"batch_size": 4, "eval_batch_size": 8, "num_steps": 2,
+                 "eval_every_epochs": 1.0, "log_every_steps": 1})
+  summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["step"] == 2 and np.isfinite(summary["test"]["loss"])

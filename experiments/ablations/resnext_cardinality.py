@@ -8,12 +8,10 @@ ResNeXt-50 settings (C x d) of Table 3, all about 4.1 GFLOPs / 25M parameters:
 .width_per_group = d). `101` runs the ResNeXt-101 half of the table instead. The
 paper: error falls as cardinality grows (23.9% -> 22.2% for 50 layers).
 
-Recipe (Sec. 4, "Implementation details", the authors' fb.resnet.torch-based code):
-batch 256, SGD with Nesterov momentum 0.9, weight decay 1e-4 (all parameters),
-learning rate 0.1 divided by 10 three times, at epochs 30, 60 and 90 of 100
-(facebookresearch/ResNeXt: train.lua / opts.lua), 224x224 crops with scale
-augmentation (the paper: scale and aspect ratio augmentation of Inception, here
-approximated by experiments/resnet50_imagenet.py's shorter-side scale range),
+Recipe: experiments/imagenet.py's `resnext` (Sec. 4, the authors' fb.resnet.torch-based
+code): batch 256, SGD with Nesterov momentum 0.9, weight decay 1e-4 (all parameters),
+learning rate 0.1 divided by 10 three times, at epochs 30, 60 and 90 of 100, 224x224
+random-resized crops (the scale and aspect ratio augmentation of Inception),
 single centre crop evaluation. `seeds=N` repeats every variant.
 
   python launch.py --config=experiments/ablations/resnext_cardinality.py --workdir=runs/resnext_cardinality --sweep
@@ -39,16 +37,8 @@ def _options(arg):
 
 def get_config(arg: str = ""):
   opts = _options(arg)
-  config = sweep.load_module(os.path.join(_EXP, "resnet50_imagenet.py")).get_config(
-      f"{opts['depth']},center")
-  config.model.name = f"resnext{opts['depth']}_1x64d"
-  config.num_epochs = 100.0
-  config.optimizer.nesterov = True
-  config.optimizer.decay_all = True
-  config.schedule.name = "piecewise"
-  config.schedule.boundaries = (30.0, 60.0, 90.0)
-  config.schedule.factor = 0.1
-  return config
+  return sweep.load_module(os.path.join(_EXP, "imagenet.py")).get_config(
+      f"resnext{opts['depth']}_1x64d")
 
 
 def get_sweep(arg: str = ""):

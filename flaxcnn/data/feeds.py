@@ -93,5 +93,7 @@ def make_feed(run, dataset, arrays=None):
 
 
 def eval_image_size(config, dataset) -> int:
-  """Evaluation resolution: config.data.image_size, else the dataset's own."""
-  return config.data.image_size or dataset.image_shape[0]
+  """Evaluation resolution: config.data.eval_image_size, else config.data.image_size,
+  else the dataset's own."""
+  return (config.data.get("eval_image_size") or config.data.image_size
+          or dataset.image_shape[0])

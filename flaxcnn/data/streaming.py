@@ -12,7 +12,10 @@ Training crops (config.augment.train_crop):
 Both flip horizontally at random. Evaluation: the centre window that a resize of the
 shorter side to image_size / 0.875 (inception: + 32 px) and a centre crop would keep,
 decoded alone and resized; the last batch padded and masked so every example counts
-once. `multiscale_batches` gives the paper's multi-scale test: whole images, shorter
+once. `config.data.eval_image_size` evaluates on a larger crop: a crop of that side
+from the shorter side resized to the larger of it and image_size / 0.875, so 320
+after training at 224 is the 320 x 320 centre of a 320 shorter side (He et al. 2016,
+Table 5). `multiscale_batches` gives the paper's multi-scale test: whole images, shorter
 side s for each s of config.eval_scales (He et al. 2015, Table 4).
 
 Determinism: the epoch's order is a permutation seeded by (seed, epoch) and every
@@ -218,7 +221,8 @@ class StreamingDataset:
   std: Tuple[float, ...] = IMAGENET_STD
   class_names: Optional[Tuple[str, ...]] = None
   eval_crop: Optional[int] = None   # centre crop at evaluation (default image_size);
-                                    # larger for 10-crop / multi-scale views
+                                    # larger for 10-crop views and for
+                                    # config.data.eval_image_size (He et al. 2016's 320)
   crop_padding: Optional[int] = None  # eval centre crop size / (size + padding)
                                       # (EfficientNet); None: size / 0.875
   threads: Optional[int] = None     # tf.data private thread pool (default: all cores)
@@ -465,7 +469,7 @@ def load(config) -> StreamingDataset:
     return TFDSStreamingDataset(d.name, info.features["label"].num_classes, size, sizes,
                                 records, True,
                                 class_names=tuple(info.features["label"].names),
-                                crop_padding=crop_padding)
+                                crop_padding=crop_padding, eval_crop=d.get("eval_image_size"))
   else:
     raise ValueError(f"config.data.in_memory=False needs config.data.source 'folder' or "
                      f"'tfds', not {d.source!r}")
@@ -477,4 +481,5 @@ def load(config) -> StreamingDataset:
                                                (paths[held], labels[held]))
   sizes = {k: len(v[1]) for k, v in records.items()}
   return StreamingDataset(d.name, num_classes, size, sizes, records, from_tfds,
-                          class_names=class_names, crop_padding=crop_padding)
+                          class_names=class_names, crop_padding=crop_padding,
+                          eval_crop=d.get("eval_image_size"))
