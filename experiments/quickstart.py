@@ -1,7 +1,9 @@
 """Quick start: a small CIFAR-style ResNet on scikit-learn's handwritten digits.
 
-Real data, bundled with scikit-learn (no download): 1,437 training and 360 test
-images of 8x8 pixels. Reaches about 98% test accuracy in about a minute on 2 CPU cores.
+Real data, bundled with scikit-learn (no download): 1,797 images of 8x8 pixels, of
+which 1,257 train, 180 are held out for validation and 360 for the test. Reaches
+about 99% test accuracy (97% at least: tests/test_readme.py) in under a minute on
+2 CPU cores.
 
   python launch.py --config=experiments/quickstart.py --workdir=runs/quickstart
 """

@@ -1,0 +1,54 @@
+"""The README's model zoo (flaxcnn/zoo.py): every preset is listed, and its rows are
+what the models compute now (a few cheap presets recomputed here); CITATION.cff."""
+import os
+
+import pytest
+
+from conftest import ROOT
+from flaxcnn import zoo
+from flaxcnn.models import registry, summary
+
+
+def _readme_rows():
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  assert zoo.BEGIN in text and zoo.END in text
+  block = text.split(zoo.BEGIN, 1)[1].split(zoo.END, 1)[0].strip().splitlines()
+  assert "\n".join(block[:2]) == zoo.HEADER
+  return {line.split("|")[1].strip(" `"): line for line in block[2:]}
+
+
+def test_the_readme_lists_every_preset():
+  assert sorted(_readme_rows()) == registry.list_models()
+
+
+@pytest.mark.parametrize("name", ["resnet20_cifar", "wrn16_4", "densenet_40_12",
+                                  "efficientnet_b0"])
+def test_readme_rows_are_what_the_models_compute(name):
+  configs = zoo.config_files()
+  _, params, macs, size = summary.summarize(name)
+  assert _readme_rows()[name] == zoo.row(name, params, macs, size, configs.get(name, []))
+
+
+def test_config_files_of_a_preset_and_the_block_rewrite():
+  configs = zoo.config_files()
+  assert "resnet_cifar.py" in configs["resnet56_cifar"]
+  assert "imagenet.py" in configs["se_resnet50"] and "imagenet.py" in configs["densenet121"]
+  assert "ablations/resnext_cardinality.py" in configs["resnext50_4x24d"]
+  text = f"intro\n{zoo.BEGIN}\nold\n{zoo.END}\nrest\n"
+  assert zoo.replace_in(text, "NEW") == f"intro\n{zoo.BEGIN}\nNEW\n{zoo.END}\nrest\n"
+  with pytest.raises(ValueError, match="no model zoo block"):
+    zoo.replace_in("no markers", "NEW")
+
+
+def test_citation_file_is_valid_and_matches_the_package_version():
+  import configparser
+  yaml = pytest.importorskip("yaml")
+  with open(os.path.join(ROOT, "CITATION.cff")) as f:
+    cff = yaml.safe_load(f)
+  assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+  assert cff["title"] and cff["message"] and cff["authors"][0]["name"]
+  setup = configparser.ConfigParser()
+  setup.read(os.path.join(ROOT, "setup.cfg"))
+  assert str(cff["version"]) == setup["metadata"]["version"]
+  assert cff["license"] == setup["metadata"]["license"]
