@@ -130,12 +130,13 @@ def check_same_config(config) -> None:
                      "hash of the package's files); check out the same commit on every host")
 
 
-def check_same_data(dataset) -> None:
-  """Every process must have loaded the same data (its splits' sizes and hashes): a
-  folder that differs on one host would train each process on other images."""
+def check_same_data(dataset, prints=None) -> None:
+  """Every process must have loaded the same data (its splits' sizes and hashes,
+  `prints` if computed): a folder that differs on one host would train each process
+  on other images."""
   if jax.process_count() == 1:
     return
-  diffs = _differences(fingerprint(dataset))
+  diffs = _differences(prints or fingerprint(dataset))
   if diffs:
     raise ValueError(f"the processes of this run loaded different data ({'; '.join(diffs[:3])}"
                      "; size:hash of each split); give every host the same data.root content")

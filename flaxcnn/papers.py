@@ -134,9 +134,9 @@ def flatten(config, prefix: str = "") -> Dict[str, object]:
 
 
 def load_config_module(path: str):
-  """Imports a config file by path (without flaxcnn.sweep)."""
+  """Imports a config file by path."""
   path = os.path.abspath(path)
-  name = "flaxcnn_paper_" + os.path.splitext(os.path.basename(path))[0]
+  name = "flaxcnn_config_" + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

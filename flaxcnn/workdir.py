@@ -208,14 +208,15 @@ def write_data_stats(workdir: str, dataset, prints=None, resumed: bool = False,
   write_json(os.path.join(workdir, DATA_STATS), stats)
 
 
-def keep_validation(workdir: str, dataset, allow_changed: bool):
+def keep_validation(workdir: str, dataset, allow_changed: bool, prints=None):
   """A resume on changed data (config.data.allow_changed): the validation split the
   run held out at its start stays its validation split (images added since train,
-  they are never validated on) and its normalization stays the recorded one."""
+  they are never validated on) and its normalization stays the recorded one.
+  `prints`: the dataset's fingerprint, if computed."""
   saved = read_data_stats(workdir) or {}
   held = saved.get("validation_examples")
   if (not allow_changed or not held or not os.path.isdir(os.path.join(workdir, "checkpoints"))
-      or saved.get("fingerprint") == fingerprint(dataset)
+      or saved.get("fingerprint") == (prints or fingerprint(dataset))
       or not getattr(dataset, "validation_held_out", False)):
     return dataset
   dataset, found = keep_validation_split(dataset, held)
@@ -227,12 +228,13 @@ def keep_validation(workdir: str, dataset, allow_changed: bool):
   return dataset
 
 
-def check_same_data(workdir: str, dataset, step: int, allow_changed: bool = False):
-  """The fingerprint of `dataset`; a ValueError when it differs from the one the run
-  in `workdir` recorded (a folder that gained, lost or changed images between a
-  kill and the resume: its steps would see other images, and the validation split
-  drawn again would hold trained-on images), unless `allow_changed`."""
-  prints = fingerprint(dataset)
+def check_same_data(workdir: str, dataset, step: int, allow_changed: bool = False,
+                    prints=None):
+  """The fingerprint of `dataset` (`prints`, if computed); a ValueError when it differs
+  from the one the run in `workdir` recorded (a folder that gained, lost or changed
+  images between a kill and the resume: its steps would see other images, and the
+  validation split drawn again would hold trained-on images), unless `allow_changed`."""
+  prints = prints or fingerprint(dataset)
   saved = (read_data_stats(workdir) or {}).get("fingerprint")
   if not saved or saved == prints:
     return prints

@@ -74,6 +74,34 @@ def tiny_config(**overrides):
   return c
 
 
+def tiny_sweep_file(tmp_path, sweep_text: str, **overrides) -> str:
+  """A config file (for --config and child processes) whose get_config() is
+  tiny_config(**overrides), field for field, and whose get_sweep() returns
+  `sweep_text` (e.g. 'sweep.seeds(4)')."""
+  import textwrap
+  from flaxcnn import papers
+  from flaxcnn.config import default_config
+  base, mine = papers.flatten(default_config()), papers.flatten(tiny_config(**overrides))
+  fields = "\n".join(f"  c.{k} = {v!r}" for k, v in mine.items()
+                     if k not in base or base[k] != v)
+  path = tmp_path / "tiny_sweep.py"
+  path.write_text(textwrap.dedent("""\
+      from flaxcnn import sweep
+      from flaxcnn.config import default_config
+
+
+      def get_config():   # conftest.tiny_config
+        c = default_config()
+      """) + fields + textwrap.dedent(f"""
+        return c
+
+
+      def get_sweep():
+        return {sweep_text}
+      """))
+  return str(path)
+
+
 @pytest.fixture
 def cache_env(tmp_path_factory, monkeypatch):
   d = tmp_path_factory.getbasetemp() / "flaxcnn-cache"

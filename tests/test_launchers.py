@@ -9,12 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
-from conftest import ROOT, one_host_device_flags
+from conftest import ROOT, one_host_device_flags, tiny_sweep_file
 from flaxcnn import metrics, sweep
 from flaxcnn.sweep import launchers
 
@@ -29,35 +28,8 @@ def _json(path):
 
 def _config_file(tmp_path, num_steps=12, sweep_text="sweep.seeds(4)", checkpoint_every=4):
   """A digits ResNet-8 sweep file (the tests' tiny config), `num_steps` per variant."""
-  path = tmp_path / "tiny_sweep.py"
-  path.write_text(textwrap.dedent(f'''
-      from flaxcnn import sweep
-      from flaxcnn.config import default_config
-
-      def get_config():
-        c = default_config()
-        c.model.name = "resnet20_cifar"
-        c.model.kwargs.depth = 8
-        c.data.source = "digits"
-        c.data.name = "digits"
-        c.data.validation_size = 180
-        c.augment.crop_padding = 1
-        c.augment.flip = False
-        c.batch_size = 32
-        c.eval_batch_size = 128
-        c.num_steps = {num_steps}
-        c.optimizer.lr = 0.05
-        c.schedule.name = "cosine"
-        c.log_every_steps = 2
-        c.eval_every_epochs = 100.0
-        c.checkpoint_every_steps = {checkpoint_every}
-        c.log_images = False
-        return c
-
-      def get_sweep():
-        return {sweep_text}
-      '''))
-  return str(path)
+  return tiny_sweep_file(tmp_path, sweep_text, num_steps=num_steps, log_every_steps=2,
+                         checkpoint_every_steps=checkpoint_every)
 
 
 @pytest.fixture

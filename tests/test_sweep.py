@@ -7,11 +7,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import textwrap
 
 import pytest
 
-from conftest import ROOT, run_launch, tiny_config
+from conftest import ROOT, run_launch, tiny_config, tiny_sweep_file
 from flaxcnn import metrics, results, sweep, train
 
 DIGITS_DEPTH = os.path.join(ROOT, "experiments", "ablations", "digits_depth.py")
@@ -183,35 +182,9 @@ def test_sweep_trains_skips_finished_resumes_interrupted_and_survives_a_bad_vari
 
 
 def _write_config(tmp_path):
-  path = tmp_path / "tiny_sweep.py"
-  path.write_text(textwrap.dedent('''
-      from flaxcnn import sweep
-      from flaxcnn.config import default_config
-
-      def get_config():   # conftest.tiny_config (the same programs: compiled once)
-        c = default_config()
-        c.model.name = "resnet20_cifar"
-        c.model.kwargs.depth = 8
-        c.data.source = "digits"
-        c.data.name = "digits"
-        c.data.validation_size = 180
-        c.augment.crop_padding = 1
-        c.augment.flip = False
-        c.batch_size = 32
-        c.eval_batch_size = 128
-        c.num_steps = 6
-        c.optimizer.lr = 0.05
-        c.schedule.name = "cosine"
-        c.log_every_steps = 1
-        c.eval_every_epochs = 100.0
-        c.checkpoint_every_steps = 4
-        return c
-
-      def get_sweep():
-        return sweep.chain(sweep.axis("model.kwargs.depth", [8]),
-                           sweep.axis("model.kwargs.depth", [9]))
-      '''))
-  return str(path)
+  return tiny_sweep_file(tmp_path, 'sweep.chain(sweep.axis("model.kwargs.depth", [8]),\n'
+                         '                     sweep.axis("model.kwargs.depth", [9]))',
+                         num_steps=6)
 
 
 def test_command_line_list_index_and_sweep(tmp_path, cache_env):

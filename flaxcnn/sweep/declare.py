@@ -1,7 +1,6 @@
 """Declaring a sweep: axes of overrides (product, zip, chain, seeds), the variants'
 names, and the variants a config file (its get_sweep) or a base config declares."""
 import builtins
-import importlib.util
 import itertools
 import os
 import types
@@ -9,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import ml_collections
 
-from flaxcnn import config as config_lib
+from flaxcnn import config as config_lib, papers
 
 Overrides = Dict[str, object]
 
@@ -95,13 +94,8 @@ def _call(fn, arg: str):
 
 
 def load_module(path: str):
-  """Imports a config file by path."""
-  path = os.path.abspath(path)
-  name = "flaxcnn_config_" + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Imports a config file by path (one loader for sweeps and paper rows)."""
+  return papers.load_config_module(path)
 
 
 def overrides_of(path, arg: str = "") -> List[Overrides]:

@@ -94,10 +94,11 @@ class VariantJob(submitit.helpers.Checkpointable):
   `checkpoint` resubmits the same job) when the trainer stopped for SIGUSR2."""
 
   def __init__(self, source, workdir: str, index: int, arg: str, config, overrides,
-               retry_failed: bool = True, share: Optional[dict] = None):
+               retry_failed: bool = True, share: Optional[dict] = None, name: str = ""):
     self.source, self.workdir, self.index, self.arg = source, workdir, index, arg
     self.config, self.overrides, self.retry_failed = config, overrides, retry_failed
     self.share = share or {}
+    self.name = name                   # the variant's folder under workdir
 
   def __call__(self) -> dict:
     env = submitit.JobEnvironment()
@@ -284,8 +285,8 @@ def launch(source, workdir: str, launcher: str = "local", arg: str = "", config=
   todo = [i for i, (name, _, _) in enumerate(specs) if _needs_run(
       tracking.variant_status(os.path.join(workdir, name)), retry_failed, folder)]
   handle = Launch(workdir, launcher, todo)
-  jobs = [VariantJob(source, os.path.abspath(workdir), i, arg, config, overrides, retry_failed)
-          for i in todo]
+  jobs = [VariantJob(source, os.path.abspath(workdir), i, arg, config, overrides, retry_failed,
+                     name=specs[i][0]) for i in todo]
   if launcher == "local":
     _launch_local(handle, jobs, res, folder)
   else:
@@ -315,12 +316,11 @@ def _slurm_job_over(record: dict, folder: str) -> bool:
   return state.split()[0] not in _SLURM_ALIVE
 
 
-def _mark_queued(workdir: str, index: int, launcher: str, job_id=None, pid=None,
+def _mark_queued(workdir: str, job: VariantJob, launcher: str, job_id=None, pid=None,
                  still_queued: bool = False) -> None:
   """variant.json says 'queued' (with the job id once known); `still_queued`: only if
   its job has not moved it on already (running, finished)."""
-  name = tracking.records(workdir)[index]["name"]
-  vdir = os.path.join(workdir, name)
+  vdir, index = os.path.join(workdir, job.name), job.index
   os.makedirs(vdir, exist_ok=True)
   record = tracking.variant_status(vdir)
   if still_queued and record["status"] != tracking.QUEUED:
@@ -339,7 +339,7 @@ def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder
   slots = shares(res, platform, devices, cores)
   executor = submitit.LocalExecutor(folder=folder)
   for job in jobs:   # waiting for a slot: queued by this process (pending again if it dies)
-    _mark_queued(handle.workdir, job.index, "local", pid=os.getpid())
+    _mark_queued(handle.workdir, job, "local", pid=os.getpid())
 
   def submit(job: VariantJob, share: dict):
     share = dict(share)
@@ -351,7 +351,7 @@ def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder
                                signal_delay_s=res.signal_delay_s, setup=_setup())
     sub = executor.submit(job)
     handle.jobs[job.index] = sub
-    _mark_queued(handle.workdir, job.index, "local", job_id=sub.job_id, pid=os.getpid(),
+    _mark_queued(handle.workdir, job, "local", job_id=sub.job_id, pid=os.getpid(),
                  still_queued=True)
     return sub
 
@@ -361,13 +361,13 @@ def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder
       while queue or running:
         while queue and free:
           share, job = free.popleft(), queue.popleft()
-          running[id(share)] = (share, job.index, submit(job, share))
+          running[id(share)] = (share, job, submit(job, share))
         time.sleep(0.5)
-        for key, (share, index, sub) in list(running.items()):
+        for key, (share, job, sub) in list(running.items()):
           if sub.done():
             del running[key]
             free.append(share)
-            _record_early_end(handle.workdir, index, sub)
+            _record_early_end(handle.workdir, job, sub)
     except BaseException as e:  # noqa: BLE001 - reported by wait()
       handle.error = e
 
@@ -375,10 +375,10 @@ def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder
   handle._thread.start()
 
 
-def _record_early_end(workdir: str, index: int, sub) -> None:
+def _record_early_end(workdir: str, job: VariantJob, sub) -> None:
   """A job that ended before its variant started (its record still says queued) is
   recorded as failed, with the job's error and its log file."""
-  vdir = os.path.join(workdir, tracking.records(workdir)[index]["name"])
+  vdir = os.path.join(workdir, job.name)
   record = tracking.variant_status(vdir)
   if record["status"] != tracking.QUEUED:
     return
@@ -419,7 +419,7 @@ def _launch_slurm(handle: Launch, jobs: List[VariantJob], res: Resources, folder
     subs = [executor.submit(job) for job in jobs]
   for job, sub in zip(jobs, subs):
     handle.jobs[job.index] = sub
-    _mark_queued(handle.workdir, job.index, "slurm", job_id=sub.job_id)
+    _mark_queued(handle.workdir, job, "slurm", job_id=sub.job_id)
 
 
 _SLURM_FIELDS = {"partition": ("slurm_partition", str), "time": ("timeout_min", int),

@@ -26,6 +26,7 @@ from flaxcnn import console as console_lib, distributed, models, optim, tasks
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer
 from flaxcnn.data import feeds
+from flaxcnn.data.core import fingerprint
 from flaxcnn.metrics import MetricWriter, format_duration, read_jsonl
 from flaxcnn.train import finetune, memory, stages, steps
 from flaxcnn.train.state import check_resume, create_state, load_state, restore, setup
@@ -333,15 +334,18 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> dict:
   try:
     if dataset is None:
       dataset = task.load_data(config)
-    distributed.check_same_data(dataset)
-    dataset = workdir_lib.keep_validation(workdir, dataset, config.data.allow_changed)
+    prints = fingerprint(dataset)          # each split's size:hash, computed once here
+    distributed.check_same_data(dataset, prints)
+    kept = workdir_lib.keep_validation(workdir, dataset, config.data.allow_changed, prints)
+    if kept is not dataset:                # the recorded validation split kept
+      dataset, prints = kept, fingerprint(kept)
     run = setup(config, dataset)
     ckpt = Checkpointer(workdir, config.keep_checkpoints)
     try:
       state, resumed = _restore_or_init(config, workdir, run, dataset, ckpt)
       done = finished_summary(workdir, resumed) if resumed == run.total_steps else None
       if done is None:
-        ctx = _open(config, workdir, run, dataset, ckpt, lock, resumed)
+        ctx = _open(config, workdir, run, dataset, ckpt, lock, resumed, prints)
     except BaseException:
       ckpt.close()
       raise
@@ -388,11 +392,11 @@ def _restore_or_init(config, workdir, run, dataset, ckpt):
           else fresh), None
 
 
-def _open(config, workdir, run, dataset, ckpt, lock, resumed) -> Context:
-  """The run's record opened: the data checked against the run's start (on a resume)
-  and recorded, config.json, the metric writers."""
-  prints = None if resumed is None else workdir_lib.check_same_data(
-      workdir, dataset, resumed, config.data.allow_changed)
+def _open(config, workdir, run, dataset, ckpt, lock, resumed, prints) -> Context:
+  """The run's record opened: the data (`prints`: its fingerprint) checked against
+  the run's start (on a resume) and recorded, config.json, the metric writers."""
+  if resumed is not None:
+    workdir_lib.check_same_data(workdir, dataset, resumed, config.data.allow_changed, prints)
   if resumed is not None:
     changed = workdir_lib.record_config_changes(config, workdir, resumed)
     if changed and jax.process_index() == 0:
