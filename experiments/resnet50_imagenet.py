@@ -11,9 +11,9 @@ The paper's recipe, as far as flaxcnn supports it:
   here 5 evaluations (epochs) without a lower validation error (schedule.patience);
 - scale augmentation: the shorter side resized to a random size in [256, 480],
   a random 224x224 crop, random horizontal flip (streamed through tf.data);
-- evaluation: centre crop during training; the paper's 10-crop testing (Tables 3
-  and 4) and fully convolutional multi-scale testing at shorter sides
-  {224, 256, 384, 480, 640} (Table 5) via the `ten_crop` / `multiscale` argument.
+- evaluation: centre crop during training; the paper's 10-crop testing (Table 3)
+  and fully convolutional multi-scale testing at shorter sides
+  {224, 256, 384, 480, 640} (Table 4) via the `ten_crop` / `multiscale` argument.
   Not supported: the per-pixel mean subtraction and AlexNet-style PCA colour
   augmentation of Sec. 3.4 (flaxcnn normalizes by the per-channel mean/std).
 

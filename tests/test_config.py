@@ -242,15 +242,16 @@ def test_a_pip_install_runs_the_recipes_by_name_from_any_directory(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # the installed copy
   r = subprocess.run([str(venv / "bin" / "flaxcnn"), "--config=quickstart",
                       "--workdir=run", "--config.num_steps=2"],
-                     cwd=elsewhere, capture_output=True, text=True, timeout=600)
+                     cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-2000:]
   assert "Finished resnet20_cifar (depth=8) on digits: step 2" in r.stdout + r.stderr
   r = subprocess.run([str(venv / "bin" / "python"), "-c",
                       "import flaxcnn, flaxcnn.config as c; print(flaxcnn.__file__); "
                       "print(c.find_config_file('ablations/wrn_width.py:cifar100'))"],
-                     cwd=elsewhere, capture_output=True, text=True, timeout=300)
+                     cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
   module, found = r.stdout.split()
   assert module.startswith(str(venv)) and found.startswith(str(venv))
   assert found.endswith(os.path.join("share", "flaxcnn", "experiments", "ablations",
