@@ -11,10 +11,17 @@ resnet50_imagenet.py), each with the table it reproduces:
 The argument names the model (a preset), optionally the recipe and the test:
 
   python launch.py --config=experiments/imagenet.py:densenet121 --workdir=runs/dn121
-  python launch.py --config=experiments/imagenet.py:densenet121,ten_crop --workdir=runs/dn121 \
-      --config.job=eval
-  python launch.py --config=experiments/imagenet.py:preact_resnet200,320 --workdir=runs/pre200
-  python launch.py --config=experiments/imagenet.py:preact_resnet200,torch,320 --workdir=runs/p200t
+  python launch.py --config=experiments/imagenet.py:densenet121 --workdir=runs/dn121 \
+      --config.job=eval --config.eval_mode=ten_crop --config.eval_batch_size=128
+  python launch.py --config=experiments/imagenet.py:preact_resnet200 --workdir=runs/pre200
+  python launch.py --config=experiments/imagenet.py:preact_resnet200 --workdir=runs/pre200 \
+      --config.job=eval --config.data.eval_image_size=320
+  python launch.py --config=experiments/imagenet.py:preact_resnet200,torch --workdir=runs/p200t
+
+An eval job's results are recorded in the run (WORKDIR/evaluations.jsonl), so
+`python -m flaxcnn.results runs/dn121 --paper imagenet.py:densenet121` puts the
+10-crop and 320 tests of a run trained with centre evaluations beside the paper's
+rows; the `ten_crop` and `320` arguments evaluate that way during training instead.
 
 Recipes (RECIPES; each model defaults to its paper's, MODELS). Every one is SGD with
 momentum 0.9, weight decay 1e-4 on every parameter (Torch's and Caffe's SGD decay the

@@ -91,15 +91,15 @@ class Row:
     return self.table.values[self.label]
 
   def matches(self, settings: Mapping[str, object]) -> bool:
-    return all(_norm(settings.get(k, _MISSING)) == _norm(v) for k, v in self.match.items())
+    return all(norm(settings.get(k, _MISSING)) == norm(v) for k, v in self.match.items())
 
 
 _MISSING = object()
 
 
-def _norm(v):
+def norm(v):
   if isinstance(v, (list, tuple)):
-    return tuple(_norm(x) for x in v)
+    return tuple(norm(x) for x in v)
   if isinstance(v, bool) or v is None or v is _MISSING:
     return v
   if isinstance(v, (int, float)):

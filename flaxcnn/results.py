@@ -52,6 +52,7 @@ import pandas as pd
 from flaxcnn import config as config_lib
 from flaxcnn import papers
 from flaxcnn import sweep as sweep_lib
+from flaxcnn import workdir as workdir_lib
 
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_SPLITS = ("validation", "test")
@@ -644,7 +645,7 @@ def _paper_source(path, source):
   if not source:
     raise ValueError(f"results.compare: {path} has no sweep.json naming its config file; "
                      "pass source='experiments/FILE.py[:ARG]' (--paper FILE.py[:ARG])")
-  source = os.fspath(source)
+  source = config_lib.find_config_file(os.fspath(source))   # also experiments/ by name
   if not os.path.exists(source) and ":" in source:
     source, arg = source.split(":", 1)
   in_project = os.path.join(_PROJECT, source)
@@ -664,6 +665,47 @@ def _settings(base, run_path, overrides) -> dict:
   return papers.flatten(config_lib.apply_overrides(base, overrides or {}))
 
 
+def _with_evaluations(runs: pd.DataFrame, settings: dict):
+  """`runs` plus a row for each other test an eval job recorded on a finished run's
+  final checkpoint (WORKDIR/evaluations.jsonl: a 10-crop, multi-scale or 320-pixel
+  test of a run trained with centre evaluations), its `settings` those of the run
+  with that test's fields, its final metrics the recorded ones; and {row path: the
+  run's folder}."""
+  real = {d: d for d in runs.get("path", [])}
+  extra = []
+  for _, run in (runs[runs.status == "finished"].iterrows() if len(runs) else ()):
+    d, own = run["path"], settings[run["path"]]
+    tests = {}
+    for ev in workdir_lib.read_evaluations(d):
+      if ev.get("step") != run["steps"]:
+        continue                                  # an earlier checkpoint
+      fields = {"eval_mode": ev.get("eval_mode"), "data.eval_image_size": ev.get("eval_image_size")}
+      if ev.get("eval_scales"):
+        fields["eval_scales"] = ev["eval_scales"]
+      if all(papers.norm(own.get(k)) == papers.norm(v) for k, v in fields.items()):
+        continue                                  # the training's own final evaluation
+      tests[tuple(sorted(fields.items(), key=str))] = (fields, ev)   # the latest of each
+    for fields, ev in tests.values():
+      key = f"{d}::eval {','.join(str(v) for v in fields.values() if v is not None)}"
+      new = run.copy()
+      new["path"] = key
+      for col in [c for c in new.index if c.startswith(("final_validation_", "final_test_",
+                                                          "best_"))] + [
+          "test_error_at_best_validation"]:
+        new[col] = np.nan
+      for split in EVAL_SPLITS:
+        acc = (ev.get(split) or {}).get("accuracy", np.nan)
+        new[f"final_{split}_accuracy"] = acc
+        new[f"final_{split}_error"] = 1.0 - acc if acc == acc else np.nan
+        new[f"final_{split}_loss"] = (ev.get(split) or {}).get("loss", np.nan)
+        new[f"final_{split}_top5"] = (ev.get(split) or {}).get("top5", np.nan)
+      extra.append(new)
+      settings[key], real[key] = {**own, **fields}, d
+  if extra:
+    runs = pd.concat([runs, pd.DataFrame(extra)], ignore_index=True)
+  return runs, real
+
+
 def _trained_on(run_path):
   """The run's data.json (what it trained on: name, classes, image shape), or None."""
   return sweep_lib.read_json(os.path.join(run_path, "data.json"))
@@ -681,7 +723,9 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   (mean over the finished runs, in %), std, n (seeds), epochs (trained), budget
   ('full' or 'shortened (E of B epochs)'), diff (ours - paper, points; only for runs
   at the paper's full budget), validation (the same metric on the validation split,
-  shown in its own column when the runs have no test split). `attrs["ordering"]`
+  shown in its own column when the runs have no test split). A test an eval job
+  recorded on a run's final checkpoint (WORKDIR/evaluations.jsonl: 10-crop, multi-scale,
+  a larger crop) counts for the rows of that test. `attrs["ordering"]`
   says per table whether the
   paper's ordering of its rows holds in ours; `attrs["text"]` is the printed
   Markdown (printed when `verbose`).
@@ -695,15 +739,16 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   overrides = {d: (sweep_lib.read_json(os.path.join(d, "variant.json")) or {}).get("overrides")
                for d in runs.get("path", [])}
   settings = {d: _settings(base, d, ov) for d, ov in overrides.items()}
+  runs, real = _with_evaluations(runs, settings)
   out, left_out = [], {}
   for row in rows:
     mine = runs[[row.matches(settings[d]) for d in runs["path"]]] if len(runs) else runs
     synthetic = [settings[d].get("data.source") == "synthetic" for d in mine["path"]] \
         if len(mine) else []
     mine = mine[[not x for x in synthetic]] if len(mine) else mine   # random images
-    other = {d: papers.data_mismatch(row.table.data, _trained_on(d)) for d in mine["path"]} \
-        if len(mine) else {}
-    left_out.update({d: f"{w}, not {row.table.data}" for d, w in other.items() if w})
+    other = {d: papers.data_mismatch(row.table.data, _trained_on(real[d]))
+             for d in mine["path"]} if len(mine) else {}
+    left_out.update({real[d]: f"{w}, not {row.table.data}" for d, w in other.items() if w})
     mine = mine[[other[d] is None for d in mine["path"]]] if len(mine) else mine
     done = mine[mine.status == "finished"]
     col = row.table.column

@@ -293,6 +293,37 @@ def describe_changes(changes: dict) -> list:
   return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]
 
 
+EVALUATIONS = "evaluations.jsonl"
+
+
+def record_evaluation(workdir: str, config, step: int, results: dict) -> None:
+  """Appends an eval job's results to WORKDIR/evaluations.jsonl: the checkpoint's
+  step, the test (eval_mode, data.eval_image_size, eval_scales) and each split's
+  metrics, so that `results --paper` can put a 10-crop or 320-pixel test of a
+  trained run beside the paper. A workdir that cannot be written only warns."""
+  if jax.process_index() != 0:
+    return
+  line = {"step": int(step), "time": time.time(), "eval_mode": config.eval_mode,
+          "eval_image_size": config.data.get("eval_image_size"),
+          "eval_scales": list(config.eval_scales) if config.eval_mode == "multiscale"
+          else None, **results}
+  try:
+    with open(os.path.join(workdir, EVALUATIONS), "a") as f:
+      f.write(json.dumps(line, default=lambda x: x.tolist() if hasattr(x, "tolist")
+                         else float(x)) + "\n")
+  except OSError as e:
+    print(f"WARNING: the evaluation is not recorded in {workdir} ({e.strerror})", flush=True)
+
+
+def read_evaluations(workdir: str) -> list:
+  """The records record_evaluation appended (none for a run never evaluated so)."""
+  try:
+    with open(os.path.join(workdir, EVALUATIONS)) as f:
+      return [json.loads(line) for line in f if line.strip()]
+  except (OSError, ValueError):
+    return []
+
+
 CONFIG_HISTORY = "config_history.jsonl"
 
 

@@ -461,3 +461,50 @@ def test_variants_that_never_started_are_rows_marked_pending(sweep_dir):
   row = runs[runs.run == "depth=20,seed=0"]
   assert list(row.status) == ["pending"] and list(row.depth) == [20]
   assert "| 20 | – | – | 0 (1 unfinished) |" in results.table(runs)
+
+
+TEN_CROP_CONFIG = '''
+from flaxcnn import papers
+from flaxcnn.config import default_config
+
+PAPER = [row for table, mode in ((papers.DENSENET_T3, "center"),
+                                 (papers.DENSENET_T3_10CROP, "ten_crop"))
+         for row in papers.rows(table, {"DenseNet-121": {"model.name": "densenet121",
+                                                          "eval_mode": mode}})]
+
+
+def get_config():
+  config = default_config()
+  config.model.name = "densenet121"
+  config.data.name = "imagenet2012"
+  config.num_epochs = 6.0
+  return config
+'''
+
+
+def test_compare_uses_the_tests_an_eval_job_recorded_on_the_final_checkpoint(tmp_path):
+  """A run trained with centre evaluations, then `--config.job=eval
+  --config.eval_mode=ten_crop` on its checkpoint: the 10-crop row of DenseNet's
+  Table 3 takes that recorded evaluation; an earlier checkpoint's is not used."""
+  cfg = tmp_path / "ten_crop_config.py"
+  cfg.write_text(TEN_CROP_CONFIG)
+  d = tmp_path / "sweep"
+  variants = []
+  for seed, final, ten in ((0, 0.26, 0.241), (1, 0.25, 0.239)):
+    name, ov = f"seed={seed}", {"seed": seed}
+    variants.append({"name": name, "overrides": ov})
+    write_run(str(d / name), train_error=decay(0.5, 0.1, 6), dev_error=decay(0.6, final, 6),
+              overrides=ov)
+    with open(d / name / "evaluations.jsonl", "w") as f:
+      for step, mode, acc in ((30, "ten_crop", 0.5), (60, "center", 1 - final),
+                              (60, "ten_crop", 1 - ten)):
+        f.write(json.dumps({"step": step, "eval_mode": mode, "eval_image_size": None,
+                            "validation": {"accuracy": acc, "loss": 1.0}}) + "\n")
+  with open(d / "sweep.json", "w") as f:
+    json.dump({"config": str(cfg), "arg": "", "variants": variants}, f)
+  df = results.compare(str(d), verbose=False)
+  assert list(df["metric"]) == ["ImageNet top-1 error (%), single crop",
+                                "ImageNet top-1 error (%), 10-crop"]
+  np.testing.assert_allclose(df["ours"], [25.5, 24.0], atol=1e-6)
+  assert list(df["n"]) == [2, 2] and set(df["budget"]) == {"full"}
+  np.testing.assert_allclose(df["diff"], [25.5 - 25.02, 24.0 - 23.61], atol=1e-6)

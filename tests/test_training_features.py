@@ -75,6 +75,12 @@ def test_eval_modes_on_a_checkpoint(tmp_path, mode):
   assert res["test"]["count"] == center["test"]["count"] == 360
   assert res["test"]["accuracy"] != pytest.approx(center["test"]["accuracy"], abs=1e-9) or \
       res["test"]["loss"] != pytest.approx(center["test"]["loss"], abs=1e-9)
+  # each eval job is recorded (results --paper puts a 10-crop test beside the paper)
+  from flaxcnn import workdir as workdir_lib
+  records = workdir_lib.read_evaluations(str(tmp_path))
+  assert [(r["step"], r["eval_mode"]) for r in records] == [(20, "center"), (20, mode)]
+  assert records[1]["test"] == res["test"] and records[0]["validation"] == center["validation"]
+  assert records[1]["eval_scales"] == ([8, 10] if mode == "multiscale" else None)
 
 
 def test_finetuning_head_first_then_all_with_frozen_stem(tmp_path, capsys):

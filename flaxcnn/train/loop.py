@@ -506,7 +506,8 @@ def _finish(ctx: Context, step: int, seconds: float, stopped_by) -> dict:
 
 def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   """Evaluates the latest checkpoint in `workdir` on the validation and test splits
-  (classification: with `config.eval_mode`, center / ten_crop / multiscale)."""
+  (classification: with `config.eval_mode`, center / ten_crop / multiscale) and
+  records the results in WORKDIR/evaluations.jsonl (results --paper reads them)."""
   task = tasks.for_config(config)
   task.validate(config, jax.device_count())
   if dataset is None:
@@ -524,4 +525,5 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
       if jax.process_index() == 0:
         print(f"eval {name:10s} ({config.eval_mode}) step {int(state.step)}: "
               + task.eval_line(res), flush=True)
+  workdir_lib.record_evaluation(workdir, config, int(state.step), results)
   return results
