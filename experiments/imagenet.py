@@ -51,8 +51,11 @@ config.data.eval_image_size.
 Reads TFDS `imagenet2012` (prepared in --config.data.data_dir); an ImageNet image
 folder works too: --config.data.source=folder --config.data.root=ROOT.
 """
+import os
+
 from flaxcnn import papers
-from flaxcnn.config import default_config, parse_arg
+from flaxcnn.config import parse_arg
+from flaxcnn.papers import load_config_module as load_module
 
 RECIPES = {
     "torch": dict(epochs=90, boundaries=(30, 60), batch=256, lr=0.1, nesterov=True,
@@ -86,40 +89,24 @@ def get_config(arg: str = ""):
   name = opts["model"]
   recipe = RECIPES[MODELS[name] if opts["recipe"] == "paper" else opts["recipe"]]
 
-  config = default_config()
-  config.model.name = name
-  config.data.source = "tfds"
-  config.data.name = "imagenet2012"
-  config.data.in_memory = False            # stream: decode and crop in tf.data
-  config.data.image_size = 224
-  config.data.validation_split = "validation"
+  # He et al. 2015's ImageNet recipe (resnet50_imagenet.py: streamed data, 224 crops,
+  # SGD with momentum 0.9 and weight decay 1e-4 on every parameter, its logging), with
+  # this paper's crops, batch, schedule and test
+  eval_mode = "ten_crop" if opts["test"] == "ten_crop" else "center"
+  config = load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "resnet50_imagenet.py")).get_config(f"18,{eval_mode}")
+  config.model.name = name                 # (ResNet-18: no model.kwargs to undo)
   config.augment.train_crop = recipe["crop"]
-  config.augment.scale_range = (256, 480)  # the scale crop's shorter side
-  config.augment.flip = True
-  config.augment.crop_padding = 0
-  config.eval_mode = "ten_crop" if opts["test"] == "ten_crop" else "center"
   if opts["test"] == "320":
     config.data.eval_image_size = 320
-  # images per evaluation batch, divisible by 1-8 devices (10 crops: fewer images)
-  config.eval_batch_size = {"center": 512, "ten_crop": 128, "320": 256}[opts["test"]]
-
+    config.eval_batch_size = 256           # divisible by 1-8 devices
   config.batch_size = recipe["batch"]
   config.num_epochs = float(recipe["epochs"])
-  config.optimizer.name = "sgd"
   config.optimizer.lr = recipe["lr"]
-  config.optimizer.momentum = 0.9
   config.optimizer.nesterov = recipe["nesterov"]
-  config.optimizer.weight_decay = 1e-4
-  config.optimizer.decay_all = True
   config.schedule.name = "piecewise"
   config.schedule.boundaries = tuple(float(b) for b in recipe["boundaries"])
   config.schedule.factor = 0.1
-  config.schedule.warmup_epochs = 0.0
-  config.label_smoothing = 0.0
-
-  config.eval_every_epochs = 1.0
-  config.log_every_steps = 100
-  config.checkpoint_every_steps = 2000
   return config
 
 

@@ -78,8 +78,7 @@ def resize(images, size: int):
 
 def train_augment(rng, images, config, mean, std, dtype, size=None):
   """The in-memory training augmentation: crop, flip, RandAugment or AutoAugment,
-  resize to the
-  training size (progressive resizing), normalize, Cutout."""
+  resize to the training size (progressive resizing), normalize, Cutout."""
   k_crop, k_flip, k_ra, k_cut = jax.random.split(rng, 4)
   images = random_crop(k_crop, images, config.augment.crop_padding)
   if config.augment.flip:

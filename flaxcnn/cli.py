@@ -34,8 +34,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from flaxcnn import backend, checkpoint, distributed, features, papers, sweep, train
-from flaxcnn import workdir as workdir_lib
-from flaxcnn import config as config_lib
+from flaxcnn import config as config_lib, workdir as workdir_lib
 from flaxcnn.config import default_config, parse_model_kwarg
 
 config_flags.DEFINE_config_file("config", None, "experiment config file (experiments/*.py)",

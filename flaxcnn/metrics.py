@@ -19,6 +19,7 @@ from typing import Optional
 import jax
 import numpy as np
 from absl import logging
+from flax import traverse_util
 from PIL import Image
 
 
@@ -35,15 +36,6 @@ def _flatten(d, prefix=""):
 
 
 NOT_CHARTED = ("count",)   # in metrics.jsonl, not a TensorBoard chart
-
-
-def _flatten_arrays(tree, prefix=""):
-  """[(path, array)] of nested dicts, paths joined by '/'."""
-  out = []
-  for k, v in tree.items():
-    path = f"{prefix}/{k}" if prefix else str(k)
-    out += _flatten_arrays(v, path) if hasattr(v, "items") else [(path, v)]
-  return out
 
 
 def image_grid(images, pad: int = 2) -> np.ndarray:
@@ -200,7 +192,8 @@ class MetricWriter:
     its path: 'params/stage1_block1/conv1/kernel'."""
     if not self.active:
       return
-    arrays = {tag: np.asarray(x, np.float64).ravel() for tag, x in _flatten_arrays(tree)}
+    arrays = {tag: np.asarray(x, np.float64).ravel()
+              for tag, x in traverse_util.flatten_dict(tree, sep="/").items()}
     arrays = {tag: x for tag, x in arrays.items() if x.size and np.all(np.isfinite(x))}
     hists = {tag: np.histogram(x, bins=bins if x.min() < x.max() else 1)
              for tag, x in arrays.items()}
@@ -225,13 +218,20 @@ class MetricWriter:
         self._tb_file.close()
 
 
-def read_jsonl(workdir: str):
-  """The records of WORKDIR/metrics.jsonl as a list of dicts."""
-  path = os.path.join(workdir, "metrics.jsonl")
+def read_jsonl(workdir: str, name: str = "metrics.jsonl"):
+  """The records of WORKDIR/`name` (metrics.jsonl, evaluations.jsonl) as dicts; a
+  line cut short by a killed writer is skipped."""
+  path = os.path.join(workdir, name)
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except ValueError:
+        continue
+  return records
 
 
 def format_duration(seconds: float) -> str:

@@ -53,6 +53,7 @@ from flaxcnn import config as config_lib
 from flaxcnn import papers
 from flaxcnn import sweep as sweep_lib
 from flaxcnn import workdir as workdir_lib
+from flaxcnn.metrics import read_jsonl
 
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_SPLITS = ("validation", "test")
@@ -676,7 +677,7 @@ def _with_evaluations(runs: pd.DataFrame, settings: dict):
   for _, run in (runs[runs.status == "finished"].iterrows() if len(runs) else ()):
     d, own = run["path"], settings[run["path"]]
     tests = {}
-    for ev in workdir_lib.read_evaluations(d):
+    for ev in read_jsonl(d, workdir_lib.EVALUATIONS):
       if ev.get("step") != run["steps"]:
         continue                                  # an earlier checkpoint
       fields = {"eval_mode": ev.get("eval_mode"), "data.eval_image_size": ev.get("eval_image_size")}

@@ -48,12 +48,13 @@ def check_writable(workdir: str) -> None:
                      "directory you can write to") from None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+  """Whether process `pid` of this host exists (one we may not signal counts)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
-  except PermissionError:
+  except (PermissionError, OSError):
     return True
   return True
 
@@ -96,7 +97,7 @@ def _holder(path):
 def _stale(holder, path) -> bool:
   if holder is None:
     return True
-  if holder.get("host") == socket.gethostname() and not _alive(int(holder.get("pid", -1))):
+  if holder.get("host") == socket.gethostname() and not process_alive(int(holder.get("pid", -1))):
     return True
   try:
     return time.time() - os.path.getmtime(path) > STALE_SECONDS
@@ -159,12 +160,16 @@ def write_progress(workdir: str, step: int, total_steps: int, eta_seconds=None) 
 
 
 def write_json(path: str, obj) -> None:
-  """Writes JSON atomically (a crash leaves the old file or the new one)."""
-  if jax.process_index() != 0:
-    return
+  """Writes JSON atomically on process 0 (a crash leaves the old file or the new one)."""
+  if jax.process_index() == 0:
+    write_json_atomic(path, obj)
+
+
+def write_json_atomic(path: str, obj, default=None) -> None:
+  """Writes JSON through a temporary file renamed over `path` (any process; no JAX)."""
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
+    json.dump(obj, f, indent=2, default=default)
   os.replace(tmp, path)
 
 
@@ -313,15 +318,6 @@ def record_evaluation(workdir: str, config, step: int, results: dict) -> None:
                          else float(x)) + "\n")
   except OSError as e:
     print(f"WARNING: the evaluation is not recorded in {workdir} ({e.strerror})", flush=True)
-
-
-def read_evaluations(workdir: str) -> list:
-  """The records record_evaluation appended (none for a run never evaluated so)."""
-  try:
-    with open(os.path.join(workdir, EVALUATIONS)) as f:
-      return [json.loads(line) for line in f if line.strip()]
-  except (OSError, ValueError):
-    return []
 
 
 CONFIG_HISTORY = "config_history.jsonl"

@@ -10,9 +10,7 @@ experiments/ (and experiments/ablations/) whose default config, paper rows or sw
 variants name it.
 """
 import argparse
-import concurrent.futures
 import glob
-import multiprocessing
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -58,13 +56,7 @@ def row(name: str, params: int, macs: int, size: int, configs: Sequence[str]) ->
 def table(names: Optional[Sequence[str]] = None, jobs: Optional[int] = None) -> str:
   """The Markdown table of `names` (default: every preset)."""
   names = list(names or registry.list_models())
-  jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
-  if jobs > 1:   # tracing is single-threaded: one process per core (spawned, not forked)
-    with concurrent.futures.ProcessPoolExecutor(
-        jobs, multiprocessing.get_context("spawn")) as pool:
-      counts = list(pool.map(summary.summarize, names))
-  else:
-    counts = [summary.summarize(n) for n in names]
+  counts = list(summary.summarize_many(names, jobs=jobs))
   configs = config_files()
   return "\n".join([HEADER] + [row(n, p, m, s, configs.get(n, [])) for n, p, m, s in counts])
 

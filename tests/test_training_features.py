@@ -76,8 +76,8 @@ def test_eval_modes_on_a_checkpoint(tmp_path, mode):
   assert res["test"]["accuracy"] != pytest.approx(center["test"]["accuracy"], abs=1e-9) or \
       res["test"]["loss"] != pytest.approx(center["test"]["loss"], abs=1e-9)
   # each eval job is recorded (results --paper puts a 10-crop test beside the paper)
-  from flaxcnn import workdir as workdir_lib
-  records = workdir_lib.read_evaluations(str(tmp_path))
+  from flaxcnn import metrics, workdir as workdir_lib
+  records = metrics.read_jsonl(str(tmp_path), workdir_lib.EVALUATIONS)
   assert [(r["step"], r["eval_mode"]) for r in records] == [(20, "center"), (20, mode)]
   assert records[1]["test"] == res["test"] and records[0]["validation"] == center["validation"]
   assert records[1]["eval_scales"] == ([8, 10] if mode == "multiscale" else None)

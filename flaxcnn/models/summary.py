@@ -111,6 +111,22 @@ def summarize(name: str, image_size: Optional[int] = None) -> Tuple[str, int, in
   return name, params, macs, size
 
 
+def summarize_many(names, image_size: Optional[int] = None, jobs: Optional[int] = None):
+  """summarize(name) of each of `names`, in order, as they come; tracing is
+  single-threaded, so `jobs` processes (default one per core) trace in parallel."""
+  jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
+  sizes = [image_size] * len(names)
+  if jobs == 1:
+    yield from map(summarize, names, sizes)
+    return
+  # spawned, not forked; the workers need summarize by its module's name, also when
+  # this module runs as __main__
+  from flaxcnn.models.summary import summarize as work
+  with concurrent.futures.ProcessPoolExecutor(
+      jobs, multiprocessing.get_context("spawn")) as pool:
+    yield from pool.map(work, names, sizes)
+
+
 def param_paths(name: str, image_size: Optional[int] = None):
   """[(path 'a/b/kernel', shape)] of preset `name`'s parameters (what
   config.finetune.freeze regexes match)."""
@@ -147,19 +163,8 @@ def main(argv):
         print(f"{name:24s} {path:60s} {'x'.join(map(str, shape))}")
     return 0
   print(f"{'preset':40s} {'params':>14s} {'mult-adds':>10s} {'input':>6s}")
-  jobs = max(1, args.jobs or min(os.cpu_count() or 1, len(names)))
-  sizes = [args.image_size] * len(names)
-  if jobs > 1:   # tracing is single-threaded: one process per core (spawned, not forked)
-    # the workers need summarize by its module's name, also when this runs as __main__
-    from flaxcnn.models.summary import summarize as work
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"))
-    results = pool.map(work, names, sizes)
-  else:
-    pool, results = None, map(summarize, names, sizes)
-  for name, params, macs, size in results:
+  for name, params, macs, size in summarize_many(names, args.image_size, args.jobs):
     print(f"{name:40s} {params:14,d} {macs / 1e9:9.3f}G {size:6d}", flush=True)
-  if pool:
-    pool.shutdown()
   return 0
 
 

@@ -14,11 +14,8 @@ FINISHED, FAILED, RUNNING, INTERRUPTED, INCOMPLETE, PENDING, QUEUED = (
 
 
 def write_json(path: str, obj) -> None:
-  """Writes JSON atomically (a temporary file renamed over the target)."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, default=_jsonable)
-  os.replace(tmp, path)
+  """Writes JSON atomically from any process (launchers run without JAX)."""
+  workdir_lib.write_json_atomic(path, obj, default=_jsonable)
 
 
 def _jsonable(value):
@@ -39,15 +36,9 @@ def read_json(path: str):
 
 def _alive(record: dict) -> bool:
   """False when the process that marked the variant running is gone (same host only)."""
-  if record.get("host") != socket.gethostname() or not record.get("pid"):
+  if record.get("host") != socket.gethostname() or not str(record.get("pid", "")).isdigit():
     return True
-  try:
-    os.kill(int(record["pid"]), 0)
-  except ProcessLookupError:
-    return False
-  except (PermissionError, OSError, ValueError):
-    return True
-  return True
+  return workdir_lib.process_alive(int(record["pid"]))
 
 
 def variant_status(variant_dir: str) -> dict:

@@ -397,7 +397,6 @@ def _open(config, workdir, run, dataset, ckpt, lock, resumed, prints) -> Context
   the run's start (on a resume) and recorded, config.json, the metric writers."""
   if resumed is not None:
     workdir_lib.check_same_data(workdir, dataset, resumed, config.data.allow_changed, prints)
-  if resumed is not None:
     changed = workdir_lib.record_config_changes(config, workdir, resumed)
     if changed and jax.process_index() == 0:
       print(f"Resuming at step {resumed} with a changed config (kept in "
