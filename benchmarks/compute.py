@@ -26,6 +26,7 @@ machine's drift falls on every variant alike.
 """
 import argparse
 import contextlib
+import json
 import os
 import platform
 import sys
@@ -129,13 +130,52 @@ def forced_survival(blocks):
     layers.survival_probability = original
 
 
+def expected_compute(p_L: float, blocks: int) -> float:
+  """The share of residual branches computed under linear decay to p_L (Huang et al.
+  2016, Eq. 4: block l survives with 1 - l / L (1 - p_L)), the stem and head aside."""
+  return float(np.mean([1 - l / blocks * (1 - p_L) for l in range(1, blocks + 1)]))
+
+
+def sd_curve(args):
+  """Step time with per-batch stochastic depth at each p_L, over the step without it
+  (p_L = 1 is the model without stochastic depth), timed in alternation."""
+  t0 = time.time()
+  p_ls = [float(p) for p in args.p_L.split(",")]
+  variants = {p: (args.model, {} if p == 1.0 else dict(stochastic_depth=p,
+                                                       stochastic_depth_per="batch"))
+              for p in p_ls}
+  t = step_times(variants, args.batch, args.steps)
+  base = t.get(1.0) or step_times({1.0: (args.model, {})}, args.batch, args.steps)[1.0]
+  blocks = sum(create_model(args.model).stage_sizes)
+  print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"jax {jax.__version__}; {args.model}, batch {args.batch}, mean of {args.steps} steps")
+  out = {"model": args.model, "batch": args.batch, "steps": args.steps, "p_L": p_ls,
+         "step_s": [t[p] for p in p_ls], "ratio": [t[p] / base for p in p_ls]}
+  out["expected"] = [expected_compute(p, blocks) for p in p_ls]
+  for p, s, r, e in zip(p_ls, out["step_s"], out["ratio"], out["expected"]):
+    print(f"p_L={p:<5g} step {s:.3f} s  {r:.3f}x the step without (branches kept {e:.3f})")
+  out["seconds"] = time.time() - t0
+  out["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=1)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--skip_compile", action="store_true", help="no compile-time row")
   parser.add_argument("--skip_stages", action="store_true", help="no per-stage cost rows")
+  parser.add_argument("--sd_curve", action="store_true",
+                      help="only the step time of per-batch stochastic depth vs p_L")
+  parser.add_argument("--p_L", default="1.0,0.9,0.75,0.5", help="--sd_curve's p_L values")
+  parser.add_argument("--model", default="resnet110_cifar", help="--sd_curve's model")
+  parser.add_argument("--json", default=None, help="--sd_curve: also write it to this file")
   args = parser.parse_args()
+  if args.sd_curve:
+    return sd_curve(args)
   print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
         f"jax {jax.__version__} on {jax.devices()[0].device_kind} x {jax.device_count()}, "
         f"load average {os.getloadavg()[0]:.1f}; batch {args.batch}, float32")

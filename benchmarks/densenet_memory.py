@@ -18,6 +18,7 @@ compilers keep the barriers. The trainer's compiles disable that pass on the CPU
 measures the CPU compiler as it is.
 """
 import argparse
+import json
 import os
 import platform
 import sys
@@ -89,6 +90,7 @@ def main():
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--steps", type=int, default=3, help="timed steps (0: memory only)")
   p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--json", default=None, help="also write the figures to this JSON file")
   p.add_argument("--keep-cpu-cse", action="store_true",
                  help="keep XLA's CPU pass that undoes remat (see the docstring)")
   args = p.parse_args()
@@ -99,14 +101,22 @@ def main():
         f"{dev.platform} {dev.device_kind}; jax {jax.__version__}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   print(f"{args.model} batch {args.batch} {args.dtype}, mean of {args.steps} steps", flush=True)
-  base = None
+  base, out, t0 = None, {}, time.time()
   for name in args.variants.split(","):
     temp, secs, compile_s, loss = measure(args.model, args.batch, args.dtype, VARIANTS[name],
                                           args.steps)
     base = base or (temp, secs)
+    out[name] = {"temp_bytes": temp, "step_s": secs, "compile_s": compile_s}
     print(f"{name:18s} temp {temp / 2**30:7.3f} GiB ({temp / base[0]:.3f}x)  "
           f"step {secs:7.3f} s ({secs / base[1]:.3f}x)  compile {compile_s:5.1f} s  "
           f"loss {loss:.4f}", flush=True)
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+      json.dump({"model": args.model, "batch": args.batch, "dtype": args.dtype,
+                 "steps": args.steps, "variants": out, "seconds": time.time() - t0,
+                 "machine": f"{platform.processor() or platform.machine()}, "
+                            f"{os.cpu_count()} cpus, jax {jax.__version__}"}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ def default_config() -> ml_collections.ConfigDict:
   # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
   c.data.eval_image_size = placeholder(int)
   c.data.num_classes = placeholder(int)  # synthetic data only
+  # In-memory data: only these classes (indices, relabelled 0..k-1 in this order) in
+  # every split, and a fixed subset of this many training images per class (0 = all):
+  # small-data experiments, transfer between class subsets
+  c.data.classes = ()
+  c.data.train_per_class = 0
   c.data.synthetic_size = 1024     # examples of synthetic data
   c.data.shuffle_buffer = 10_000   # streaming only
   # Resuming on data that differ from those the run started with (a folder that
@@ -149,6 +154,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.finetune.head_epochs = 0.0     # first train only the new classifier head this long
   c.finetune.lr_mult = 0.1         # then everything at this multiple of the schedule's lr
   c.finetune.freeze_bn = False     # BatchNorm in inference mode (running averages frozen)
+  c.finetune.new_head = False      # a fresh head even where its shape matches (the source
+                                   # was trained on as many, but other, classes)
   c.finetune.allow_partial = False  # go on when init_from matches under half of the arrays
   c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^stem_conv",)
                                    # (`python -m flaxcnn.models.summary NAME --params`)
@@ -376,7 +383,7 @@ def parse_arg(arg: str, file: str, **options) -> dict:
       elif isinstance(spec, bool):
         words.append(name)
       else:
-        words.append(f"{name}=N")
+        words.append(f"{name}={'TEXT' if isinstance(spec, str) else 'N'}")
     return ", ".join(words)
 
   for part in (p.strip() for p in (arg or "").split(",")):

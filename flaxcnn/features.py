@@ -356,12 +356,13 @@ def run(config, workdir: str, backbone: Optional[Backbone] = None, dataset=None)
                      "replaced by the linear head's; give the head another --workdir")
   lock = workdir_lib.prepare(workdir)   # one-line errors; a busy workdir is refused
   try:
-    return _run(config, workdir, backbone, dataset)
+    return run_locked(config, workdir, backbone, dataset)
   finally:
     lock.release()
 
 
-def _run(config, workdir, backbone, dataset) -> dict:
+def run_locked(config, workdir, backbone=None, dataset=None) -> dict:
+  """`run` in a workdir this process holds already (a sweep's variant)."""
   t0 = time.time()
   n = jax.device_count()
   if config.eval_batch_size % n:   # the backbone's batches are split over the devices

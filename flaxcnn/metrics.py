@@ -99,6 +99,7 @@ class MetricWriter:
     if wandb is not None and wandb.project:
       self._wandb = WandbRun(workdir, wandb, hparams)
     os.makedirs(workdir, exist_ok=True)
+    self._images_dir = os.path.join(workdir, "images")
     path = os.path.join(workdir, "metrics.jsonl")
     tb_dir = os.path.join(workdir, "tensorboard")
     if resume_step is None and os.path.exists(path) and os.path.getsize(path):
@@ -170,17 +171,21 @@ class MetricWriter:
       self._tb_file.flush()
 
   def image(self, step: int, tag: str, images) -> None:
-    """A TensorBoard image: `images` (N, H, W, C) uint8, tiled into one grid."""
+    """A TensorBoard image: `images` (N, H, W, C) uint8, tiled into one grid; the
+    latest of each tag is also WORKDIR/images/<tag, '/' as '_'>.png (figures, pages)."""
     if not self.active:
       return
     grid = image_grid(images)
     if self._wandb is not None:
       self._wandb.image(step, tag, grid)
+    buffer = io.BytesIO()
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buffer, format="PNG")
+    os.makedirs(self._images_dir, exist_ok=True)
+    with open(os.path.join(self._images_dir, tag.replace("/", "_") + ".png"), "wb") as f:
+      f.write(buffer.getvalue())
     if self._tb is None:
       return
     _, summary_pb2 = self._pb
-    buffer = io.BytesIO()
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buffer, format="PNG")
     value = summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
         height=grid.shape[0], width=grid.shape[1], colorspace=grid.shape[-1],
         encoded_image_string=buffer.getvalue()))

@@ -421,7 +421,7 @@ def _groups(df: pd.DataFrame, by: List[str]):
 
 def _label(metric: str, percent: bool) -> str:
   text = metric.replace("final_", "").replace("_", " ")
-  if percent and ("error" in metric or "accuracy" in metric or "top5" in metric):
+  if percent and _percent(metric):
     text += " (%)"
   return text
 
@@ -630,6 +630,92 @@ def plot_vs_field(df: pd.DataFrame, field: str, metric: Optional[str] = None, by
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   ax.set_title(f"{_label(metric, False)} vs {field}", fontsize=11)
+  _save(fig, path)
+  return fig
+
+
+def _percent(metric: str) -> bool:
+  return any(w in metric for w in ("error", "accuracy", "top5", "iou"))
+
+
+def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step",
+                     splits=("train", "validation"), panels=None, labels=None,
+                     paper=None, title: Optional[str] = None, log_y: bool = False,
+                     path: Optional[str] = None):
+  """Learning curves of several arms over seeds: each run thin, the mean over the
+  seeds of an arm thick (at the x values the seeds share); train dashed, the other
+  splits solid; one colour per arm.
+
+  `curve_df`: long form with columns `group`, seed, split, `x` and `metric` (as
+  `curves()` returns, or a results file of them). `panels`: lists of group values, one
+  panel each (default: one panel). `labels`: {group value: legend text}. `paper`:
+  {group value: number} drawn as a dotted line in the arm's colour (a paper's
+  figure). Errors, accuracies and IoU are shown in %. Returns the Figure."""
+  if isinstance(curve_df, (str, os.PathLike)):
+    curve_df = curves(curve_df)
+  values = list(dict.fromkeys(curve_df[group]))
+  panels = panels or [values]
+  labels, paper = labels or {}, paper or {}
+  colors = {v: f"C{i % 10}" for i, v in enumerate(values)}
+  scale = 100.0 if _percent(metric) else 1.0
+  fig, axes = _figure(1, len(panels))
+  for ax, members in zip(axes.flat, panels):
+    for v in members:
+      arm = curve_df[curve_df[group] == v]
+      for split in splits:
+        s = arm[arm.split == split]
+        if not len(s):
+          continue
+        style = "--" if split == "train" else "-"
+        for _, run in s.groupby("seed"):
+          run = run.sort_values(x)
+          ax.plot(run[x], run[metric] * scale, style, color=colors[v], lw=0.7, alpha=0.45)
+        mean = s.groupby(x)[metric].agg(["mean", "count"])
+        mean = mean[mean["count"] == s["seed"].nunique()]
+        ax.plot(mean.index, mean["mean"] * scale, style, color=colors[v], lw=2.2,
+                label=f"{labels.get(v, v)} {split} (mean of {s['seed'].nunique()})")
+      if v in paper:
+        ax.axhline(paper[v] * scale, color=colors[v], ls=":", lw=1.2,
+                   label=f"{labels.get(v, v)}: paper")
+    ax.set_xlabel({"step": "training step", "epoch": "epoch"}.get(x, x))
+    ax.set_ylabel(_label(metric, scale == 100.0))
+    if log_y:
+      ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=11)
+  _save(fig, path)
+  return fig
+
+
+def plot_arms(runs, group: str, metrics: Sequence[str], labels=None, paper=None,
+              title: Optional[str] = None, path: Optional[str] = None):
+  """Final figures per arm: each seed a dot, the mean over the seeds with a ± one
+  standard deviation bar; one panel per metric. `runs`: one row per run with columns
+  `group`, seed and the metrics; `paper`: {metric: {group value: number}}.
+  Returns the Figure."""
+  values = list(dict.fromkeys(runs[group]))
+  labels, paper = labels or {}, paper or {}
+  fig, axes = _figure(1, len(metrics), width=1.2 + 1.1 * len(values))
+  for ax, metric in zip(axes.flat, metrics):
+    scale = 100.0 if _percent(metric) else 1.0
+    for i, v in enumerate(values):
+      y = runs[runs[group] == v][metric].to_numpy(float) * scale
+      y = y[np.isfinite(y)]
+      if not len(y):
+        continue
+      ax.plot(np.full(len(y), i), y, ".", color=f"C{i % 10}", alpha=0.5)
+      ax.errorbar([i], [y.mean()], yerr=[y.std(ddof=1) if len(y) > 1 else 0.0], fmt="o",
+                  color=f"C{i % 10}", capsize=5, ms=7)
+      if v in paper.get(metric, {}):
+        ax.plot([i - 0.3, i + 0.3], [paper[metric][v] * scale] * 2, ":", color="k")
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels([labels.get(v, str(v)) for v in values], fontsize=8, rotation=15)
+    ax.set_ylabel(_label(metric, scale == 100.0))
+    ax.grid(alpha=0.3, axis="y")
+  if title:
+    fig.suptitle(title, fontsize=11)
   _save(fig, path)
   return fig
 

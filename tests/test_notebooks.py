@@ -28,7 +28,7 @@ def _outputs(nb, output_type=None, mime=None):
       yield out
 
 
-@pytest.mark.parametrize("name", ["sweep.ipynb", "results.ipynb"])
+@pytest.mark.parametrize("name", ["sweep.ipynb", "results.ipynb", "lecture.ipynb"])
 def test_notebooks_are_committed_without_outputs(name):
   nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
   for cell in nb.cells:

@@ -18,6 +18,8 @@ NOT_RUN = {
     "wrn_28_10.py": "CIFAR-10 through TFDS (a download)",
     "resnet_cifar.py": "CIFAR-10 through TFDS (a download)",
     "--launcher=slurm": "a SLURM cluster",
+    "experiments/lecture/run.py": "CPU-hours; tests/test_lecture.py runs the same command at "
+                                  "its smoke budget",
 }
 
 

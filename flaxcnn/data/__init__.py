@@ -18,7 +18,7 @@ import numbers
 
 from flaxcnn.data import sources, streaming
 from flaxcnn.data.core import (Dataset, Split, _stats, finalize, fingerprint,  # noqa: F401
-                               hold_out)
+                               hold_out, select)
 
 MAX_IMAGE_SIZE = 4096            # pixels per side; beyond it a size is a typo
 MAX_SYNTHETIC_BYTES = 16 << 30   # synthetic data is allocated whole
@@ -52,6 +52,16 @@ def check_config(config) -> None:
   if a.get("train_crop", "scale") not in streaming.TRAIN_CROPS:
     raise ValueError(f"config.augment.train_crop={a.get('train_crop')!r} must be one of "
                      f"{', '.join(streaming.TRAIN_CROPS)}")
+  classes, per_class = tuple(d.get("classes") or ()), d.get("train_per_class", 0)
+  if not all(_is_int(c) and c >= 0 for c in classes):
+    raise ValueError(f"config.data.classes={classes!r} must be class indices (integers "
+                     "from 0), e.g. (5, 6, 7, 8, 9)")
+  if not (_is_int(per_class) and per_class >= 0):
+    raise ValueError(f"config.data.train_per_class={per_class!r} must be an integer >= 0 "
+                     "(0 = every training image)")
+  if (classes or per_class) and not d.get("in_memory", True):
+    raise ValueError("config.data.classes / train_per_class select in-memory data; with "
+                     "config.data.in_memory=False make a folder of the classes instead")
   scales = config.get("eval_scales") or ()
   if not all(_is_int(s) and 1 <= s <= MAX_IMAGE_SIZE for s in scales):
     raise ValueError(f"config.eval_scales={tuple(scales)!r} must be integers from 1 to "
@@ -59,12 +69,18 @@ def check_config(config) -> None:
 
 
 def load(config):
-  """The dataset of `config.data`: a `Dataset` of arrays, or a streamed one when
+  """The dataset of `config.data`: a `Dataset` of arrays (only `data.classes` and
+  `data.train_per_class` training examples of each, where set), or a streamed one when
   `config.data.in_memory` is False."""
   check_config(config)
   d = config.data
   if not d.in_memory and d.source in ("folder", "tfds"):
     return streaming.load(config)
+  return select(_load_source(config), d.classes, d.train_per_class)
+
+
+def _load_source(config):
+  d = config.data
   if d.source == "digits":
     return sources.digits(d.validation_size)
   if d.source == "synthetic":

@@ -68,6 +68,43 @@ def finalize(name, num_classes, splits, validation_size, class_names=None,
   return Dataset(name, num_classes, splits, mean, std, class_names, validation_held_out=held)
 
 
+def select(dataset: Dataset, classes: Sequence[int] = (), train_per_class: int = 0,
+           seed: int = 0) -> Dataset:
+  """The dataset restricted to `classes` (relabelled 0..k-1 in the order given) in every
+  split, and to `train_per_class` examples of each class in the training split (a fixed
+  choice: the first of each class after a shuffle by `seed`, whatever the run's seed).
+  The training statistics are those of the examples kept."""
+  if not classes and not train_per_class:
+    return dataset
+  n = dataset.num_classes
+  classes = tuple(int(c) for c in classes) or tuple(range(n))
+  bad = [c for c in classes if not 0 <= c < n]
+  if bad or len(set(classes)) != len(classes):
+    raise ValueError(f"config.data.classes={classes!r}: each class at most once, from 0 to "
+                     f"{n - 1} (the dataset's {n} classes)")
+  relabel = np.full(n, -1, np.int32)
+  relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
+  splits = {}
+  for name, split in dataset.splits.items():
+    keep = np.nonzero(relabel[split.labels] >= 0)[0]
+    if name == "train" and train_per_class:
+      order = np.random.RandomState(seed).permutation(len(split))
+      picked = []
+      for c in classes:
+        of_c = order[split.labels[order] == c][:train_per_class]
+        if len(of_c) < train_per_class:
+          raise ValueError(f"config.data.train_per_class={train_per_class}: class {c} has "
+                           f"only {len(of_c)} training examples; ask for at most that")
+        picked.append(of_c)
+      keep = np.sort(np.concatenate(picked))
+    splits[name] = Split(split.images[keep], relabel[split.labels[keep]])
+  names = (tuple(dataset.class_names[c] for c in classes) if dataset.class_names
+           else None)
+  mean, std = _stats(splits["train"].images)
+  return dataclasses.replace(dataset, num_classes=len(classes), splits=splits, mean=mean,
+                             std=std, class_names=names)
+
+
 def example_hashes(split: Split) -> List[str]:
   """A short hash per example (its image's bytes and its label), to find it again."""
   return [hashlib.blake2b(np.ascontiguousarray(image).tobytes()

@@ -11,7 +11,7 @@ import jax
 from absl import logging
 from jax.experimental.compilation_cache import compilation_cache as cc
 
-from flaxcnn import tasks, train
+from flaxcnn import features, tasks, train
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.sweep.declare import source_path, variant_specs
 from flaxcnn.sweep.tracking import (FAILED, FINISHED, INTERRUPTED, RUNNING, one_line,
@@ -56,10 +56,17 @@ class _DataCache:
     return self.dataset
 
 
+# The jobs a variant may run: training, or a linear head on a trained backbone's
+# features (a baseline beside fine-tuning in a transfer sweep).
+SWEEP_JOBS = ("train", "features")
+
+
 def _train_variant(config, vdir, data_cache):
   task = tasks.for_config(config)
   task.validate(config, jax.device_count())
   dataset = data_cache.get(config, task)
+  if config.job == "features":
+    return features.run_locked(config, vdir, dataset=dataset)
   return train.train_and_evaluate(config, vdir, dataset=dataset)
 
 
@@ -106,10 +113,11 @@ def plan(source, workdir: str, arg: str = "", index: Optional[int] = None, confi
   if index is not None and not 0 <= index < len(specs):
     raise ValueError(f"sweep index {index} is out of range: the sweep has {len(specs)} "
                      f"variants (0..{len(specs) - 1}); see --list_variants")
-  jobs = sorted({cfg.job for _, _, cfg in specs} - {"train"})
+  jobs = sorted({cfg.job for _, _, cfg in specs} - set(SWEEP_JOBS))
   if jobs:   # once, before any variant, not as a failure of each
-    raise ValueError(f"config.job={jobs[0]!r}: a sweep trains its variants; evaluate one "
-                     "with --workdir=DIR/<variant> --config.job=eval (without --sweep)")
+    raise ValueError(f"config.job={jobs[0]!r}: a sweep trains its variants (or fits a "
+                     "head on features); evaluate one with --workdir=DIR/<variant> "
+                     "--config.job=eval (without --sweep)")
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     label = source_path(source)

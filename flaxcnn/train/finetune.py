@@ -58,13 +58,16 @@ def _source_model(source: str) -> str:
 def load_initial_weights(config, state, run):
   """Copies the parameters and BatchNorm statistics of `config.init_from` (a workdir
   or a weights file) into a fresh state wherever the shapes match; a new head (other
-  number of classes) keeps its fresh initialization. `state`: a fresh TrainState of
-  `run` (flaxcnn/train/state.py)."""
+  number of classes, or config.finetune.new_head: other classes) keeps its fresh
+  initialization. `state`: a fresh TrainState of `run` (flaxcnn/train/state.py)."""
   source, loaded = config.init_from, _load_source(config)
   kept, fresh_paths = 0, []
 
   def merge(path, fresh):
     nonlocal kept
+    if config.finetune.new_head and getattr(path[1], "key", None) == HEAD:
+      fresh_paths.append(path_str(path))
+      return fresh
     node = loaded
     for k in path:
       key = getattr(k, "key", None)
