@@ -91,7 +91,17 @@ class Row:
     return self.table.values[self.label]
 
   def matches(self, settings: Mapping[str, object]) -> bool:
-    return all(norm(settings.get(k, _MISSING)) == norm(v) for k, v in self.match.items())
+    """Whether a run (or a recorded evaluation of one) with these config `settings`
+    reproduces this row: its fields, and the row's test protocol (a row that names
+    none is the table's single centre crop, so a 10-crop evaluation is not its test)."""
+    for k, v in {**TEST_PROTOCOL, **self.match}.items():
+      if norm(settings.get(k, TEST_PROTOCOL.get(k, _MISSING))) != norm(v):
+        return False
+    return True
+
+
+# The test protocol a paper row implies unless it names another (config fields).
+TEST_PROTOCOL = {"eval_mode": "center", "data.eval_image_size": None}
 
 
 _MISSING = object()

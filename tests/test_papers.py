@@ -78,3 +78,20 @@ def test_row_matching_and_ordering_helpers():
   assert papers.better(papers.DROPBLOCK_T1, 78.13, 76.51)          # accuracy: higher
   with pytest.raises(ValueError, match="no row"):
     papers.rows(t, {"no such row": {}})
+
+
+def test_a_row_is_reproduced_only_by_its_own_test_protocol():
+  """A 10-crop evaluation of a run is not a second seed of a single-crop row."""
+  row = papers.rows(papers.HE2015_T6, {"ResNet-20": {"model.name": "resnet20_cifar"}})[0]
+  trained = {"data.name": "cifar10", "model.name": "resnet20_cifar", "eval_mode": "center",
+             "data.eval_image_size": None}
+  assert row.matches(trained)
+  assert row.matches({"data.name": "cifar10", "model.name": "resnet20_cifar"})  # older runs
+  assert not row.matches({**trained, "eval_mode": "ten_crop"})
+  assert not row.matches({**trained, "data.eval_image_size": 320})
+  ten_crop = papers.rows(papers.HE2015_T3, {"ResNet-34 B": {
+      "model.name": "resnet34", "eval_mode": "ten_crop"}})[0]
+  assert ten_crop.matches({"data.name": "imagenet2012", "model.name": "resnet34",
+                           "eval_mode": "ten_crop"})
+  assert not ten_crop.matches({"data.name": "imagenet2012", "model.name": "resnet34",
+                               "eval_mode": "center"})
