@@ -310,9 +310,9 @@ def _pop_model_kwargs(argv):
 
 def _parse_flags(argv):
   """absl's flag parsing, with a config-file or override error as one line."""
-  argv = [f"--config={config_lib.find_config_file(a[len('--config='):])}"
-          if a.startswith("--config=") else a for a in argv]
   try:
+    argv = [f"--config={config_lib.find_config_file(a[len('--config='):])}"
+            if a.startswith("--config=") else a for a in argv]
     argv, model_kwargs = _pop_model_kwargs(argv)
     argv, nones = _pop_nones(argv)
     saved, sys.argv = sys.argv, argv   # ml_collections reads its overrides from sys.argv

@@ -444,6 +444,10 @@ def find_config_file(value: str) -> str:
   exists, else by name among experiments_dirs(): 'quickstart', 'wrn_28_10.py:dropout',
   'ablations/wrn_width.py', 'experiments/quickstart.py' from any directory."""
   path, sep, arg = value.partition(":")
+  if path and os.path.exists(path) and not (os.path.isfile(path) and path.endswith(".py")):
+    raise ValueError(f"--config={path}: a config is a Python file (.py) defining "
+                     "get_config(), e.g. experiments/quickstart.py; this is "
+                     f"{'a folder' if os.path.isdir(path) else 'not a .py file'}")
   if not path or os.path.exists(path):
     return value
   name = path[len("experiments/"):] if path.startswith("experiments/") else path

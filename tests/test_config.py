@@ -256,3 +256,12 @@ def test_a_pip_install_runs_the_recipes_by_name_from_any_directory(tmp_path):
   assert module.startswith(str(venv)) and found.startswith(str(venv))
   assert found.endswith(os.path.join("share", "flaxcnn", "experiments", "ablations",
                                      "wrn_width.py:cifar100"))
+
+
+@pytest.mark.parametrize("name, what", [("c.txt", "not a .py file"), ("c.json", "not a .py file"),
+                                        ("folder", "a folder")])
+def test_a_config_that_is_not_a_python_file_is_named_in_one_line(tmp_path, name, what):
+  path = tmp_path / name
+  path.mkdir() if name == "folder" else path.write_text('{"this": 1}')
+  with pytest.raises(ValueError, match=f"a config is a Python file .* this is {what}"):
+    config_lib.find_config_file(f"{path}:arg")

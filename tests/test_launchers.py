@@ -240,3 +240,10 @@ def test_two_sweep_processes_on_one_folder_leave_each_other_their_variants(tmp_p
     assert not (busy / "variant.json").exists()       # its record is the holder's
   finally:
     holder.kill()
+
+
+def test_jobs_import_this_checkout_not_its_package_folder_as_top_level():
+  from flaxcnn.sweep import launchers
+  (line,) = launchers._setup()
+  root = line.split("=", 1)[1].split("$", 1)[0].strip("'\"")
+  assert os.path.isdir(os.path.join(root, "flaxcnn")) and os.path.samefile(root, ROOT)

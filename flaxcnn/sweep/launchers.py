@@ -191,7 +191,7 @@ def shares(res: Resources, platform: str, devices: int, cores: List[int]) -> Lis
 def _setup() -> List[str]:
   """Shell lines a job runs first: the jobs import this very flaxcnn (a checkout that
   is not pip-installed, a notebook's sys.path)."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   return [f"export PYTHONPATH={shlex.quote(root)}${{PYTHONPATH:+:$PYTHONPATH}}"]
 
 
