@@ -41,6 +41,7 @@ keys the file has that the model has no place for, and each shape mismatch.
 """
 import argparse
 import os
+import warnings
 import re
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -121,7 +122,9 @@ def _read_raw(path: str) -> Dict[str, np.ndarray]:
       raise ImportError(f"reading {os.path.basename(path)} (a pickled torch checkpoint) "
                         "needs PyTorch (pip install torch); or save it as .safetensors "
                         "and read that without torch") from None
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():   # torch's note on the pickle protocol: noise here
+      warnings.simplefilter("ignore", UserWarning)
+      obj = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
       if isinstance(obj, dict) and isinstance(obj.get(key), dict):
         obj = obj[key]
@@ -448,7 +451,10 @@ def main(argv=None):
     for name, source in SUPPORTED.items():
       print(f"{name:20s} {source}")
     return
-  variables = load(args.preset, args.path)
+  try:
+    variables = load(args.preset, args.path)
+  except Exception as e:  # noqa: BLE001 - a refused or unreadable file: one line
+    raise SystemExit(f"error: {args.path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
   n = sum(int(np.size(v)) for v in __import__("jax").tree.leaves(variables["params"]))
   print(f"{args.preset}: {n:,} parameters converted from {args.path}")
   if args.out:

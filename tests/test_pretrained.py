@@ -535,3 +535,24 @@ def test_an_unreadable_weights_file_is_one_line_naming_it(tmp_path, suffix):
   with pytest.raises(pretrained.ConversionError, match=rf"w\{suffix} cannot be read as a "
                                                        rf"\{suffix} file \("):
     pretrained.read_state_dict(str(path))
+
+
+def test_the_command_refuses_a_pickle_in_one_line(tmp_path):
+  """A .pth holding code (not only tensors) is refused, and the command says so in one
+  line (torch installed: its weights-only reader refuses it; absent: torch is needed)."""
+  import pickle
+  import subprocess
+  import sys
+
+  from conftest import ROOT
+
+  class Code:
+    def __reduce__(self):
+      return (print, ("this ran",))
+  path = tmp_path / "evil.pth"
+  path.write_bytes(pickle.dumps({"conv1.weight": Code()}))
+  r = subprocess.run([sys.executable, "-m", "flaxcnn.pretrained", "resnet18", str(path)],
+                     capture_output=True, text=True, cwd=ROOT)
+  assert r.returncode != 0 and "this ran" not in r.stdout
+  lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+  assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), r.stderr
