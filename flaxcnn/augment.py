@@ -1,7 +1,9 @@
 """Data augmentation that runs on the device, inside the jitted training step.
 
-All functions take a PRNG key and a batch (N, H, W, C) and are pure, so a fixed key
-gives the same result on any device layout.
+Every function is pure and takes a batch (N, H, W, C); the random ones (crop, flip,
+Cutout, mixup, the training augmentation and the policies) take a PRNG key first, so
+a fixed key gives the same result on any device layout. The deterministic ones
+(normalize, resize, the evaluation views) take none.
 """
 import jax
 import jax.numpy as jnp

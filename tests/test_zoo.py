@@ -52,3 +52,21 @@ def test_citation_file_is_valid_and_matches_the_package_version():
   setup.read(os.path.join(ROOT, "setup.cfg"))
   assert str(cff["version"]) == setup["metadata"]["version"]
   assert cff["license"] == setup["metadata"]["license"]
+
+
+def test_the_model_modules_docstring_examples_build():
+  """Every `create_model(...)` line in a model module's docstring builds its model."""
+  import importlib
+  import pkgutil
+  import re
+
+  import flaxcnn.models
+  from flaxcnn.models import create_model
+  examples = []
+  for info in pkgutil.iter_modules(flaxcnn.models.__path__):
+    doc = importlib.import_module(f"flaxcnn.models.{info.name}").__doc__ or ""
+    examples += re.findall(r"create_model\((.*?)\)\s*(?:#|$)", doc, re.M)
+  assert len(examples) >= 2
+  for args in examples:
+    import jax.numpy as jnp
+    eval(f"create_model({args})", {"create_model": create_model, "jnp": jnp})   # noqa: S307

@@ -9,7 +9,7 @@ stage with `planes` planes is int(planes * d / 64) * C (C x d = 128 for the firs
 ImageNet stage of 32x4d), and the block output is 4 * planes.
 
     model = create_model("resnext50_32x4d")
-    model = create_model("resnext29_8x64d", groups=4)   # a CIFAR ResNeXt-29, 4x64d
+    model = create_model("resnext29_8x64d", cardinality=4)   # a CIFAR ResNeXt-29, 4x64d
 """
 import functools
 
