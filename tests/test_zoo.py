@@ -70,3 +70,26 @@ def test_the_model_modules_docstring_examples_build():
   for args in examples:
     import jax.numpy as jnp
     eval(f"create_model({args})", {"create_model": create_model, "jnp": jnp})   # noqa: S307
+
+
+def test_a_family_is_discovered_and_a_broken_one_is_named(tmp_path, monkeypatch):
+  """Families are the package's modules (no list to edit); one that fails to import
+  stops the registry with its name instead of 'unknown model preset'."""
+  import subprocess
+  import sys
+
+  from conftest import ROOT
+  from flaxcnn.models import _families
+  assert {"resnet", "wide_resnet", "densenet", "unet"} <= set(_families.family_modules())
+  pkg = tmp_path / "flaxcnn"
+  import shutil
+  shutil.copytree(os.path.join(ROOT, "flaxcnn"), pkg,
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  (pkg / "models" / "toynet.py").write_text(
+      "from flaxcnn.models import registry\nimport no_such_module_here\n")
+  r = subprocess.run([sys.executable, "-c", "from flaxcnn.models import create_model; "
+                      "create_model('resnet20_cifar')"], cwd=tmp_path, capture_output=True,
+                     text=True, env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+  assert r.returncode != 0
+  assert "model family flaxcnn/models/toynet.py failed to import" in r.stderr
+  assert "No module named 'no_such_module_here'" in r.stderr
