@@ -311,6 +311,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                      f"{config.data.source!r} source defines its own classes; leave it unset "
                      "(it is for config.data.source='synthetic')")
   data_lib.check_config(config)
+  if config.eval_mode in ("ten_crop", "multiscale") and not config.augment.flip:
+    raise ValueError(f"config.eval_mode={config.eval_mode!r} also evaluates mirrored images, "
+                     "but config.augment.flip=False says the data are not mirror-symmetric "
+                     "(as the digits): use eval_mode='center', or set augment.flip=True if "
+                     "mirrored images are valid examples")
   models.check_model(config)
 
 

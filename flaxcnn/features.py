@@ -35,7 +35,6 @@ bias, feature mean and std).
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -49,7 +48,6 @@ import optax
 
 from flaxcnn import augment, backend, checkpoint, data as data_lib, models, parallel, pretrained
 from flaxcnn import workdir as workdir_lib
-from flaxcnn.config import default_config
 from flaxcnn.data.sources import default_cache_dir
 from flaxcnn.metrics import MetricWriter
 
@@ -91,36 +89,13 @@ def _hash_tree(tree) -> str:
   return h.hexdigest()[:12]
 
 
-def _tupled(v):
-  return tuple(_tupled(x) for x in v) if isinstance(v, (list, tuple)) else v
-
-
 def load_run_config(workdir: str):
-  """The config of the run in `workdir` (workdir/config.json, written when it
-  started) over default_config(); fields this version does not know are skipped."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  """The config of the backbone's run (workdir_lib.read_config), or one line saying
+  that `workdir` is not a training workdir."""
+  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG)):
     raise FileNotFoundError(f"config.features.backbone={workdir}: no config.json there; "
                             "give a flaxcnn training workdir or a weights file")
-  with open(path) as f:
-    saved = json.load(f)
-  config = default_config()
-
-  def merge(node, values, open_dict=False):
-    for k, v in values.items():
-      if open_dict:
-        node[k] = _tupled(v)
-      elif k not in node:
-        continue
-      elif hasattr(node[k], "items") and isinstance(v, dict):
-        merge(node[k], v, open_dict=(k == "kwargs"))
-      else:
-        try:
-          node[k] = _tupled(v) if isinstance(node[k], tuple) or v is None else v
-        except (TypeError, ValueError, AttributeError):
-          continue
-  merge(config, saved)
-  return config
+  return workdir_lib.read_config(workdir)
 
 
 def latest_checkpoint(workdir: str):
@@ -393,6 +368,6 @@ def run_locked(config, workdir, backbone=None, dataset=None) -> dict:
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir)
     np.savez(os.path.join(workdir, "head.npz"), **head)
-    workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.SUMMARY), summary)
   return summary
 

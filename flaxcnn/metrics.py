@@ -22,6 +22,8 @@ from absl import logging
 from flax import traverse_util
 from PIL import Image
 
+from flaxcnn.workdir import METRICS
+
 
 def _flatten(d, prefix=""):
   out = {}
@@ -100,7 +102,7 @@ class MetricWriter:
       self._wandb = WandbRun(workdir, wandb, hparams)
     os.makedirs(workdir, exist_ok=True)
     self._images_dir = os.path.join(workdir, "images")
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = os.path.join(workdir, METRICS)
     tb_dir = os.path.join(workdir, "tensorboard")
     if resume_step is None and os.path.exists(path) and os.path.getsize(path):
       stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -223,7 +225,7 @@ class MetricWriter:
         self._tb_file.close()
 
 
-def read_jsonl(workdir: str, name: str = "metrics.jsonl"):
+def read_jsonl(workdir: str, name: str = METRICS):
   """The records of WORKDIR/`name` (metrics.jsonl, evaluations.jsonl) as dicts; a
   line cut short by a killed writer is skipped."""
   path = os.path.join(workdir, name)

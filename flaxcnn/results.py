@@ -26,7 +26,7 @@ Columns of `load` (errors and accuracies are fractions; tables and figures show 
   the runs (config.json; so runs of different models, data or budgets are never
   pooled into one row), by its last dotted part (e.g. 'depth', 'seed') when that is
   unambiguous, the dotted name otherwise; listed in `runs.attrs["swept"]`,
-  epochs, steps, wall_time (seconds),
+  epochs, steps, wall_time (seconds), cores (the CPU cores a sweep variant ran on),
   final_{train,validation,test}_{error,accuracy,loss} (train: averaged over the last
   epoch, as measured during training, i.e. with augmentation and dropout on),
   final_{validation,test}_top5, best_{validation,test}_{error,epoch},
@@ -57,7 +57,7 @@ from flaxcnn.metrics import read_jsonl
 
 _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_SPLITS = ("validation", "test")
-_RUN_FILES = ("metrics.jsonl", "summary.json", "variant.json")
+_RUN_FILES = (workdir_lib.METRICS, workdir_lib.SUMMARY, workdir_lib.VARIANT)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -72,7 +72,7 @@ def run_dirs(path: Union[str, Sequence[str]]) -> List[str]:
     raise FileNotFoundError(f"results: {path} is not a directory")
   if any(os.path.exists(os.path.join(path, f)) for f in _RUN_FILES):
     return [path]
-  order = [v["name"] for v in (sweep_lib.read_json(os.path.join(path, "sweep.json")) or {})
+  order = [v["name"] for v in workdir_lib.read_sweep(path)
            .get("variants", [])]
   found = sorted(d for d in os.listdir(path)
                  if any(os.path.exists(os.path.join(path, d, f)) for f in _RUN_FILES))
@@ -83,7 +83,7 @@ def run_dirs(path: Union[str, Sequence[str]]) -> List[str]:
 def read_metrics(run_dir: str) -> List[dict]:
   """metrics.jsonl without the lines a resumed run wrote twice (the last one of each
   split and step is kept), sorted by step."""
-  path = os.path.join(run_dir, "metrics.jsonl")
+  path = os.path.join(run_dir, workdir_lib.METRICS)
   if not os.path.exists(path):
     return []
   latest = {}
@@ -153,7 +153,7 @@ def _column_names(fields: List[str], reserved) -> Dict[str, str]:
   return out
 
 
-_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "error", "path", "index",
+_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "cores", "error", "path", "index",
              "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
              "dev_still_improving"}
 
@@ -165,7 +165,7 @@ _BOOKKEEPING = {"log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
 
 def _flat_config(run_dir: str) -> dict:
   """{dotted field: value} of the config a run saved (config.json); {} before it ran."""
-  saved = sweep_lib.read_json(os.path.join(run_dir, "config.json"))
+  saved = workdir_lib.read_config_json(run_dir)
   return papers.flatten(saved) if isinstance(saved, dict) else {}
 
 
@@ -214,7 +214,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   for d, record in infos:
     records = read_metrics(d)
     curve = _epoch_curve(records)
-    summary = sweep_lib.read_json(os.path.join(d, "summary.json")) or {}
+    summary = workdir_lib.read_summary(d)
     trained_on = _trained_on(d) or {}
     row = {"run": record.get("name", os.path.basename(d)), "status": record["status"],
            "data": trained_on.get("label") or trained_on.get("name") or np.nan}
@@ -228,6 +228,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
     if wall is None and records:
       wall = records[-1].get("time", np.nan) - records[0].get("time", np.nan)
     row["wall_time"] = float(wall) if wall is not None else np.nan
+    row["cores"] = record.get("cores", np.nan)   # a sweep variant's CPU cores (its sums)
     row.update(diagnose(curve, **diagnose_kwargs))
     row["error"] = record.get("error")
     row["path"] = d
@@ -492,6 +493,10 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
       runs += f" ({', '.join(notes)})"
     rows.append(cells + [runs])
   text = _markdown(header, rows, ["---"] * len(by) + ["--:"] * (len(header) - len(by)))
+  cores = sorted({int(c) for c in df.get("cores", pd.Series([], dtype=float)).dropna()})
+  if len(cores) > 1:     # on a CPU the float sums, so the numbers, follow the core count
+    text += (f"\nThe runs were trained on different numbers of CPU cores ({', '.join(map(str, cores))}"
+             "; the cores column of results.load): their numbers differ by that too.\n")
   _write(text, path)
   return text
 
@@ -727,7 +732,7 @@ def _paper_source(path, source):
   ('experiments/x.py[:arg]')."""
   arg = ""
   if source is None and isinstance(path, (str, os.PathLike)):
-    info = sweep_lib.read_json(os.path.join(path, "sweep.json")) or {}
+    info = workdir_lib.read_sweep(path)
     source, arg = info.get("config"), info.get("arg") or ""
   if not source:
     raise ValueError(f"results.compare: {path} has no sweep.json naming its config file; "
@@ -746,7 +751,7 @@ def _paper_source(path, source):
 
 def _settings(base, run_path, overrides) -> dict:
   """The run's config fields: its config.json, else the base config + its overrides."""
-  saved = sweep_lib.read_json(os.path.join(run_path, "config.json"))
+  saved = workdir_lib.read_config_json(run_path)
   if saved:
     return papers.flatten(saved)
   return papers.flatten(config_lib.apply_overrides(base, overrides or {}))
@@ -795,7 +800,7 @@ def _with_evaluations(runs: pd.DataFrame, settings: dict):
 
 def _trained_on(run_path):
   """The run's data.json (what it trained on: name, classes, image shape), or None."""
-  return sweep_lib.read_json(os.path.join(run_path, "data.json"))
+  return workdir_lib.read_json(os.path.join(run_path, workdir_lib.DATA_STATS))
 
 
 def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
@@ -823,7 +828,7 @@ def compare(path, source=None, verbose: bool = True) -> pd.DataFrame:
   budget = float(base.num_steps if base.num_steps else base.num_epochs)
   unit = "steps" if base.num_steps else "epochs"
   runs = load(path)
-  overrides = {d: (sweep_lib.read_json(os.path.join(d, "variant.json")) or {}).get("overrides")
+  overrides = {d: workdir_lib.read_variant(d).get("overrides")
                for d in runs.get("path", [])}
   settings = {d: _settings(base, d, ov) for d, ov in overrides.items()}
   runs, real = _with_evaluations(runs, settings)

@@ -22,6 +22,71 @@ from flaxcnn.papers import flatten
 
 STALE_SECONDS = 15 * 60
 
+# The run directory's files (the one place that names them):
+CONFIG = "config.json"          # the run's config (save_config / read_config)
+SUMMARY = "summary.json"        # written once the run is complete (read_summary)
+METRICS = "metrics.jsonl"       # one line per logged step and evaluation
+VARIANT = "variant.json"        # a sweep variant's record (flaxcnn.sweep)
+SWEEP = "sweep.json"            # a sweep folder's variants (flaxcnn.sweep)
+
+
+def read_json(path: str):
+  """The JSON object in `path`, or None when it is missing or unreadable."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def read_summary(workdir: str) -> dict:
+  """WORKDIR/summary.json ({} before the run is complete)."""
+  return read_json(os.path.join(workdir, SUMMARY)) or {}
+
+
+def read_config_json(workdir: str):
+  """WORKDIR/config.json as a dict, or None."""
+  return read_json(os.path.join(workdir, CONFIG))
+
+
+def _tupled(v):
+  return tuple(_tupled(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def read_config(workdir: str):
+  """The config of the run in `workdir` (workdir/config.json, written when it
+  started) over default_config(); fields this version does not know are skipped."""
+  saved = read_config_json(workdir)
+  if saved is None:
+    raise FileNotFoundError(f"{workdir}: no readable {CONFIG} (not a flaxcnn run)")
+  config = default_config()
+
+  def merge(node, values, open_dict=False):
+    for k, v in values.items():
+      if open_dict:
+        node[k] = _tupled(v)
+      elif k not in node:
+        continue
+      elif hasattr(node[k], "items") and isinstance(v, dict):
+        merge(node[k], v, open_dict=(k == "kwargs"))
+      else:
+        try:
+          node[k] = _tupled(v) if isinstance(node[k], tuple) or v is None else v
+        except (TypeError, ValueError, AttributeError):
+          continue
+  merge(config, saved)
+  return config
+
+
+def read_variant(workdir: str) -> dict:
+  """A sweep variant's WORKDIR/variant.json ({} when it has none)."""
+  return read_json(os.path.join(workdir, VARIANT)) or {}
+
+
+def read_sweep(workdir: str) -> dict:
+  """A sweep folder's sweep.json ({} when it has none)."""
+  return read_json(os.path.join(workdir, SWEEP)) or {}
+
 
 class WorkdirBusy(ValueError):
   pass
@@ -179,7 +244,7 @@ def save_config(config, workdir: str) -> None:
   tmp = os.path.join(workdir, f"config.json.tmp{os.getpid()}")
   with open(tmp, "w") as f:
     f.write(config.to_json_best_effort(indent=2))
-  os.replace(tmp, os.path.join(workdir, "config.json"))
+  os.replace(tmp, os.path.join(workdir, CONFIG))
 
 
 DATA_STATS = "data.json"
@@ -272,11 +337,10 @@ def read_data_stats(workdir: str):
 def config_changes(config, workdir: str) -> dict:
   """{field: (saved, now)} where `config` differs from the run's workdir/config.json
   ({} when there is none, or it cannot be read)."""
-  try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      saved = flatten(json.load(f))
-  except (OSError, ValueError):
+  saved = read_config_json(workdir)
+  if saved is None:
     return {}
+  saved = flatten(saved)
   now = flatten(json.loads(config.to_json_best_effort()))
   defaults = flatten(json.loads(default_config().to_json_best_effort()))
 

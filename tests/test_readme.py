@@ -69,7 +69,7 @@ def test_every_readme_command_is_run_here_or_says_why_not():
 QUICKSTART = ("pip install -e . && python launch.py --config=experiments/quickstart.py "
               "--workdir=runs/quickstart")
 EVAL = ("python launch.py --config=experiments/quickstart.py --workdir=runs/quickstart "
-        "--config.job=eval --config.eval_mode=ten_crop")
+        "--config.job=eval")
 PARALLEL = ("python launch.py --config=experiments/ablations/digits_depth.py --workdir=runs/dd "
             "--launcher=local --parallel=2")
 LIST = ("python launch.py --config=experiments/ablations/wrn_width.py "

@@ -508,3 +508,25 @@ def test_compare_uses_the_tests_an_eval_job_recorded_on_the_final_checkpoint(tmp
   np.testing.assert_allclose(df["ours"], [25.5, 24.0], atol=1e-6)
   assert list(df["n"]) == [2, 2] and set(df["budget"]) == {"full"}
   np.testing.assert_allclose(df["diff"], [25.5 - 25.02, 24.0 - 23.61], atol=1e-6)
+
+
+def test_variants_trained_on_different_core_counts_are_said_to_differ(sweep_dir):
+  """On a CPU a variant's float sums follow its core count: the runner records it and
+  the table says when the runs differ in it."""
+  runs = results.load(str(sweep_dir))
+  assert "cores" in runs.columns and "different numbers of CPU cores" not in results.table(runs)
+  for name, cores in (("depth=8,seed=0", 2), ("depth=8,seed=1", 1)):
+    path = sweep_dir / name / "variant.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "cores": cores}))
+  runs = results.load(str(sweep_dir))
+  assert sorted(runs["cores"].dropna().astype(int)) == [1, 2]
+  assert "different numbers of CPU cores (1, 2" in results.table(runs)
+
+
+def test_the_sweep_runner_records_the_cores_of_each_variant(tmp_path):
+  from flaxcnn import sweep
+  from conftest import tiny_config
+  records = sweep.run(tiny_config(), str(tmp_path), sweep=[{"seed": 0}],
+                      train_fn=lambda cfg, vdir, cache: {}, compilation_cache=False)
+  assert records[0]["cores"] == len(os.sched_getaffinity(0)) and records[0]["devices"]

@@ -69,7 +69,7 @@ def test_ten_crop_views():
 def test_eval_modes_on_a_checkpoint(tmp_path, mode):
   train.train_and_evaluate(tiny_config(num_steps=20), str(tmp_path))
   center = train.evaluate_checkpoint(tiny_config(), str(tmp_path))
-  c = tiny_config(eval_mode=mode)
+  c = tiny_config(eval_mode=mode, **{"augment.flip": True})   # mirrored views: declared valid
   c.eval_scales = (8, 10)
   res = train.evaluate_checkpoint(c, str(tmp_path))
   assert res["test"]["count"] == center["test"]["count"] == 360
@@ -212,3 +212,14 @@ def test_a_freeze_regex_that_matches_no_parameter_is_an_error():
   config.finetune.freeze = ("^stem_conv",)
   _, trainable, _ = train.finetune_masks(config, params, 10)
   assert trainable["stem_conv"]["kernel"] == 0 and trainable["head"]["kernel"] == 1
+
+
+def test_a_mirrored_evaluation_of_data_declared_not_mirror_symmetric_is_refused():
+  """Ten-crop and multi-scale tests flip the images; the digits config says flipped
+  digits are not digits (augment.flip=False), so the two are refused together."""
+  from flaxcnn import config as config_lib
+  for mode in ("ten_crop", "multiscale"):
+    with pytest.raises(ValueError, match=f"eval_mode='{mode}' also evaluates mirrored "
+                                         "images, but config.augment.flip=False"):
+      config_lib.validate(tiny_config(eval_mode=mode))
+  config_lib.validate(tiny_config(eval_mode="ten_crop", **{"augment.flip": True}))

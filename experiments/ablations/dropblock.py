@@ -17,8 +17,11 @@ The paper: DropBlock beats dropout/SpatialDropout at every keep_prob, the linear
 schedule (keep_prob from 1 down to the target) is better and more robust than a
 fixed keep_prob, block_size 7 is best, and groups 3+4 beat group 4 alone; its final
 model is keep_prob 0.9, block_size 7, groups 3 and 4, scheduled (78.13% top-1).
-DropBlock follows every convolution unit of the residual branch and the projection
-shortcut (the paper's best placement, its Table 2 / Figure 4 "skip connection").
+DropBlock follows every convolution unit of the residual branch and the shortcut,
+projection or identity alike, as the TF reference applies it (the paper's best
+placement, its Table 2 / Figure 4 "skip connection"). One block mask is shared by all
+channels of a feature map (the lecture: the authors found it better); the TF reference
+draws one per channel, which `model.kwargs.dropblock_per_channel=True` follows.
 
 Recipe (Sec. 4.1: the TF reference ResNet-50 with its defaults, 270 epochs): batch
 1024, SGD momentum 0.9, learning rate 0.1 x 1024/256 = 0.4 with a 5-epoch linear

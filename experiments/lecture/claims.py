@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from flaxcnn import results
+from flaxcnn import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -62,7 +63,7 @@ def _load(path):
 
 def _status(runs) -> dict:
   counts = runs["status"].value_counts().to_dict() if len(runs) else {}
-  wall = runs["wall_time"].astype(float) if "wall_time" in runs else pd.Series([], float)
+  wall = runs["wall_time"].astype(float) if "wall_time" in runs else pd.Series([], dtype=float)
   return {"runs": int(len(runs)), "finished": int(counts.get("finished", 0)),
           "status": {str(k): int(v) for k, v in counts.items()},
           "wall_time_s": float(np.nansum(wall)),
@@ -121,6 +122,12 @@ def collect_depth(path):
          f"ResNet-56 {_pct(train['ResNet-56'])}. Validation error: plain-20 "
          f"{_pct(val['plain-20'])}, plain-56 {_pct(val['plain-56'])}, ResNet-20 "
          f"{_pct(val['ResNet-20'])}, ResNet-56 {_pct(val['ResNet-56'])}.")
+  if ok:   # how much the 36 extra layers cost each family, in training error
+    penalty = {f: 100 * (train[f"{f}-56"]["mean"] - train[f"{f}-20"]["mean"])
+               for f in ("plain", "ResNet")}
+    saw += (f" Going from 20 to 56 layers changes the training error by "
+            f"{penalty['plain']:+.2f} points for the plain nets and {penalty['ResNet']:+.2f} "
+            f"for the ResNets.")
   return dict(st, runs_detail=per_run, final_train_error=train, final_validation_error=val,
               checks={"plain-56 trains worse than plain-20": plain_worse,
                       "ResNet-56 trains no worse than ResNet-20": resnet_not_worse},
@@ -243,22 +250,12 @@ def figure_transfer(result, curves, path):
 
 # ----------------------------------------------------------------------------- segmentation
 
-def _summary(run_dir) -> dict:
-  try:
-    with open(os.path.join(run_dir, "summary.json")) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return {}
-
-
 def _background_share(run_dir) -> Optional[float]:
   """The all-background prediction's pixel accuracy on the run's test images."""
-  from flaxcnn import workdir
   from flaxcnn.tasks import segmentation
-  try:
-    config = workdir.read_config(run_dir)
-  except Exception:  # noqa: BLE001 - no config yet: no baseline
-    return None
+  if workdir_lib.read_config_json(run_dir) is None:
+    return None                   # not started yet: no baseline
+  config = workdir_lib.read_config(run_dir)
   masks = segmentation.load_dataset(config).splits["test"].labels
   return float(np.mean(np.asarray(masks) == 0))
 
@@ -267,7 +264,7 @@ def collect_segmentation(path):
   runs = results.load(path)
   per_run, rows = [], []
   for _, r in runs.iterrows():
-    test = _summary(r["path"]).get("test") or {}
+    test = workdir_lib.read_summary(r["path"]).get("test") or {}
     per_run.append({"arm": "U-Net", "seed": int(r["seed"]), "status": r["status"],
                     "wall_time_s": float(r["wall_time"]) if r["wall_time"] == r["wall_time"]
                     else None, "test_mean_iou": test.get("mean_iou"),
@@ -446,7 +443,9 @@ results files beside them (`docs/lecture/*.json`, `*_curves.csv`) by
     python experiments/lecture/run.py --page_only  # redraw from the results files
 
 and `--budget=paper` runs the same experiments at the papers' budgets (a GPU).
-Thin lines are single seeds, thick lines their mean; errors are in %.
+Thin lines are single seeds, thick lines their mean; errors are in %. A claim's wall
+time is the sum of its runs' own; runs at times shared the cores with another sweep,
+so these are upper bounds for the command alone.
 Accuracies on "CIFAR-10 (JPEG q75)": the 50,000 training images as JPEG at quality
 75, with a fixed 5,000 held out for validation.
 

@@ -3,6 +3,7 @@ this package but the shared infrastructure below calls `registry.register(...)` 
 import time, so adding a family is adding its module. A family that fails to import
 is named with its error (its presets would be missing otherwise)."""
 import importlib
+import os
 import pkgutil
 
 # Modules of flaxcnn.models that hold no family.
@@ -11,8 +12,7 @@ INFRASTRUCTURE = {"build", "layers", "registry", "regularization", "summary"}
 
 def family_modules():
   """The names of the family modules of this package (discovered, not listed)."""
-  from flaxcnn import models
-  return sorted(m.name for m in pkgutil.iter_modules(models.__path__)
+  return sorted(m.name for m in pkgutil.iter_modules([os.path.dirname(__file__)])
                 if not m.name.startswith("_") and m.name not in INFRASTRUCTURE)
 
 

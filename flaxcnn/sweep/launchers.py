@@ -53,6 +53,7 @@ import jax
 import submitit
 
 from flaxcnn import backend, distributed
+from flaxcnn import workdir as workdir_lib
 from flaxcnn.sweep import tracking
 from flaxcnn.sweep.declare import source_path
 from flaxcnn.sweep.runner import plan, run
@@ -329,7 +330,7 @@ def _mark_queued(workdir: str, job: VariantJob, launcher: str, job_id=None, pid=
                 host=socket.gethostname() if pid else None, pid=pid)
   if job_id is not None:
     record["job_id"] = str(job_id)
-  tracking.write_json(os.path.join(vdir, "variant.json"), record)
+  tracking.write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
 
 
 def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder: str):
@@ -389,7 +390,7 @@ def _record_early_end(workdir: str, job: VariantJob, sub) -> None:
   record.update(status=tracking.FAILED, error=(
       f"the job ended before training: {tracking.one_line(error) if error else 'no result'}"
       f" (log: {sub.paths.stderr})"))
-  tracking.write_json(os.path.join(vdir, "variant.json"), record)
+  tracking.write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
 
 
 def _launch_slurm(handle: Launch, jobs: List[VariantJob], res: Resources, folder: str,

@@ -122,9 +122,9 @@ def plan(source, workdir: str, arg: str = "", index: Optional[int] = None, confi
     os.makedirs(workdir, exist_ok=True)
     label = source_path(source)
     if label is None:   # a ConfigDict base (a notebook): keep the file a run named before
-      before = read_json(os.path.join(workdir, "sweep.json")) or {}
+      before = read_json(os.path.join(workdir, workdir_lib.SWEEP)) or {}
       label, arg = before.get("config"), arg or before.get("arg") or ""
-    write_json(os.path.join(workdir, "sweep.json"), {
+    write_json(os.path.join(workdir, workdir_lib.SWEEP), {
         "config": label, "arg": arg, "count": len(specs),
         "fields": _fields(specs),
         "variants": [{"index": i, "name": n, "overrides": ov}
@@ -177,7 +177,7 @@ def _say_skipped(prefix, record, cfg, vdir) -> None:
   if changed:
     _say(f"WARNING: {prefix}: the config differs from the finished run "
          f"({'; '.join(changed[:4])}); its results are the old config's. To rerun "
-         f"it, delete {os.path.join(vdir, 'summary.json')} and its checkpoints (or "
+         f"it, delete {os.path.join(vdir, workdir_lib.SUMMARY)} and its checkpoints (or "
          "use another --workdir)")
 
 
@@ -186,12 +186,14 @@ def _run_variant(prefix, record, cfg, vdir, train_fn, data_cache) -> dict:
   chief = jax.process_index() == 0
   resumed = os.path.isdir(os.path.join(vdir, "checkpoints"))
   record.update(status=RUNNING, error=None, signal=None, attempts=record.get("attempts", 0) + 1,
-                started=time.time(), host=socket.gethostname(), pid=os.getpid())
+                started=time.time(), host=socket.gethostname(), pid=os.getpid(),
+                devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+                cores=_cores())
   record.setdefault("wall_time", 0.0)
   if chief:
     if os.path.exists(os.path.join(vdir, "error.log")):
       os.remove(os.path.join(vdir, "error.log"))     # from a failed earlier attempt
-    write_json(os.path.join(vdir, "variant.json"), record)
+    write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
   _say(f"{prefix}: {'resuming' if resumed else 'running'} in {vdir}")
   t0 = time.time()
   try:
@@ -205,7 +207,7 @@ def _run_variant(prefix, record, cfg, vdir, train_fn, data_cache) -> dict:
   except BaseException:  # KeyboardInterrupt, SystemExit: record, then let it through
     record.update(status=INTERRUPTED, wall_time=record["wall_time"] + time.time() - t0)
     if chief:
-      write_json(os.path.join(vdir, "variant.json"), record)
+      write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
     raise
   else:
     if isinstance(summary, dict) and summary.get("interrupted"):
@@ -216,8 +218,17 @@ def _run_variant(prefix, record, cfg, vdir, train_fn, data_cache) -> dict:
   record["wall_time"] = record["wall_time"] + time.time() - t0
   record["ended"] = time.time()
   if chief:
-    write_json(os.path.join(vdir, "variant.json"), record)
+    write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
   return record
+
+
+def _cores() -> int:
+  """The CPU cores this process may run on (XLA's thread pools follow them, and on a
+  CPU a variant's float sums, so its numbers, depend on how many there are)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:     # no affinity on this platform
+    return os.cpu_count() or 1
 
 
 def _fields(specs) -> List[str]:

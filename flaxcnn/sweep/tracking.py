@@ -26,12 +26,7 @@ def _jsonable(value):
   return str(value)
 
 
-def read_json(path: str):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+read_json = workdir_lib.read_json
 
 
 def _alive(record: dict) -> bool:
@@ -49,19 +44,19 @@ def variant_status(variant_dir: str) -> dict:
   or when queued by a launcher of this host that is gone; 'queued' when a launcher
   submitted it (with its `job_id`). A running variant carries `step` and
   `total_steps` from the trainer's progress.json."""
-  record = read_json(os.path.join(variant_dir, "variant.json")) or {}
+  record = read_json(os.path.join(variant_dir, workdir_lib.VARIANT)) or {}
   record.setdefault("name", os.path.basename(os.path.normpath(variant_dir)))
-  if os.path.exists(os.path.join(variant_dir, "summary.json")):
+  if os.path.exists(os.path.join(variant_dir, workdir_lib.SUMMARY)):
     record["status"] = FINISHED
     record["error"] = None
   elif record.get("status") in (None, FINISHED):   # never recorded, or summary.json removed
-    started = os.path.exists(os.path.join(variant_dir, "metrics.jsonl"))
+    started = os.path.exists(os.path.join(variant_dir, workdir_lib.METRICS))
     record["status"] = INCOMPLETE if started else PENDING
   elif record["status"] == RUNNING and not _alive(record):
     record["status"] = INTERRUPTED
   elif record["status"] == QUEUED and not _alive(record):
     record["status"] = PENDING if not os.path.exists(
-        os.path.join(variant_dir, "metrics.jsonl")) else INTERRUPTED
+        os.path.join(variant_dir, workdir_lib.METRICS)) else INTERRUPTED
   if record["status"] == RUNNING:
     progress = read_json(os.path.join(variant_dir, workdir_lib.PROGRESS)) or {}
     record.update({k: progress[k] for k in ("step", "total_steps") if k in progress})
@@ -70,7 +65,7 @@ def variant_status(variant_dir: str) -> dict:
 
 def records(workdir: str) -> List[dict]:
   """The records of a sweep directory's variants, in sweep order (from sweep.json)."""
-  sweep_json = read_json(os.path.join(workdir, "sweep.json")) or {}
+  sweep_json = read_json(os.path.join(workdir, workdir_lib.SWEEP)) or {}
   out = []
   for v in sweep_json.get("variants", []):
     record = variant_status(os.path.join(workdir, v["name"]))

@@ -1,6 +1,5 @@
 """Transfer learning: start from a trained run or imported weights, train the new
 head first, then everything (but frozen paths) at a multiple of the learning rate."""
-import json
 import os
 import re
 
@@ -9,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaxcnn import checkpoint as ckpt_lib, pretrained
+from flaxcnn import workdir as workdir_lib
 
 HEAD = "head"   # every classification model's classifier module (params['head'])
 
@@ -49,9 +49,8 @@ def _load_source(config):
 def _source_model(source: str) -> str:
   """The model a source was made for: a run's config.json model.name, else the file."""
   try:
-    with open(os.path.join(source, "config.json")) as f:
-      return json.load(f)["model"]["name"]
-  except (OSError, ValueError, KeyError, TypeError):
+    return workdir_lib.read_config_json(source)["model"]["name"]
+  except (KeyError, TypeError):
     return os.path.basename(source.rstrip("/"))
 
 

@@ -365,7 +365,7 @@ def finished_summary(workdir: str, step) -> dict:
   if jax.process_count() > 1:
     return None
   try:
-    with open(os.path.join(workdir, "summary.json")) as f:
+    with open(os.path.join(workdir, workdir_lib.SUMMARY)) as f:
       summary = json.load(f)
   except (OSError, ValueError):
     return None
@@ -499,7 +499,7 @@ def _finish(ctx: Context, step: int, seconds: float, stopped_by) -> dict:
                      f"step {step}, "
                      f"epoch {summary['epoch']:.2f}, " + ", ".join(parts) +
                      f", {format_duration(seconds)}")
-    workdir_lib.write_json(os.path.join(ctx.workdir, "summary.json"), summary)
+    workdir_lib.write_json(os.path.join(ctx.workdir, workdir_lib.SUMMARY), summary)
   return summary
 
 
