@@ -663,7 +663,7 @@ def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step
   labels, paper = labels or {}, paper or {}
   colors = {v: f"C{i % 10}" for i, v in enumerate(values)}
   scale = 100.0 if _percent(metric) else 1.0
-  fig, axes = _figure(1, len(panels))
+  fig, axes = _figure(1, len(panels), width=6.5 if len(panels) == 1 else 4.5, height=3.6)
   for ax, members in zip(axes.flat, panels):
     for v in members:
       arm = curve_df[curve_df[group] == v]

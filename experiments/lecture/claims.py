@@ -199,8 +199,8 @@ def collect_overfitting(path):
 
 def figure_overfitting(result, curves, path):
   return results.plot_mean_curves(curves, "arm", x="step",
-                           title="ResNet-20 on 1,000 CIFAR-10 (JPEG q75) images: train "
-                                 "(dashed) and validation (solid) error", path=path)
+                           title="ResNet-20, 1,000 CIFAR-10 (JPEG q75) images: train "
+                                 "(dashed), validation (solid)", path=path)
 
 
 # ----------------------------------------------------------------------------- transfer
