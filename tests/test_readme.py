@@ -94,7 +94,10 @@ def test_the_quick_start_reaches_97_percent_and_its_checkpoint_evaluates(tmp_pat
 
 
 def test_the_parallel_sweep_and_the_variant_list_run_as_written(tmp_path):
-  _run(PARALLEL, tmp_path)
+  out = _run(PARALLEL, tmp_path)
+  # a line per change of status, the finished ones with their figures (not a line a step)
+  assert len(re.findall(r": finished: validation top-1 [\d.]+, test top-1 [\d.]+", out)) == 4
+  assert len(re.findall(r": running", out)) <= 4, out
   names = os.listdir(tmp_path / "runs" / "dd")
   finished = [n for n in names
               if os.path.exists(tmp_path / "runs" / "dd" / n / "summary.json")]

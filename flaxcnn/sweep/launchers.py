@@ -245,19 +245,24 @@ class Launch:
     return [by_index[i] for i in self.indices]
 
   def watch(self, every: float = 2.0, out=None) -> List[dict]:
-    """Prints a line whenever a variant changes state, until all are done."""
+    """Prints a line whenever a variant changes status (not at each step: --list_variants
+    shows the steps), a finished one with its final figures, until all are done."""
     out = out or sys.stdout
     seen = {}
     while True:
       finished = self.done()
       records = tracking.records(self.workdir)
       for r in records:
-        if r["index"] in self.indices:
+        if r["index"] in self.indices and seen.get(r["index"]) != r["status"]:
+          seen[r["index"]] = r["status"]
           state = tracking.describe_state(r)
-          if seen.get(r["index"]) != state:
-            seen[r["index"]] = state
-            print(f"[sweep {r['index'] + 1}/{len(records)}] {r['name']}: {state}", file=out,
-                  flush=True)
+          if r["status"] == tracking.FINISHED:
+            result = tracking.result_words(os.path.join(self.workdir, r["name"]))
+            state += f": {result}" if result else ""
+          elif r["status"] == tracking.RUNNING:
+            state = "running"
+          print(f"[sweep {r['index'] + 1}/{len(records)}] {r['name']}: {state}", file=out,
+                flush=True)
       if finished:
         return self.wait()
       time.sleep(every)

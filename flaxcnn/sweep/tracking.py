@@ -132,6 +132,20 @@ def describe(source, arg: str = "", config=None, workdir: Optional[str] = None,
   return "\n".join(lines)
 
 
+def result_words(variant_dir: str) -> str:
+  """A finished variant's final figures from its summary.json: 'validation top-1
+  0.9611, test top-1 0.9500' (mIoU for segmentation); '' when there are none."""
+  summary = workdir_lib.read_summary(variant_dir)
+  words = []
+  for split in ("validation", "test"):
+    res = summary.get(split)
+    if isinstance(res, dict) and "mean_iou" in res:
+      words.append(f"{split} mIoU {res['mean_iou']:.4f}")
+    elif isinstance(res, dict) and "accuracy" in res:
+      words.append(f"{split} top-1 {res['accuracy']:.4f}")
+  return ", ".join(words)
+
+
 def describe_state(record: dict) -> str:
   """A variant's state in words: 'running 40/95', 'queued (job 1234_0)', 'failed
   (ValueError: ...)', 'finished', 'pending', ..."""
