@@ -503,8 +503,10 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
 
 def diagnostics_table(df: pd.DataFrame, path: Optional[str] = None) -> str:
   """A Markdown table of each run's train/dev errors, gap, best dev epoch, flags, advice."""
-  header = ["run", "status", "epochs", "train error (%)", "dev error (%)", "gap (points)",
-            "dev best epoch", "underfit", "overfit", "advice"]
+  splits = {r for r in df.get("dev_split", pd.Series([], dtype=object)) if isinstance(r, str)}
+  dev_name = splits.pop() if len(splits) == 1 else "dev (validation, else test)"
+  header = ["run", "status", "epochs", "train error (%)", f"{dev_name} error (%)",
+            "gap (points)", f"{dev_name} best epoch", "underfit", "overfit", "advice"]
   flag = lambda v: "–" if v is None or v != v else ("yes" if v else "no")
   pct = lambda v: "–" if v != v else f"{100 * v:.2f}"
   rows = []
@@ -577,8 +579,6 @@ def plot_curves(curve_df, metric: str = "error", by=None, splits=("train", "vali
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric + (" (%)" if scale == 100.0 else ""))
     ax.grid(alpha=0.3)
-    if metric in ("error", "loss"):
-      ax.set_yscale("log")
     if len(group):
       ax.legend(fontsize=7)
   fig.suptitle(f"train (dashed) and {' / '.join(s for s in splits if s != 'train')} "
@@ -627,10 +627,12 @@ def plot_vs_field(df: pd.DataFrame, field: str, metric: Optional[str] = None, by
     ax.errorbar(xs, means, yerr=stds, color=f"C{j % 10}", marker="o", capsize=4,
                 label=_key_label(key) if by else "mean ± std over seeds")
   if numeric and values and min(values) > 0 and max(values) / min(values) >= 8:
+    from matplotlib.ticker import NullLocator
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_minor_locator(NullLocator())   # only the swept values are ticks
   ax.set_xticks([pos[v] for v in values])
   ax.set_xticklabels([_fmt(v) for v in values])
-  ax.set_xlabel(fields.get(field, field))
+  ax.set_xlabel(field.replace("_", " "))
   ax.set_ylabel(_label(metric, scale == 100.0))
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

@@ -176,7 +176,10 @@ def test_figures_and_report_are_written(sweep_dir, tmp_path):
   fig = results.plot_curves(curves, path=str(tmp_path / "c.png"))
   assert [ax.get_title() for ax in fig.axes] == ["depth=8", "depth=14"]   # 9 failed: no curve
   fig = results.plot_vs_field(runs, "depth", path=str(tmp_path / "v.png"))
-  assert fig.axes[0].get_xlabel() == "model.kwargs.depth"
+  assert fig.axes[0].get_xlabel() == "depth"        # the field's name, not its dotted path
+  assert results.plot_curves(curves).axes[0].get_yscale() == "linear"   # errors in % ticks
+  diagnostics = results.diagnostics_table(runs).splitlines()[0]
+  assert "validation error (%)" in diagnostics and "dev" not in diagnostics
   files = results.report(str(sweep_dir), out_dir=str(tmp_path / "report"))
   assert set(files) == {"results.md", "results.csv", "curves.png", "test_error_vs_depth.png"}
   for path in list(files.values()) + [str(tmp_path / "c.png"), str(tmp_path / "v.png")]:
