@@ -378,7 +378,7 @@ def figure_compute(result, curves, path):
 
 # ----------------------------------------------------------------------------- the claims
 
-_SD_ARGS = ("--p_L=1.0,0.9,0.75,0.5", "--steps=10")
+_SD_ARGS = ("--p_L=1.0,0.75,0.5", "--steps=8", "--model=resnet56_cifar")
 CLAIMS = [
     Claim("overfitting", "Under- and overfitting",
           "Designing and Training Neural Networks (underfitting, overfitting, when to stop); "
@@ -400,14 +400,14 @@ CLAIMS = [
           "Huang et al. 2016 (Sec. 4: training time); Pleiss et al. 2017",
           "per-batch stochastic depth skips dropped blocks and shortens the step; the "
           "memory-efficient DenseNet recomputes and keeps less memory",
-          "benchmarks/compute.py (ResNet-110, batch 32) and benchmarks/densenet_memory.py "
-          "(DenseNet-BC-100-12, batch 64)",
+          "benchmarks/compute.py (ResNet-56, batch 32, 8 steps) and "
+          "benchmarks/densenet_memory.py (DenseNet-BC-100-12, batch 64, 2 steps)",
           [Stage("stochastic_depth", sweep=False, benchmark="compute.py",
                  benchmark_args=("--sd_curve", *_SD_ARGS),
                  smoke_args=("--sd_curve", "--p_L=1.0,0.5", "--steps=2", "--batch=2",
                              "--model=resnet20_cifar")),
            Stage("densenet_memory", sweep=False, benchmark="densenet_memory.py",
-                 benchmark_args=("--steps=3",),
+                 benchmark_args=("--steps=2", "--variants=plain,memory_efficient"),
                  smoke_args=("--steps=1", "--batch=2", "--model=densenet_40_12"))],
           collect_compute, figure_compute),
     Claim("transfer", "Transfer learning and fine-tuning",
