@@ -231,7 +231,9 @@ def collect_transfer(path):
   saw = ("validation error on the 5 target classes: " + "; ".join(
       f"{a} {_pct(val[a])}" for a in TRANSFER_ARMS)
       + (f". The backbone's own validation error on its 5 source classes: {100 * src:.2f}%."
-         if src is not None else ""))
+         if src is not None else "")
+      + " The features arm is deterministic given the backbone (its seeds agree); one "
+        "backbone, trained once, serves every arm.")
   complete = st["complete"] and len(source) == 1 and source["status"].iloc[0] == "finished"
   trained = curves[curves.split.isin(["train", "validation"])]
   return dict(st, complete=complete, runs_detail=per_run, final_validation_error=val,
