@@ -648,7 +648,7 @@ def _percent(metric: str) -> bool:
 def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step",
                      splits=("train", "validation"), panels=None, labels=None,
                      paper=None, title: Optional[str] = None, log_y: bool = False,
-                     path: Optional[str] = None):
+                     paper_label: str = "paper", path: Optional[str] = None):
   """Learning curves of several arms over seeds: each run thin, the mean over the
   seeds of an arm thick (at the x values the seeds share); train dashed, the other
   splits solid; one colour per arm.
@@ -657,7 +657,8 @@ def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step
   `curves()` returns, or a results file of them). `panels`: lists of group values, one
   panel each (default: one panel). `labels`: {group value: legend text}. `paper`:
   {group value: number} drawn as a dotted line in the arm's colour (a paper's
-  figure). Errors, accuracies and IoU are shown in %. Returns the Figure."""
+  figure; `paper_label` names it, e.g. a baseline). Errors, accuracies and IoU are shown
+  in %. Returns the Figure."""
   if isinstance(curve_df, (str, os.PathLike)):
     curve_df = curves(curve_df)
   values = list(dict.fromkeys(curve_df[group]))
@@ -683,7 +684,7 @@ def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step
                 label=f"{labels.get(v, v)} {split} (mean of {s['seed'].nunique()})")
       if v in paper:
         ax.axhline(paper[v] * scale, color=colors[v], ls=":", lw=1.2,
-                   label=f"{labels.get(v, v)}: paper")
+                   label=f"{labels.get(v, v)}: {paper_label}")
     ax.set_xlabel({"step": "training step", "epoch": "epoch"}.get(x, x))
     ax.set_ylabel(_label(metric, scale == 100.0))
     if log_y:

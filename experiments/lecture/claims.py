@@ -286,6 +286,8 @@ def collect_segmentation(path):
   saw = (f"test mean IoU {_pct(miou)}, pixel accuracy {_pct(acc)}; predicting background "
          f"everywhere scores {100 * share:.2f}% pixel accuracy and {50 * share:.2f}% mean IoU."
          if share is not None and miou["mean"] is not None else "no finished run yet.")
+  saw += (" Below the curves: four validation images of seed 0 after training, each as "
+          "image | true mask | predicted mask.")
   result = dict(st, runs_detail=per_run, test_mean_iou=miou, test_pixel_accuracy=acc,
                 all_background=base,
                 checks={"mean IoU far above all-background (by > 30 points)": shown},
@@ -311,7 +313,7 @@ def figure_segmentation(result, curves, path):
   return results.plot_mean_curves(val, "arm", metric="mean_iou", splits=("validation",),
                            paper={"U-Net": result["all_background"]["mean_iou"]}
                            if result["all_background"]["mean_iou"] is not None else None,
-                           labels={"U-Net": "U-Net"},
+                           labels={"U-Net": "U-Net"}, paper_label="all-background",
                            title="Craters: validation mean IoU (dotted: all-background)",
                            path=path)
 
@@ -347,7 +349,7 @@ def collect_compute(path):
   return dict(runs=2, finished=int(sd is not None) + int(dense is not None), complete=complete,
               wall_time_s=float((sd or {}).get("seconds", 0) + (dense or {}).get("seconds", 0)),
               stochastic_depth=sd, densenet_memory=dense, checks=checks,
-              verdict=_verdict(complete, all(checks.values())), saw=" ".join(saw) + "."), None
+              verdict=_verdict(complete, all(checks.values())), saw=". ".join(saw) + "."), None
 
 
 def figure_compute(result, curves, path):
