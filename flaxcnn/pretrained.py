@@ -41,8 +41,8 @@ keys the file has that the model has no place for, and each shape mismatch.
 """
 import argparse
 import os
-import warnings
 import re
+import warnings
 from typing import Dict, Mapping, Optional, Tuple
 
 import jax

@@ -153,8 +153,8 @@ def _column_names(fields: List[str], reserved) -> Dict[str, str]:
   return out
 
 
-_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "cores", "error", "path", "index",
-             "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
+_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "cores", "error", "path",
+             "index", "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
              "dev_still_improving"}
 
 
@@ -647,8 +647,8 @@ def _percent(metric: str) -> bool:
 
 def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step",
                      splits=("train", "validation"), panels=None, labels=None,
-                     paper=None, title: Optional[str] = None, log_y: bool = False,
-                     paper_label: str = "paper", path: Optional[str] = None):
+                     paper=None, title: Optional[str] = None, paper_label: str = "paper",
+                     path: Optional[str] = None):
   """Learning curves of several arms over seeds: each run thin, the mean over the
   seeds of an arm thick (at the x values the seeds share); train dashed, the other
   splits solid; one colour per arm.
@@ -687,8 +687,6 @@ def plot_mean_curves(curve_df, group: str, metric: str = "error", x: str = "step
                    label=f"{labels.get(v, v)}: {paper_label}")
     ax.set_xlabel({"step": "training step", "epoch": "epoch"}.get(x, x))
     ax.set_ylabel(_label(metric, scale == 100.0))
-    if log_y:
-      ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   if title:

@@ -56,11 +56,6 @@ def _pct(s: dict) -> str:
       f"{100 * s['mean']:.2f}%"
 
 
-def _load(path):
-  runs, curves = results.load(path, curves=True)
-  return runs, curves
-
-
 def _status(runs) -> dict:
   counts = runs["status"].value_counts().to_dict() if len(runs) else {}
   wall = runs["wall_time"].astype(float) if "wall_time" in runs else pd.Series([], dtype=float)
@@ -107,7 +102,7 @@ DEPTH_ARMS = {"plain20_cifar": "plain-20", "plain56_cifar": "plain-56",
 
 
 def collect_depth(path):
-  runs, curves = _load(path)
+  runs, curves = results.load(path, curves=True)
   arm = lambda r: DEPTH_ARMS.get(r["name"], r["name"])   # noqa: E731
   per_run = _per_run(runs, arm, ["final_train_error", "final_validation_error"])
   arms = list(DEPTH_ARMS.values())
@@ -163,7 +158,7 @@ def _plateau_step(train, tol=0.01):
 
 
 def collect_overfitting(path):
-  runs, curves = _load(path)
+  runs, curves = results.load(path, curves=True)
   per_run = _per_run(runs, _overfit_arm, ["final_train_error", "final_validation_error",
                                           "best_validation_error", "train_dev_gap", "advice"])
   for row, (_, r) in zip(per_run, runs.iterrows()):
@@ -217,7 +212,7 @@ def _transfer_arm(r) -> str:
 
 
 def collect_transfer(path):
-  runs, curves = _load(os.path.join(path, "target"))
+  runs, curves = results.load(os.path.join(path, "target"), curves=True)
   source = results.load(os.path.join(path, "pretrain"))
   per_run = _per_run(runs, _transfer_arm, ["final_train_error", "final_validation_error"])
   val = _arm_stats(per_run, TRANSFER_ARMS, "final_validation_error")

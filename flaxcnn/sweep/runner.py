@@ -15,7 +15,7 @@ from flaxcnn import features, tasks, train
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.sweep.declare import source_path, variant_specs
 from flaxcnn.sweep.tracking import (FAILED, FINISHED, INTERRUPTED, RUNNING, one_line,
-                                   read_json, summary_line, variant_status, write_json)
+                                   summary_line, variant_status, write_json)
 
 def _enable_compilation_cache(cache) -> Callable[[], None]:
   """Points JAX's persistent compilation cache at `cache` (unless one is set), so
@@ -122,7 +122,7 @@ def plan(source, workdir: str, arg: str = "", index: Optional[int] = None, confi
     os.makedirs(workdir, exist_ok=True)
     label = source_path(source)
     if label is None:   # a ConfigDict base (a notebook): keep the file a run named before
-      before = read_json(os.path.join(workdir, workdir_lib.SWEEP)) or {}
+      before = workdir_lib.read_sweep(workdir)
       label, arg = before.get("config"), arg or before.get("arg") or ""
     write_json(os.path.join(workdir, workdir_lib.SWEEP), {
         "config": label, "arg": arg, "count": len(specs),

@@ -44,7 +44,7 @@ def variant_status(variant_dir: str) -> dict:
   or when queued by a launcher of this host that is gone; 'queued' when a launcher
   submitted it (with its `job_id`). A running variant carries `step` and
   `total_steps` from the trainer's progress.json."""
-  record = read_json(os.path.join(variant_dir, workdir_lib.VARIANT)) or {}
+  record = workdir_lib.read_variant(variant_dir)
   record.setdefault("name", os.path.basename(os.path.normpath(variant_dir)))
   if os.path.exists(os.path.join(variant_dir, workdir_lib.SUMMARY)):
     record["status"] = FINISHED
@@ -65,7 +65,7 @@ def variant_status(variant_dir: str) -> dict:
 
 def records(workdir: str) -> List[dict]:
   """The records of a sweep directory's variants, in sweep order (from sweep.json)."""
-  sweep_json = read_json(os.path.join(workdir, workdir_lib.SWEEP)) or {}
+  sweep_json = workdir_lib.read_sweep(workdir)
   out = []
   for v in sweep_json.get("variants", []):
     record = variant_status(os.path.join(workdir, v["name"]))
