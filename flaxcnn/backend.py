@@ -8,7 +8,7 @@ before its first JAX computation:
     flaxcnn.backend.configure()
 
 On a GPU or TPU it changes nothing but the compiler options it returns (None).
-On the CPU it turns on four things, each measured in benchmarks/RESULTS.md:
+On the CPU it turns on five things, each measured in benchmarks/RESULTS.md:
 
 1. XLA flag: YNNPACK fusions off (`--xla_cpu_experimental_ynn_fusion_type=`,
    jaxlib 0.10+): BatchNorm's reductions ran up to 2x slower through them
@@ -26,7 +26,13 @@ On the CPU it turns on four things, each measured in benchmarks/RESULTS.md:
 4. Compiler options (`compiler_options`): keep those barriers, and remat's,
    through XLA:CPU's `cse_barrier_expander` pass (without it remat and the
    memory-efficient DenseNet save no memory on the CPU).
-The values are the same with or without it (tests compare them).
+5. BatchNorm's training step with a closed-form VJP (`batch_norm_train`, used
+   by `models.layers.BatchNorm`): its backward pass is two channel sums and one
+   elementwise pass instead of the derivative of each forward step (XLA:CPU
+   runs each unfused channel reduction as a separate pass over memory), and a
+   per-batch stochastic-depth branch then needs no remat (whose no-op
+   reduce_precision copies of every saved output XLA:CPU does not remove).
+The values are the same with or without it, to float rounding (tests compare them).
 """
 import functools
 import importlib.util
@@ -35,6 +41,7 @@ import os
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 from absl import logging
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
@@ -168,3 +175,44 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     x = lhs[:, ::window_strides[0], ::window_strides[1]]
     return jax.lax.dot_general(x, rhs[0, 0], (((3,), (0,)), ((), ())))
   return _conv_nhwc(lhs, rhs, tuple(window_strides), pads, rhs_dilation, feature_group_count)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x, scale, bias, epsilon):
+  """Training-mode BatchNorm over all axes but the last: (y, batch mean, batch
+  variance), the forward exactly as flax's `nn.BatchNorm` computes it (float32
+  statistics, Var = E[x^2] - E[x]^2 clipped at 0). Its VJP is the closed form
+  (two channel sums and one elementwise pass) instead of the derivative of each
+  step of the forward, and it keeps only x and two channel vectors for the
+  backward pass (item 5)."""
+  return _bn_forward(x, scale, bias, epsilon)[0]
+
+
+def _bn_forward(x, scale, bias, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  mean = xf.mean(axes)
+  var = jnp.maximum(0.0, jax.lax.square(xf).mean(axes) - jax.lax.square(mean))
+  rstd = jax.lax.rsqrt(var + epsilon)
+  y = (x - mean) * (rstd * scale) + bias
+  out_dtype = jnp.result_type(x, scale, bias)
+  return (y.astype(out_dtype), mean, var), (x, mean, rstd, scale)
+
+
+def _bn_backward(epsilon, residuals, cotangents):
+  x, mean, rstd, scale = residuals
+  dy, dmean, dvar = cotangents
+  axes = tuple(range(x.ndim - 1))
+  m = x.size // x.shape[-1]
+  dy = dy.astype(mean.dtype)
+  xhat = (x - mean) * rstd
+  dbias = dy.sum(axes)
+  dscale = (dy * xhat).sum(axes)
+  dx = (rstd * scale) * (dy - dbias / m - xhat * (dscale / m))
+  dx = dx + dmean / m + (dvar * 2.0 / m) * (x - mean)   # through the returned statistics
+  return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+
+
+batch_norm_train.defvjp(lambda x, s, b, eps: _bn_forward(x, s, b, eps), _bn_backward)

@@ -108,11 +108,9 @@ def test_per_batch_block_is_its_shortcut_or_its_scaled_branch(case):
                              rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("case,convs", [("resnet", 2), ("resnet_preact", 2), ("mbconv", 3)])
-def test_per_batch_block_carries_only_conv_outputs_to_the_backward_pass(case, convs):
-  """The cond of a kept/dropped block returns its output, its input and one
-  residual per convolution (BN and activations are recomputed in the backward
-  pass): a dropped block zero-fills those few slots instead of every intermediate."""
+def _cond_residuals(case):
+  """(the block's per-batch cond's activation-shaped outputs, whether the jaxpr
+  of its gradient has reduce_precision ops)."""
   cls, kwargs = {**BLOCK_CASES, "resnet": (residual_block, dict(planes=8))}[case]   # + post-act
   x = jax.random.normal(KEY, (2, 6, 6, 8))
   make = functools.partial(_block, cls, stochastic_depth_per="batch", **kwargs)
@@ -125,7 +123,30 @@ def test_per_batch_block_carries_only_conv_outputs_to_the_backward_pass(case, co
   jaxpr = jax.make_jaxpr(jax.grad(loss))(variables["params"]).jaxpr
   forward = next(e for e in jaxpr.eqns if e.primitive.name == "cond")
   activations = [v for v in forward.outvars if v.aval.shape[:3] == x.shape[:3]]
-  assert 2 <= len(activations) <= 2 + convs
+  return len(activations), "reduce_precision" in str(jaxpr)
+
+
+@pytest.mark.parametrize("case,convs", [("resnet", 2), ("resnet_preact", 2), ("mbconv", 3)])
+def test_per_batch_block_carries_only_conv_outputs_to_the_backward_pass(case, convs, monkeypatch):
+  """Untuned, the cond of a kept/dropped block returns its output, its input and
+  one residual per convolution (remat: BN and activations are recomputed in the
+  backward pass): a dropped block zero-fills those few slots instead of every
+  intermediate."""
+  monkeypatch.setitem(backend._state, "tuned", False)
+  count, _ = _cond_residuals(case)
+  assert 2 <= count <= 2 + convs
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU tuning")
+@pytest.mark.parametrize("case", ["resnet", "resnet_preact", "mbconv"])
+def test_tuned_per_batch_block_keeps_bn_inputs_without_remat_copies(case, monkeypatch):
+  """With the CPU tuning, the branch runs without remat (whose reduce_precision
+  copies of every saved output cost a pass over memory each on XLA:CPU), and
+  BatchNorm's closed-form VJP keeps fewer residual slots than flax's would."""
+  count, has_reduce_precision = _cond_residuals(case)
+  assert not has_reduce_precision
+  monkeypatch.setattr(layers, "BatchNorm", nn.BatchNorm)
+  assert count < _cond_residuals(case)[0]
 
 
 def _block_outputs(model, variables, x, key):
@@ -478,3 +499,53 @@ def test_block_boundaries_stop_the_residual_chain_from_fusing_into_later_blocks(
   assert _largest_fusion(grad.lower(v["params"]).compile().as_text()) <= 16   # 11
   chained = jax.jit(jax.grad(functools.partial(_loss, model, v, x)))   # barriers deleted
   assert _largest_fusion(chained.lower(v["params"]).compile().as_text()) > 30  # 46
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 5, 8), (3, 7, 16), (6, 3)])
+def test_batch_norm_closed_form_vjp_equals_the_derivative_of_its_forward(shape):
+  """`backend.batch_norm_train`'s VJP, through y and the returned batch mean and
+  variance, equals JAX's derivative of the same forward, to float32 rounding of
+  sums over the m reduced elements."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(1.0, 3.0, shape), jnp.float32)
+  scale = jnp.asarray(rng.uniform(0.5, 2.0, shape[-1]), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=shape[-1]), jnp.float32)
+  w = jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+  def loss(bn, x, scale, bias):
+    y, mean, var = bn(x, scale, bias, 1e-5)
+    return jnp.vdot(jnp.tanh(y), w) + (jnp.sin(mean) + 0.1 * var).sum()
+
+  derived = jax.grad(functools.partial(loss, lambda *a: backend._bn_forward(*a)[0]),
+                     (0, 1, 2))(x, scale, bias)
+  closed = jax.jit(jax.grad(functools.partial(loss, backend.batch_norm_train), (0, 1, 2)))(
+      x, scale, bias)
+  m = x.size // shape[-1]
+  tol = 16 * np.finfo(np.float32).eps * np.sqrt(m)
+  for a, b in zip(closed, derived):
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.abs(b).max()))
+
+
+def test_tuned_batch_norm_is_flax_batch_norm(monkeypatch):
+  """layers.BatchNorm with the CPU tuning: the same variables, outputs and
+  running statistics as flax's nn.BatchNorm; gradients equal to rounding."""
+  x = jax.random.normal(KEY, (4, 6, 6, 8)) * 2.0 + 0.5
+  w = jax.random.normal(jax.random.PRNGKey(1), x.shape)
+  results = []
+  for tuned in (True, False):
+    monkeypatch.setitem(backend._state, "tuned", tuned and jax.default_backend() == "cpu")
+    bn = layers.batch_norm(True, scale_init=nn.initializers.constant(1.5))
+    v = bn.init(KEY, x)
+
+    def loss(params, x):
+      y, state = bn.apply({**v, "params": params}, x, mutable=["batch_stats"])
+      return jnp.vdot(jax.nn.relu(y), w), (y, state)
+    grads, (y, state) = jax.jit(jax.grad(loss, (0, 1), has_aux=True))(v["params"], x)
+    results.append((jax.tree.map(jnp.shape, v), y, state, grads))
+  (shapes, y, state, grads), (shapes0, y0, state0, grads0) = results
+  assert shapes == shapes0
+  np.testing.assert_allclose(y, y0, rtol=1e-6, atol=1e-6)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), state, state0)
+  tol = 16 * np.finfo(np.float32).eps * np.sqrt(x.size // x.shape[-1])
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads0)):
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.abs(b).max()))

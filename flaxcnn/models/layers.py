@@ -51,7 +51,33 @@ def batch_norm(train: bool, dtype: Dtype = jnp.float32, **kwargs) -> nn.BatchNor
   """
   kwargs.setdefault("momentum", 0.9)
   kwargs.setdefault("epsilon", 1e-5)
-  return nn.BatchNorm(use_running_average=not train, dtype=dtype, **kwargs)
+  return BatchNorm(use_running_average=not train, dtype=dtype, **kwargs)
+
+
+class BatchNorm(nn.BatchNorm):
+  """flax's `nn.BatchNorm` (same variables, same forward values); in training
+  with the CPU tuning on, its statistics and gradients come from
+  `backend.batch_norm_train`, whose closed-form backward pass reads the
+  activations fewer times."""
+
+  @nn.compact
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    train = not nn.merge_param("use_running_average", self.use_running_average,
+                               use_running_average)
+    if not (train and backend.tuned() and mask is None and self.axis in (-1, x.ndim - 1)
+            and self.use_scale and self.use_bias and self.use_fast_variance
+            and self.axis_name is None and self.force_float32_reductions
+            and not self.is_initializing()):
+      return super().__call__(x, use_running_average, mask=mask)
+    c = (x.shape[-1],)
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), c)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), c)
+    scale = self.param("scale", self.scale_init, c, self.param_dtype)
+    bias = self.param("bias", self.bias_init, c, self.param_dtype)
+    y, mean, var = backend.batch_norm_train(x, scale, bias, self.epsilon)
+    ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+    ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return y if self.dtype is None else y.astype(self.dtype)
 
 
 def activation(name: str) -> Callable:
@@ -209,10 +235,14 @@ def stochastic_residual(module: nn.Module, branch_fn: Callable, x, shortcut, *, 
       return shortcut
 
     def run(mdl, x, shortcut):
-      # Only the convolution outputs leave the branch as residuals for the
-      # backward pass (BN and activations are recomputed from them): a dropped
-      # block must still fill every residual slot of the cond, with zeros.
-      y = nn.checkpoint(branch_fn, prevent_cse=False, policy=_SAVE_CONV_OUTPUTS)(mdl, x)
+      # A dropped block must still fill every residual slot of the cond (the
+      # values the backward pass keeps), with zeros. Remat keeps those slots to
+      # the convolution outputs (BN and activations are recomputed from them);
+      # with the CPU tuning, BatchNorm's closed-form VJP already keeps only its
+      # input, and remat's no-op reduce_precision copies of each saved output
+      # would cost more than they save.
+      remat = nn.checkpoint(branch_fn, prevent_cse=False, policy=_SAVE_CONV_OUTPUTS)
+      y = branch_fn(mdl, x) if backend.tuned() else remat(mdl, x)
       return (shortcut + y * jnp.asarray(scale, y.dtype)).astype(shortcut.dtype)
 
     # `run` is the false branch on purpose: jax traces the false branch last,
