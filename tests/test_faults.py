@@ -134,6 +134,45 @@ def test_evaluating_a_run_that_is_training_touches_none_of_its_files(tmp_path, c
     holder.wait()
 
 
+def test_evaluating_beside_a_run_that_rotates_its_checkpoints_reads_the_newest_one(
+    tmp_path, capsys, monkeypatch):
+  """The run beside the evaluation saves step 12 and removes 4 and 8 (it keeps its last
+  checkpoint) while the evaluation reads 8: it used to answer "none of the checkpoints
+  [4, 8] ... could be read"; now it lists them again and evaluates step 12."""
+  import orbax.checkpoint as ocp
+  config = tiny_config(num_steps=8, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  state = train.load_state(config, str(tmp_path))
+  real = ocp.CheckpointManager.restore
+  saved = []
+
+  def rotate_then_restore(self, step, *args, **kwargs):
+    if not saved:   # the run's next checkpoint lands while this one is read
+      writer = checkpoint.Checkpointer(str(tmp_path), keep=1)
+      writer.save(state.replace(step=state.step + 4))
+      writer.close()
+      saved.append(12)
+    return real(self, step, *args, **kwargs)
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", rotate_then_restore)
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    with open(tmp_path / ".lock", "w") as f:
+      json.dump({"host": socket.gethostname(), "pid": holder.pid, "start": "earlier"}, f)
+    results = train.evaluate_checkpoint(config, str(tmp_path))
+    assert results["test"]["count"] == 360
+    assert sorted(d for d in os.listdir(tmp_path / "checkpoints")) == ["12"]
+    assert "step 12:" in capsys.readouterr().out
+    # a run that removes every checkpoint before it is read: said so, in one line
+    monkeypatch.setattr(checkpoint.Checkpointer, "steps", lambda self: [4])
+    with pytest.raises(RuntimeError, match=r"removed the checkpoints read here before they "
+                                           r"were read, 5 times \(it keeps its last "
+                                           r"--config.keep_checkpoints and rotates them\)"):
+      train.load_state(config, str(tmp_path))
+  finally:
+    holder.kill()
+    holder.wait()
+
+
 def test_resuming_on_changed_data_is_refused_unless_allowed(tmp_path, capsys):
   """Images added to a folder between a kill and the resume gave "Resumed from
   checkpoint" and a redrawn validation split holding trained-on images. The run
