@@ -176,6 +176,21 @@ def test_absurd_image_size_is_rejected_before_allocating(size):
   assert "\n" not in str(e.value)
 
 
+def test_synthetic_data_validate_on_validation_size_other_images():
+  """The validation split of synthetic data was the training split itself, whatever
+  data.validation_size said."""
+  config = tiny_config(**{"data.source": "synthetic", "data.image_size": 4,
+                          "data.num_classes": 3, "data.synthetic_size": 40,
+                          "data.validation_size": 12})
+  dataset = data_lib.load(config)
+  train, val = dataset.splits["train"], dataset.splits["validation"]
+  assert len(train) == 40 and len(val) == 12
+  assert not any((train.images == im).all(axis=(1, 2, 3)).any() for im in val.images)
+  config.data.validation_size = 0
+  assert "validation" not in data_lib.load(config).splits
+  assert (data_lib.load(config).splits["train"].images == train.images).all()
+
+
 def test_huge_synthetic_data_is_rejected():
   config = tiny_config(**{"data.source": "synthetic", "data.image_size": 2048,
                           "data.num_classes": 10, "data.synthetic_size": 100_000})

@@ -55,14 +55,19 @@ def digits(validation_size: int = 0) -> Dataset:
                   tuple(str(i) for i in range(10)))
 
 
-def synthetic(size: int, image_size: int, num_classes: int, seed: int = 0) -> Dataset:
-  """Random uint8 images and labels (benchmarks only: nothing to learn)."""
+def synthetic(size: int, image_size: int, num_classes: int, seed: int = 0,
+              validation_size: int = 0) -> Dataset:
+  """Random uint8 images and labels (benchmarks only: nothing to learn): `size`
+  training examples and `validation_size` other ones for validation."""
   rng = np.random.RandomState(seed)
-  images = rng.randint(0, 256, (size, image_size, image_size, 3), dtype=np.uint8)
-  labels = rng.randint(0, num_classes, (size,)).astype(np.int32)
-  split = Split(images, labels)
-  return Dataset("synthetic", num_classes, {"train": split, "validation": split},
-                 (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+  def draw(n):
+    images = rng.randint(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
+    return Split(images, rng.randint(0, num_classes, (n,)).astype(np.int32))
+  splits = {"train": draw(size)}
+  if validation_size:
+    splits["validation"] = draw(validation_size)
+  return Dataset("synthetic", num_classes, splits, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
 # ----------------------------------------------------------------------------- folders
