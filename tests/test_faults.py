@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_launch, tiny_config
-from flaxcnn import checkpoint, metrics, train, workdir as workdir_lib
+from flaxcnn import checkpoint, data as data_lib, metrics, train, workdir as workdir_lib
 
 
 def test_diverging_parameters_stop_the_run_and_no_checkpoint_is_nonfinite(tmp_path):
@@ -54,6 +54,35 @@ def test_an_evaluation_out_of_memory_names_the_field_and_keeps_the_trained_steps
   monkeypatch.undo()
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["step"] == 12 and "test" in summary
+
+
+def test_an_evaluation_larger_than_the_free_memory_is_refused_before_it_runs(
+    tmp_path, monkeypatch):
+  """eval_batch_size=200000 under `ulimit -v`: XLA's CPU allocation failed with
+  std::bad_alloc, an abort (the trained steps lost, the lock left). A batch larger than
+  the split is now the split, and the evaluation's memory (XLA's own count for the
+  compiled step) is checked against the free memory before it runs: one line, the
+  steps saved, the lock released; the eval job alike."""
+  import re
+  from flaxcnn.data import feeds
+  from flaxcnn.train import memory
+  config = tiny_config(num_steps=6, checkpoint_every_steps=5, eval_batch_size=200000)
+  dataset = data_lib.load(config)
+  feed = feeds.make_feed(train.setup(config, dataset), dataset)
+  assert [b[0].shape[0] for b in feed.eval_batches("test", 200000)] == [360]
+  monkeypatch.setattr(memory, "free_bytes", lambda: 1024)
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(config, str(tmp_path), dataset=dataset)
+  line = str(e.value)
+  assert re.match(r"out of memory in the evaluation \(it asked for \d+\.\d GiB, 0\.0 GiB "
+                  r"free\) on CPU", line), line
+  assert "--config.eval_batch_size (now 200000)" in line and "checkpoint 6" in line
+  assert "\n" not in line and not (tmp_path / ".lock").exists()
+  with pytest.raises(ValueError, match=r"^out of memory in the evaluation \(it asked for "
+                                       r"[\d.]+ GiB, 0.0 GiB free\).*eval_batch_size"):
+    train.evaluate_checkpoint(config, str(tmp_path), dataset=dataset)
+  monkeypatch.undo()
+  assert train.train_and_evaluate(config, str(tmp_path), dataset=dataset)["step"] == 6
 
 
 def test_a_training_step_out_of_memory_names_the_fields_and_the_kept_checkpoint(
