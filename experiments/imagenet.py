@@ -70,11 +70,14 @@ RECIPES = {
 # model -> its paper's recipe (the first is the default model)
 MODELS = {
     **{m: "he2016" for m in ("preact_resnet200", "preact_resnet152", "resnet152_v1",
-                             "resnet200")},
+                             "resnet200", "resnet200_v1", "preact_resnet152_v1",
+                             "preact_resnet200_v1")},
     **{m: "torch" for m in ("wrn50_2", "resnet50", "resnet101", "resnet152", "densenet121",
                             "densenet169", "densenet201", "densenet264",
                             "pyramidnet200_a300_imagenet", "pyramidnet200_a450_imagenet")},
     **{m: "senet" for m in ("se_resnet50", "se_resnet101", "se_resnet152",
+                            "se_resnet50_v1", "se_resnet101_v1", "se_resnet152_v1",
+                            "resnet50_v1", "resnet101_v1",
                             "se_resnext50_32x4d", "se_resnext101_32x4d")},
     **{f"resnext{d}_{c}x{w}d": "resnext" for d in (50, 101)
        for c, w in papers.RESNEXT_SETTINGS},
@@ -127,15 +130,19 @@ def _rows(table, models, test="center"):
   return out
 
 
+# The authors' layouts: their ResNets and pre-activation ResNets stride the first 1x1
+# convolution of a bottleneck ("_v1"); fb.resnet.torch's model (the last row) the 3x3.
 _HE_320 = {"ResNet-152 original": ("resnet152_v1", "he2016"),
-           "ResNet-152 pre-act": ("preact_resnet152", "he2016"),
-           "ResNet-200 original": ("resnet200", "he2016"),
-           "ResNet-200 pre-act": ("preact_resnet200", "he2016"),
+           "ResNet-152 pre-act": ("preact_resnet152_v1", "he2016"),
+           "ResNet-200 original": ("resnet200_v1", "he2016"),
+           "ResNet-200 pre-act": ("preact_resnet200_v1", "he2016"),
            "ResNet-200 pre-act, scale+aspect ratio": ("preact_resnet200", "torch")}
 _RX = {f"{'ResNet' if c == 1 else 'ResNeXt'}-101 ({c} x {w}d)": (f"resnext101_{c}x{w}d", "resnext")
        for c, w in ((1, 64), (32, 4), (2, 64), (64, 4))}
-_SE_MODELS = {"ResNet-50": "resnet50", "ResNet-101": "resnet101", "ResNet-152": "resnet152",
-              "ResNeXt-50": "resnext50_32x4d", "ResNeXt-101": "resnext101_32x4d"}
+# SENet's ResNets stride the first 1x1, as its prototxts (Table 2's GFLOPs are theirs).
+_SE_MODELS = {"ResNet-50": "resnet50_v1", "ResNet-101": "resnet101_v1",
+              "ResNet-152": "resnet152_v1", "ResNeXt-50": "resnext50_32x4d",
+              "ResNeXt-101": "resnext101_32x4d"}
 PAPER = (
     _rows(papers.HE2016_T5_224, {"ResNet-152 original": ("resnet152_v1", "he2016")})
     + _rows(papers.HE2016_T5_320, _HE_320, "320")

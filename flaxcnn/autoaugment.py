@@ -25,6 +25,9 @@ those below; fill value 128 for the pixels the geometric ops uncover.
   SolarizeAdd   add int(110 L / 10) to pixels < 128, clip    -
   Color, Contrast, Brightness, Sharpness
                 factor 0.1 + 1.8 L / 10                      no (unlike torchvision's)
+                Contrast blends toward the reference's sum(histogram) / 256, that is
+                pixels / 256 clipped to 255 and truncated (196 at 224 x 224), not
+                PIL's mean grey; Sharpness truncates the SMOOTH filter where PIL rounds
   ShearX/Y      0.3 L / 10                                   yes
   TranslateX/Y  translate_const L / 10 pixels                yes
   Cutout        a square of side 2 int(cutout_const L / 10) pixels at a uniform
@@ -37,8 +40,10 @@ same at 224: EfficientNet-B0; small images keep the op's meaning); RandAugment k
 the reference's absolute pixels, as EfficientNetV2's progressive sizes (128 to 380
 pixels) see them. Levels are not capped: EfficientNetV2's RandAugment levels 15-25
 extrapolate as the reference (Rotate 75 degrees at 25, enhance factors up to 4.6).
-The pixel ops are flaxcnn.randaugment's (PIL's formulas, as the reference emulates them).
+The other pixel ops are flaxcnn.randaugment's (PIL's formulas, as the reference emulates
+them).
 """
+import math
 from typing import Sequence, Tuple
 
 import jax
@@ -103,6 +108,18 @@ def posterize(image, bits):
   return jnp.left_shift(jnp.right_shift(image, shift), shift)
 
 
+def contrast(image, factor):
+  """The reference's Contrast: a blend toward sum(histogram) / 256 of the grey image,
+  which is the pixel count / 256 (clipped to 255, cast to uint8), whatever the image."""
+  h, w, _ = image.shape
+  return ra.blend(jnp.float32(math.floor(min(h * w / 256.0, 255.0))), image, factor)
+
+
+def sharpness(image, factor):
+  """The reference's Sharpness: a blend with PIL's SMOOTH filter, cast (truncated)."""
+  return ra.blend(ra.smooth(image, rounded=False), image, factor)
+
+
 def cutout(image, pad, center, fill):
   """The reference's cutout: rows [cy - pad, cy + pad) x columns [cx - pad, cx + pad),
   clipped to the image, set to `fill`."""
@@ -143,9 +160,9 @@ def apply_op(image, op, level, sign, fill, translate=None, cutout_pixels=None,
       lambda: ra.solarize(image, jnp.floor(256.0 * level / 10.0)),
       lambda: solarize_add(image, (11.0 * level).astype(jnp.int32)),
       lambda: ra.color(image, factor),
-      lambda: ra.contrast(image, factor),
+      lambda: contrast(image, factor),
       lambda: ra.brightness(image, factor),
-      lambda: ra.sharpness(image, factor),
+      lambda: sharpness(image, factor),
       lambda: warp((1.0, sign * 3.0 * level / 100.0, 0.0, 0.0, 1.0, 0.0)),
       lambda: warp((1.0, 0.0, 0.0, sign * 3.0 * level / 100.0, 1.0, 0.0)),
       lambda: warp((1.0, 0.0, sign * translate[0] * level, 0.0, 1.0, 0.0)),

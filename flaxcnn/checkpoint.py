@@ -18,6 +18,7 @@ import glob
 import os
 import re
 import shutil
+import time
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,12 @@ from flax import serialization
 # Automatic linen names (Conv_0, ResidualBlock_3, BNReLUConv_1) of checkpoints written
 # before every layer of every family was named.
 AUTO_NAMED = re.compile(r"'(Conv|BatchNorm|ConvBN|Projection|ResidualBlock|BNReLUConv)_\d+'")
+
+
+# How often a reader beside a training run lists its checkpoints again when the
+# run removed the one it was reading.
+READ_TRIES = 5
+ROTATED = object()
 
 
 class StructureMismatch(ValueError):
@@ -212,14 +219,48 @@ class Checkpointer:
     """Restores the newest readable, finite checkpoint into the structure (and
     shardings) of `abstract_state`; returns (state, step) or (None, None) when there
     is none. Raises StructureMismatch when the saved arrays belong to another
-    model, and RuntimeError when checkpoints exist but none can be used."""
+    model, and RuntimeError when checkpoints exist but none can be used. Read only,
+    beside a run that keeps its last K checkpoints, a step the run removes while it
+    is read sends it back to the newest one on disk then."""
     target = serialization.to_state_dict(abstract_state)
-    steps = self.steps()
+    for attempt in range(READ_TRIES):
+      if attempt:
+        time.sleep(0.2)
+      if self.read_only:
+        self._reload()
+      steps = self.steps()
+      found = self._restore_newest(steps, target)
+      if found is not ROTATED:
+        break
+    else:
+      raise RuntimeError(
+          f"the run writing {self.directory} removed the checkpoints read here before "
+          f"they were read, {READ_TRIES} times (it keeps its last --config.keep_checkpoints "
+          "and rotates them): evaluate again when it has finished")
+    if found is not None:
+      restored, step = found
+      return serialization.from_state_dict(abstract_state, restored), step
+    if steps and self.read_only:
+      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} could be "
+                         "read beside the run that is writing them (nothing was moved); "
+                         "evaluate again after its next checkpoint")
+    if steps:
+      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} is readable "
+                         "and finite (they were moved aside); rerun to start from scratch")
+    return None, None
+
+  def _restore_newest(self, steps, target):
+    """(restored tree, step) of the newest usable one of `steps`, None when none is,
+    or ROTATED when a reader beside the run saw them replaced while it read."""
+    if self.read_only and not steps and self._on_disk():
+      return ROTATED   # listed while the run replaced them
     for step in reversed(steps):
       self._check_structure(step, target)
       try:
         restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
       except Exception as e:  # orbax raises many kinds for unreadable files
+        if self.read_only and not os.path.isdir(os.path.join(self.directory, str(step))):
+          return ROTATED   # the run removed it while it was read
         first = str(e).splitlines()[0][:200] if str(e) else ""
         logging.info("checkpoint %d unreadable: %s: %s", step, type(e).__name__, first)
         self._set_aside(step, "corrupt", "unreadable")
@@ -232,15 +273,22 @@ class Checkpointer:
                          "batch_stats": restored.get("batch_stats", {})}):
         self._set_aside(step, "nonfinite", "not finite (NaN/Inf parameters)")
         continue
-      return serialization.from_state_dict(abstract_state, restored), step
-    if steps and self.read_only:
-      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} could be "
-                         "read beside the run that is writing them (nothing was moved); "
-                         "evaluate again after its next checkpoint")
-    if steps:
-      raise RuntimeError(f"none of the checkpoints {steps} in {self.directory} is readable "
-                         "and finite (they were moved aside); rerun to start from scratch")
-    return None, None
+      return restored, step
+    return None
+
+  def _reload(self):
+    """The steps on disk now (a step the run removes while they are listed: again)."""
+    for _ in range(READ_TRIES):
+      try:
+        return self.manager.reload()
+      except (OSError, ValueError):
+        time.sleep(0.2)
+    self.manager.reload()
+
+  def _on_disk(self) -> bool:
+    """Are there step directories, finished or not, in the checkpoint directory?"""
+    return os.path.isdir(self.directory) and any(
+        d.isdigit() for d in os.listdir(self.directory))
 
   def close(self):
     try:

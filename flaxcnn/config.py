@@ -68,7 +68,7 @@ def default_config() -> ml_collections.ConfigDict:
   # small-data experiments, transfer between class subsets
   c.data.classes = ()
   c.data.train_per_class = 0
-  c.data.synthetic_size = 1024     # examples of synthetic data
+  c.data.synthetic_size = 1024     # synthetic: training examples (+ validation_size others)
   c.data.shuffle_buffer = 10_000   # streaming only
   # Resuming on data that differ from those the run started with (a folder that
   # gained or lost images) is refused; True goes on with a warning.

@@ -26,6 +26,10 @@ EfficientNet autoaugment.py also emulates), with nearest sampling by default:
   ShearX/Y      +-0.3 M / 30 (PIL affine, not centred)      identity
   TranslateX/Y  +-translate_frac * M / 30 * width/height    identity
 
+Contrast and Sharpness are PIL's (a blend toward the rounded mean grey; the SMOOTH
+filter rounded), as torchvision applies them; the TF references differ in both
+(flaxcnn.autoaugment follows them there).
+
 Departures from torchvision, both deliberate: Solarize's threshold is
 256 - 256 M / 30 (timm's SolarizeIncreasing; torchvision's 255 - 255 M / 30
 inverts pure white at M=0), and the translate range defaults to 100/331 of the
@@ -181,14 +185,15 @@ def brightness(image, factor):
   return blend(jnp.zeros((), _F32), image, factor)
 
 
-def _smooth(image):
-  """PIL ImageFilter.SMOOTH (3x3 [[1,1,1],[1,5,1],[1,1,1]] / 13, rounded); the
-  one-pixel border keeps the original values, as in PIL."""
+def smooth(image, rounded: bool = True):
+  """PIL ImageFilter.SMOOTH (3x3 [[1,1,1],[1,5,1],[1,1,1]] / 13, rounded; truncated
+  with `rounded=False`, as the TF references cast it); the one-pixel border keeps
+  the original values, as in PIL."""
   h, w, _ = image.shape
   x = image.astype(_F32)
   p = jnp.pad(x, ((1, 1), (1, 1), (0, 0)))
   s = sum(p[i:i + h, j:j + w] for i in range(3) for j in range(3)) + 4 * x
-  s = jnp.clip(jnp.floor(s / 13.0 + 0.5), 0, 255)
+  s = jnp.clip(jnp.floor(s / 13.0 + (0.5 if rounded else 0.0)), 0, 255)
   ys = jnp.arange(h)[:, None, None]
   xs = jnp.arange(w)[None, :, None]
   inner = (ys > 0) & (ys < h - 1) & (xs > 0) & (xs < w - 1)
@@ -197,7 +202,7 @@ def _smooth(image):
 
 def sharpness(image, factor):
   """PIL ImageEnhance.Sharpness: blend with the SMOOTH-filtered image."""
-  return blend(_smooth(image), image, factor)
+  return blend(smooth(image), image, factor)
 
 
 # ----------------------------------------------------------------------------

@@ -197,12 +197,12 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   fields). `diagnose_kwargs` go to `diagnose`.
   """
   dirs = run_dirs(path)
-  infos = [(d, sweep_lib.variant_status(d)) for d in dirs]
+  listed = {}   # sweep.json's variants, with their overrides (a queued one's record has none)
   for folder in ([path] if isinstance(path, (str, os.PathLike)) else path):
-    for record in sweep_lib.records(os.fspath(folder)):   # never started: 'pending' rows
-      d = os.path.join(os.fspath(folder), record["name"])
-      if d not in dirs:
-        infos.append((d, record))
+    for record in sweep_lib.records(os.fspath(folder)):
+      listed[os.path.join(os.fspath(folder), record["name"])] = record
+  infos = [(d, listed.get(d) or sweep_lib.variant_status(d)) for d in dirs]
+  infos += [(d, r) for d, r in listed.items() if d not in dirs]   # never started: 'pending'
   fields: List[str] = []
   for _, record in infos:
     for f in (record.get("overrides") or {}):

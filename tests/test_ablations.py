@@ -162,7 +162,7 @@ def shrink(config):
   c.data.in_memory = True
   c.data.image_size = size
   c.data.num_classes = 10
-  c.data.synthetic_size = 8
+  c.data.synthetic_size = c.data.validation_size = 8
   c.batch_size = 4
   c.eval_batch_size = 4
   c.num_steps = 1

@@ -65,6 +65,65 @@ def test_each_op_takes_its_argument_by_the_references_level_rule():
   assert (np.asarray(shifted[:, -1]) == 128).all()
 
 
+def _tf_blend(image1, image2, factor):
+  """tensorflow/tpu autoaugment.py's blend."""
+  import tensorflow as tf
+  if factor == 0.0:
+    return tf.convert_to_tensor(image1)
+  if factor == 1.0:
+    return tf.convert_to_tensor(image2)
+  temp = tf.cast(image1, tf.float32) + factor * (tf.cast(image2, tf.float32)
+                                                 - tf.cast(image1, tf.float32))
+  if 0.0 < factor < 1.0:
+    return tf.cast(temp, tf.uint8)
+  return tf.cast(tf.clip_by_value(temp, 0.0, 255.0), tf.uint8)
+
+
+def _tf_contrast(image, factor):
+  """tensorflow/tpu autoaugment.py's contrast, line for line."""
+  import tensorflow as tf
+  degenerate = tf.cast(tf.image.rgb_to_grayscale(image), tf.int32)
+  hist = tf.histogram_fixed_width(degenerate, [0, 255], nbins=256)
+  mean = tf.reduce_sum(tf.cast(hist, tf.float32)) / 256.0
+  degenerate = tf.clip_by_value(tf.ones_like(degenerate, dtype=tf.float32) * mean, 0.0, 255.0)
+  degenerate = tf.image.grayscale_to_rgb(tf.cast(degenerate, tf.uint8))
+  return _tf_blend(degenerate, image, factor).numpy().astype(int)
+
+
+def _tf_sharpness(image, factor):
+  """tensorflow/tpu autoaugment.py's sharpness, line for line."""
+  import tensorflow as tf
+  orig = tf.constant(image)
+  x = tf.expand_dims(tf.cast(orig, tf.float32), 0)
+  kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=tf.float32,
+                       shape=[3, 3, 1, 1]) / 13.
+  kernel = tf.tile(kernel, [1, 1, 3, 1])
+  degenerate = tf.nn.depthwise_conv2d(x, kernel, strides=[1, 1, 1, 1], padding="VALID",
+                                      dilations=[1, 1])
+  degenerate = tf.squeeze(tf.cast(tf.clip_by_value(degenerate, 0.0, 255.0), tf.uint8), [0])
+  mask = tf.pad(tf.ones_like(degenerate), [[1, 1], [1, 1], [0, 0]])
+  padded = tf.pad(degenerate, [[1, 1], [1, 1], [0, 0]])
+  result = tf.where(tf.equal(mask, 1), padded, orig)
+  return _tf_blend(result, orig, factor).numpy().astype(int)
+
+
+@pytest.mark.parametrize("size", [16, 40])
+def test_contrast_and_sharpness_follow_the_tf_reference(size):
+  """Contrast blended toward PIL's mean grey, where the reference blends toward
+  sum(histogram) / 256 (the pixel count / 256: 1 at 16 x 16, 6 at 40 x 40); Sharpness
+  rounded the smoothed image, where the reference truncates it."""
+  x = _images(n=3, size=size, seed=size)
+  for level in (2, 9):
+    factor = float(np.float32(0.1 + 1.8 * level / 10))
+    ours = np.asarray(_one_op("Contrast", level, x)).astype(int)
+    np.testing.assert_array_equal(ours, [_tf_contrast(np.asarray(im), factor) for im in x])
+    # the smoothed image's truncation may land one level apart where the sums of the
+    # 3x3 filter are added in another order (PIL's rounding: 18-23% of the pixels)
+    ours = np.asarray(_one_op("Sharpness", level, x)).astype(int)
+    ref = np.stack([_tf_sharpness(np.asarray(im), factor) for im in x])
+    assert np.abs(ours - ref).max() <= 1 and np.mean(ours != ref) < 0.01
+
+
 def test_each_op_is_applied_with_its_probability():
   """Invert with p = 0.3, then an op with p = 0: the inverted fraction of 4,000
   images is 0.3 within 4 standard deviations of a binomial (0.029)."""

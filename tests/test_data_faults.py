@@ -127,6 +127,37 @@ def test_truncated_archive_is_one_line_and_leaves_nothing(tmp_path, cache_env):
   assert not glob.glob(str(cache_env / "extracted" / "*.tmp*"))
 
 
+@pytest.mark.parametrize("kind,said", [
+    ("dotdot", "a member 'pets/../../evil.png' whose path leads out of the archive"),
+    ("symlink", "a symlink 'pets/train/cat/link.png' -> '../../../../etc/passwd' pointing "
+                "out of the archive"),
+    ("hardlink", "a hardlink 'pets/train/cat/link.png' -> '../etc/passwd' pointing out of "
+                 "the archive")])
+def test_an_archive_member_out_of_the_archive_is_named_and_refused(tmp_path, cache_env,
+                                                                   kind, said):
+  """Such a member was refused with "probably truncated or corrupt: copy or download it
+  again"; now the answer names the member and says it is refused."""
+  import io
+  root = _folder(tmp_path / "pets")
+  archive = tmp_path / "pets.tar"
+  with tarfile.open(archive, "w") as tar:
+    tar.add(root, arcname="pets")
+    info = tarfile.TarInfo("pets/../../evil.png" if kind == "dotdot"
+                           else "pets/train/cat/link.png")
+    if kind == "symlink":
+      info.type, info.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+    elif kind == "hardlink":
+      info.type, info.linkname = tarfile.LNKTYPE, "../etc/passwd"
+    tar.addfile(info, io.BytesIO(b""))
+  with pytest.raises(ValueError) as e:
+    sources.image_folder(str(archive))
+  msg = str(e.value)
+  assert msg.startswith(f"config.data.root={archive} holds {said}, which the extraction "
+                        "refuses (nothing was extracted)"), msg
+  assert "truncated" not in msg and "\n" not in msg
+  assert not glob.glob(str(cache_env / "extracted" / "*"))
+
+
 def test_unknown_tfds_name_is_one_line(tmp_path):
   t = time.time()
   with pytest.raises(ValueError) as e:
@@ -143,6 +174,21 @@ def test_absurd_image_size_is_rejected_before_allocating(size):
   with pytest.raises(ValueError, match="image_size") as e:
     data_lib.load(config)
   assert "\n" not in str(e.value)
+
+
+def test_synthetic_data_validate_on_validation_size_other_images():
+  """The validation split of synthetic data was the training split itself, whatever
+  data.validation_size said."""
+  config = tiny_config(**{"data.source": "synthetic", "data.image_size": 4,
+                          "data.num_classes": 3, "data.synthetic_size": 40,
+                          "data.validation_size": 12})
+  dataset = data_lib.load(config)
+  train, val = dataset.splits["train"], dataset.splits["validation"]
+  assert len(train) == 40 and len(val) == 12
+  assert not any((train.images == im).all(axis=(1, 2, 3)).any() for im in val.images)
+  config.data.validation_size = 0
+  assert "validation" not in data_lib.load(config).splits
+  assert (data_lib.load(config).splits["train"].images == train.images).all()
 
 
 def test_huge_synthetic_data_is_rejected():

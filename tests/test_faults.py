@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_launch, tiny_config
-from flaxcnn import checkpoint, metrics, train, workdir as workdir_lib
+from flaxcnn import checkpoint, data as data_lib, metrics, train, workdir as workdir_lib
 
 
 def test_diverging_parameters_stop_the_run_and_no_checkpoint_is_nonfinite(tmp_path):
@@ -54,6 +54,35 @@ def test_an_evaluation_out_of_memory_names_the_field_and_keeps_the_trained_steps
   monkeypatch.undo()
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["step"] == 12 and "test" in summary
+
+
+def test_an_evaluation_larger_than_the_free_memory_is_refused_before_it_runs(
+    tmp_path, monkeypatch):
+  """eval_batch_size=200000 under `ulimit -v`: XLA's CPU allocation failed with
+  std::bad_alloc, an abort (the trained steps lost, the lock left). A batch larger than
+  the split is now the split, and the evaluation's memory (XLA's own count for the
+  compiled step) is checked against the free memory before it runs: one line, the
+  steps saved, the lock released; the eval job alike."""
+  import re
+  from flaxcnn.data import feeds
+  from flaxcnn.train import memory
+  config = tiny_config(num_steps=6, checkpoint_every_steps=5, eval_batch_size=200000)
+  dataset = data_lib.load(config)
+  feed = feeds.make_feed(train.setup(config, dataset), dataset)
+  assert [b[0].shape[0] for b in feed.eval_batches("test", 200000)] == [360]
+  monkeypatch.setattr(memory, "free_bytes", lambda: 1024)
+  with pytest.raises(ValueError) as e:
+    train.train_and_evaluate(config, str(tmp_path), dataset=dataset)
+  line = str(e.value)
+  assert re.match(r"out of memory in the evaluation \(it asked for \d+\.\d GiB, 0\.0 GiB "
+                  r"free\) on CPU", line), line
+  assert "--config.eval_batch_size (now 200000)" in line and "checkpoint 6" in line
+  assert "\n" not in line and not (tmp_path / ".lock").exists()
+  with pytest.raises(ValueError, match=r"^out of memory in the evaluation \(it asked for "
+                                       r"[\d.]+ GiB, 0.0 GiB free\).*eval_batch_size"):
+    train.evaluate_checkpoint(config, str(tmp_path), dataset=dataset)
+  monkeypatch.undo()
+  assert train.train_and_evaluate(config, str(tmp_path), dataset=dataset)["step"] == 6
 
 
 def test_a_training_step_out_of_memory_names_the_fields_and_the_kept_checkpoint(
@@ -129,6 +158,45 @@ def test_evaluating_a_run_that_is_training_touches_none_of_its_files(tmp_path, c
     out = capsys.readouterr().out
     assert f"in use by a run (host {socket.gethostname()}, pid {holder.pid})" in out
     assert "checkpoint 8" in out and "skipped" in out and "step 4" in out
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_evaluating_beside_a_run_that_rotates_its_checkpoints_reads_the_newest_one(
+    tmp_path, capsys, monkeypatch):
+  """The run beside the evaluation saves step 12 and removes 4 and 8 (it keeps its last
+  checkpoint) while the evaluation reads 8: it used to answer "none of the checkpoints
+  [4, 8] ... could be read"; now it lists them again and evaluates step 12."""
+  import orbax.checkpoint as ocp
+  config = tiny_config(num_steps=8, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  state = train.load_state(config, str(tmp_path))
+  real = ocp.CheckpointManager.restore
+  saved = []
+
+  def rotate_then_restore(self, step, *args, **kwargs):
+    if not saved:   # the run's next checkpoint lands while this one is read
+      writer = checkpoint.Checkpointer(str(tmp_path), keep=1)
+      writer.save(state.replace(step=state.step + 4))
+      writer.close()
+      saved.append(12)
+    return real(self, step, *args, **kwargs)
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", rotate_then_restore)
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+  try:
+    with open(tmp_path / ".lock", "w") as f:
+      json.dump({"host": socket.gethostname(), "pid": holder.pid, "start": "earlier"}, f)
+    results = train.evaluate_checkpoint(config, str(tmp_path))
+    assert results["test"]["count"] == 360
+    assert sorted(d for d in os.listdir(tmp_path / "checkpoints")) == ["12"]
+    assert "step 12:" in capsys.readouterr().out
+    # a run that removes every checkpoint before it is read: said so, in one line
+    monkeypatch.setattr(checkpoint.Checkpointer, "steps", lambda self: [4])
+    with pytest.raises(RuntimeError, match=r"removed the checkpoints read here before they "
+                                           r"were read, 5 times \(it keeps its last "
+                                           r"--config.keep_checkpoints and rotates them\)"):
+      train.load_state(config, str(tmp_path))
   finally:
     holder.kill()
     holder.wait()

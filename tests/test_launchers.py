@@ -148,6 +148,44 @@ def test_a_variant_of_two_processes_runs_on_its_two_host_devices(tmp_path, job_e
   assert "on 2 cpu device(s)" in logs and "2 process" in logs
 
 
+def test_sigint_to_the_launcher_stops_its_variants_after_a_checkpoint(tmp_path, job_env):
+  """`kill -INT` of a launcher started in the background (SIGINT ignored, as a shell
+  starts it) was ignored: the variants trained on, and a SIGKILLed launcher left them
+  without it. Now SIGINT (or SIGTERM) to the launcher passes on to the running variant,
+  which saves and stops, the queued one stays pending, and the launcher ends."""
+  config = _config_file(tmp_path, num_steps=100000, checkpoint_every=10000,
+                        sweep_text="sweep.seeds(2)")
+  workdir = str(tmp_path / "sweep")
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1",
+             XLA_FLAGS=one_host_device_flags())
+  launcher = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config}",
+       f"--workdir={workdir}", "--launcher=local", "--parallel=1"], cwd=ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  try:
+    def training():
+      """the first variant past step 20"""
+      r = sweep.records(workdir)[0] if os.path.exists(os.path.join(workdir, "sweep.json")) \
+          else {}
+      return r if r.get("status") == "running" and r.get("step", 0) >= 20 else None
+    pid = _wait_until(training, timeout=120)["pid"]
+    launcher.send_signal(signal.SIGINT)
+    out, _ = launcher.communicate(timeout=60)
+  finally:
+    launcher.kill()
+    for r in sweep.records(workdir):
+      if r["status"] == "running":
+        os.kill(r["pid"], signal.SIGKILL)
+  assert "[sweep] SIGINT: stopping the running variants after their checkpoint" in out
+  first, second = sweep.records(workdir)
+  assert first["status"] == "interrupted" and first["pid"] == pid, first
+  assert first["launcher_pid"] == launcher.pid
+  assert second["status"] == "pending"
+  assert os.listdir(os.path.join(workdir, "seed=0", "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, "seed=1", "metrics.jsonl"))
+
+
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):
   """sbatch and srun on PATH: sbatch answers with job 4242, as SLURM does."""

@@ -310,6 +310,30 @@ def test_imagenet_resnet_macs_match_table1(name):
   assert summary.count_macs(create_model(name), 224) == pytest.approx(TABLE1_MACS[name], rel=0.02)
 
 
+# Hu et al. 2018, Table 2, GFLOPs (multiply-adds) of the nets its rows are bound to
+# (experiments/imagenet.py): the authors' prototxts stride the first 1x1 (3.86 G for
+# ResNet-50; the 3x3-strided layout has 4.09 G, 6% more).
+SENET_T2_GFLOPS = {"ResNet-50": 3.86, "SE-ResNet-50": 3.87, "ResNet-101": 7.58,
+                   "SE-ResNet-101": 7.60, "ResNet-152": 11.30, "SE-ResNet-152": 11.32}
+
+
+def test_the_senet_and_he2016_table_rows_are_bound_to_the_authors_stride_layout():
+  import os
+  from conftest import ROOT
+  from flaxcnn import papers
+  rows = papers.load_config_module(os.path.join(ROOT, "experiments", "imagenet.py")).PAPER
+  bound = {(r.table.source, r.label): r.match["model.name"] for r in rows}
+  for label, gflops in SENET_T2_GFLOPS.items():
+    model = create_model(bound["hu2018", label])
+    assert model.stride_in_1x1, label
+    assert summary.count_macs(model, 224) == pytest.approx(gflops * 1e9, rel=0.01), label
+  for label in ("ResNet-152 original", "ResNet-152 pre-act", "ResNet-200 original",
+                "ResNet-200 pre-act"):   # the authors' code; the torch row is fb.resnet.torch's
+    assert create_model(bound["he2016", label]).stride_in_1x1, label
+  assert not create_model(bound["he2016", "ResNet-200 pre-act, scale+aspect ratio"]
+                          ).stride_in_1x1
+
+
 def test_v1_bottleneck_moves_the_stride():
   x = jnp.zeros((1, 8, 8, 16))
   for stride_in_1x1, strides in ((True, [2, 1, 1]), (False, [1, 2, 1])):

@@ -466,6 +466,24 @@ def test_variants_that_never_started_are_rows_marked_pending(sweep_dir):
   assert "| 20 | – | – | 0 (1 unfinished) |" in results.table(runs)
 
 
+
+def test_variants_queued_by_a_launcher_are_grouped_by_their_swept_values(sweep_dir):
+  """A parallel launcher's queued variants have a record without their overrides: the
+  table grouped them under "depth None"; they take their values from sweep.json."""
+  listing = json.loads((sweep_dir / "sweep.json").read_text())
+  listing["variants"].append({"index": 5, "name": "depth=20,seed=0",
+                              "overrides": {"model.kwargs.depth": 20, "seed": 0}})
+  (sweep_dir / "sweep.json").write_text(json.dumps(listing))
+  os.makedirs(sweep_dir / "depth=20,seed=0")
+  (sweep_dir / "depth=20,seed=0" / "variant.json").write_text(json.dumps(
+      {"status": "queued", "launcher": "local", "index": 5, "host": socket.gethostname(),
+       "pid": os.getpid()}))
+  runs = results.load(str(sweep_dir))
+  row = runs[runs.run == "depth=20,seed=0"]
+  assert list(row.status) == ["queued"] and list(row.depth) == [20]
+  text = results.table(runs)
+  assert "| 20 | – | – | 0 (1 unfinished) |" in text and "None" not in text
+
 TEN_CROP_CONFIG = '''
 from flaxcnn import papers
 from flaxcnn.config import default_config

@@ -33,7 +33,7 @@ def test_readme_rows_are_what_the_models_compute(name):
 def test_config_files_of_a_preset_and_the_block_rewrite():
   configs = zoo.config_files()
   assert "resnet_cifar.py" in configs["resnet56_cifar"]
-  assert "imagenet.py" in configs["se_resnet50"] and "imagenet.py" in configs["densenet121"]
+  assert "imagenet.py" in configs["se_resnet50_v1"] and "imagenet.py" in configs["densenet121"]
   assert "ablations/resnext_cardinality.py" in configs["resnext50_4x24d"]
   text = f"intro\n{zoo.BEGIN}\nold\n{zoo.END}\nrest\n"
   assert zoo.replace_in(text, "NEW") == f"intro\n{zoo.BEGIN}\nNEW\n{zoo.END}\nrest\n"

@@ -10,7 +10,8 @@ Sources (config.data.source):
 - "folder":    ROOT/<split>/<class>/*.{jpg,jpeg,png} (the ImageNet layout), or an
                archive (.tar, .tar.gz, .tar.xz) of it; decoded once and cached.
 - "tfds":      a TFDS dataset by name, already prepared in data_dir.
-- "synthetic": random images for benchmarks.
+- "synthetic": random images for benchmarks (`synthetic_size` to train on and
+               `validation_size` other ones to validate on).
 A validation split is held out from train (the last `validation_size` examples
 after a fixed shuffle) when the dataset has none.
 """
@@ -38,12 +39,15 @@ def check_config(config) -> None:
     raise ValueError(f"config.data.image_size={size!r} must be an integer from 1 to "
                      f"{MAX_IMAGE_SIZE} (pixels per side), or None for the native size")
   if d.get("source") == "synthetic":
-    n = d.get("synthetic_size")
+    n, v = d.get("synthetic_size"), d.get("validation_size", 0)
     if not (_is_int(n) and n >= 1):
       raise ValueError(f"config.data.synthetic_size={n!r} must be a positive integer")
-    if size is not None and n * size * size * 3 > MAX_SYNTHETIC_BYTES:
-      raise ValueError(f"config.data.synthetic_size={n} images of {size}x{size} need "
-                       f"{n * size * size * 3 / 2**30:.0f} GiB; use fewer or smaller images")
+    if not (_is_int(v) and v >= 0):
+      raise ValueError(f"config.data.validation_size={v!r} must be an integer >= 0")
+    if size is not None and (n + v) * size * size * 3 > MAX_SYNTHETIC_BYTES:
+      raise ValueError(f"config.data.synthetic_size={n} + validation_size={v} images of "
+                       f"{size}x{size} need {(n + v) * size * size * 3 / 2**30:.0f} GiB; "
+                       "use fewer or smaller images")
   scale_range = tuple(a.get("scale_range") or ())
   if len(scale_range) != 2 or not all(_is_int(s) and 1 <= s <= MAX_IMAGE_SIZE
                                       for s in scale_range) or scale_range[0] > scale_range[1]:
@@ -84,7 +88,8 @@ def _load_source(config):
   if d.source == "digits":
     return sources.digits(d.validation_size)
   if d.source == "synthetic":
-    return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed)
+    return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed,
+                             d.validation_size)
   if d.source == "folder":
     return sources.image_folder(d.root, d.cache_dir, d.validation_size,
                                 train_split=d.train_split,

@@ -55,14 +55,19 @@ def digits(validation_size: int = 0) -> Dataset:
                   tuple(str(i) for i in range(10)))
 
 
-def synthetic(size: int, image_size: int, num_classes: int, seed: int = 0) -> Dataset:
-  """Random uint8 images and labels (benchmarks only: nothing to learn)."""
+def synthetic(size: int, image_size: int, num_classes: int, seed: int = 0,
+              validation_size: int = 0) -> Dataset:
+  """Random uint8 images and labels (benchmarks only: nothing to learn): `size`
+  training examples and `validation_size` other ones for validation."""
   rng = np.random.RandomState(seed)
-  images = rng.randint(0, 256, (size, image_size, image_size, 3), dtype=np.uint8)
-  labels = rng.randint(0, num_classes, (size,)).astype(np.int32)
-  split = Split(images, labels)
-  return Dataset("synthetic", num_classes, {"train": split, "validation": split},
-                 (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+  def draw(n):
+    images = rng.randint(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
+    return Split(images, rng.randint(0, num_classes, (n,)).astype(np.int32))
+  splits = {"train": draw(size)}
+  if validation_size:
+    splits["validation"] = draw(validation_size)
+  return Dataset("synthetic", num_classes, splits, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
 # ----------------------------------------------------------------------------- folders
@@ -129,6 +134,12 @@ def extract_archive(path: str, cache_dir: Optional[str] = None) -> str:
     os.makedirs(tmp, exist_ok=True)
     with tarfile.open(path) as tar:
       tar.extractall(tmp, filter="data")
+  except tarfile.FilterError as e:   # a member that would write or link outside `tmp`
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise ValueError(f"config.data.root={path} holds {_member(e.tarinfo)}, which the "
+                     "extraction refuses (nothing was extracted): remove that member "
+                     "from the archive, or unpack it yourself and set config.data.root "
+                     "to the folder") from None
   except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as e:
     shutil.rmtree(tmp, ignore_errors=True)
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -146,6 +157,16 @@ def extract_archive(path: str, cache_dir: Optional[str] = None) -> str:
     os.replace(tmp, dest)
   open(done, "w").close()
   return dest
+
+
+def _member(info: tarfile.TarInfo) -> str:
+  """What a refused tar member is, e.g. "a symlink 'a/x.png' -> '../../etc/passwd'"."""
+  if info.issym() or info.islnk():
+    kind = "a symlink" if info.issym() else "a hardlink"
+    return f"{kind} {info.name!r} -> {info.linkname!r} pointing out of the archive"
+  if info.isfile() or info.isdir():
+    return f"a member {info.name!r} whose path leads out of the archive"
+  return f"a member {info.name!r} that is a device or pipe"
 
 
 def _decode(path: str) -> np.ndarray:

@@ -504,11 +504,15 @@ _cifar("preact_resnet1001_cifar", cifar_resnet, paper=_HE16, depth=1001, bottlen
 for _d in (164, 1001):
   _cifar(f"preact_resnet{_d}_cifar_v1", cifar_resnet, paper=_HE16, depth=_d, bottleneck=True,
          shortcut="B", placement="full_preact", stride_in_1x1=True)
-# Table 5: ImageNet, original vs. pre-activation ResNet-152 / ResNet-200.
+# Table 5: ImageNet, original vs. pre-activation ResNet-152 / ResNet-200; the "_v1"
+# forms stride the first 1x1 convolution, as the authors' code (the table's layout).
 _imagenet("resnet200", imagenet_resnet, paper=_HE16, depth=200)
+_imagenet("resnet200_v1", imagenet_resnet, paper=_HE16, depth=200, stride_in_1x1=True)
 for _d in (152, 200):
   _imagenet(f"preact_resnet{_d}", imagenet_resnet, paper=_HE16, depth=_d,
             placement="full_preact")
+  _imagenet(f"preact_resnet{_d}_v1", imagenet_resnet, paper=_HE16, depth=_d,
+            placement="full_preact", stride_in_1x1=True)
 
 # Zagoruyko & Komodakis 2016 (Wide Residual Networks), ImageNet WRN-50-2 / WRN-101-2:
 # bottleneck ResNets with twice the bottleneck width (torchvision wide_resnet*_2).
@@ -517,5 +521,9 @@ for _d in (50, 101):
   _imagenet(f"wrn{_d}_2", imagenet_resnet, paper=_WRN, depth=_d, width_per_group=128)
 
 # Hu et al. 2018: SE-ResNets (SE on the residual branch before the addition, r = 16).
+# The "_v1" forms stride the first 1x1 convolution, as the authors' SE-ResNet-50
+# prototxt (conv3_1_1x1_reduce): Table 2's 3.86 / 3.87 GFLOPs are that layout's.
 for _d in (50, 101, 152):
   _imagenet(f"se_resnet{_d}", imagenet_resnet, paper=_SE, depth=_d, se_reduction=16)
+  _imagenet(f"se_resnet{_d}_v1", imagenet_resnet, paper=_SE, depth=_d, se_reduction=16,
+            stride_in_1x1=True)

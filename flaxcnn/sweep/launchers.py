@@ -22,7 +22,10 @@ handling are those of a sequential sweep. Launching again skips finished variant
 those another process is training, and submits the pending, interrupted and (unless
 retry_failed=False) failed ones. A job warned of its time limit or preempted (SIGUSR2,
 which submitit asks SLURM to send `signal_delay_s` before the end) saves a checkpoint
-and is requeued by submitit; the requeued job resumes from it.
+and is requeued by submitit; the requeued job resumes from it. SIGINT or SIGTERM to a
+local launcher (Ctrl-C, `kill`) stops its running variants after their checkpoint and
+starts no other; each variant's record names the launcher (`launcher_pid`) and its
+own process (`pid`).
 
 Shares (local): a variant gets `devices_per_variant` GPUs (CUDA_VISIBLE_DEVICES) or
 TPU chips (TPU_VISIBLE_CHIPS and its bounds), and, on a CPU, `devices_per_variant`
@@ -35,6 +38,7 @@ depend on how many cores XLA uses (the order of its float sums): a variant run a
 """
 import atexit
 import collections
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -224,6 +228,8 @@ class Launch:
     self.jobs: Dict[int, submitit.Job] = {}
     self._thread: Optional[threading.Thread] = None
     self.error: Optional[BaseException] = None
+    self.stopping = False            # set by `stop`: no further variant starts
+    self._stopped = set()            # the pids `stop` has signalled
     _LIVE.add(self)
 
   def status(self):
@@ -244,12 +250,53 @@ class Launch:
     by_index = {r["index"]: r for r in tracking.records(self.workdir)}
     return [by_index[i] for i in self.indices]
 
+  def stop(self) -> None:
+    """Starts no further variant and sends SIGTERM to the launched ones running on this
+    machine: each saves a checkpoint and stops (launching again resumes them). Called
+    again, it signals the ones that have started since."""
+    self.stopping = True
+    here = socket.gethostname()
+    for r in tracking.records(self.workdir):
+      pid = r.get("pid")
+      if (r["index"] in self.indices and r["status"] == tracking.RUNNING
+          and r.get("host") == here and pid and pid != os.getpid() and pid not in self._stopped):
+        self._stopped.add(pid)
+        try:
+          os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:   # it has just ended
+          pass
+
+  @contextlib.contextmanager
+  def _stopping_on_signals(self, out):
+    """SIGINT and SIGTERM to this process (Ctrl-C, `kill`) `stop` the variants
+    rather than leave them running without their launcher."""
+    def handle(signum, frame):
+      print(f"[sweep] {signal.Signals(signum).name}: stopping the running variants after "
+            "their checkpoint and starting no other; launching again resumes them",
+            file=out, flush=True)
+      self.stop()
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+      old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+      yield
+    finally:
+      for s, h in old.items():
+        signal.signal(s, h)
+
   def watch(self, every: float = 2.0, out=None) -> List[dict]:
     """Prints a line whenever a variant changes status (not at each step: --list_variants
-    shows the steps), a finished one with its final figures, until all are done."""
+    shows the steps), a finished one with its final figures, until all are done. A
+    SIGINT or SIGTERM meanwhile `stop`s the sweep."""
     out = out or sys.stdout
+    with self._stopping_on_signals(out):
+      return self._watch(every, out)
+
+  def _watch(self, every: float, out) -> List[dict]:
     seen = {}
     while True:
+      if self.stopping:
+        self.stop()   # the variants that started since
       finished = self.done()
       records = tracking.records(self.workdir)
       for r in records:
@@ -333,9 +380,19 @@ def _mark_queued(workdir: str, job: VariantJob, launcher: str, job_id=None, pid=
     return
   record.update(status=tracking.QUEUED, launcher=launcher, index=index,
                 host=socket.gethostname() if pid else None, pid=pid)
+  if pid:   # kept once the variant runs (its own pid replaces `pid`)
+    record["launcher_pid"] = pid
   if job_id is not None:
     record["job_id"] = str(job_id)
   tracking.write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
+
+
+def _mark_pending(workdir: str, job: VariantJob) -> None:
+  vdir = os.path.join(workdir, job.name)
+  record = tracking.variant_status(vdir)
+  if record["status"] == tracking.QUEUED:
+    record.update(status=tracking.PENDING, pid=None)
+    tracking.write_json(os.path.join(vdir, workdir_lib.VARIANT), record)
 
 
 def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder: str):
@@ -365,6 +422,10 @@ def _launch_local(handle: Launch, jobs: List[VariantJob], res: Resources, folder
     queue, free, running = collections.deque(jobs), collections.deque(slots), {}
     try:
       while queue or running:
+        if handle.stopping and queue:   # never started: pending again
+          for job in queue:
+            _mark_pending(handle.workdir, job)
+          queue.clear()
         while queue and free:
           share, job = free.popleft(), queue.popleft()
           running[id(share)] = (share, job, submit(job, share))

@@ -518,8 +518,13 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   results = {}
   for name in ("validation", "test"):
     if name in dataset.splits:
-      res = steps.evaluate(run, eval_step, state.params, state.batch_stats,
-                           feed.eval_batches(name, config.eval_batch_size), dataset)
+      try:
+        res = steps.evaluate(run, eval_step, state.params, state.batch_stats,
+                             feed.eval_batches(name, config.eval_batch_size), dataset)
+      except Exception as e:
+        if not memory.is_out_of_memory(e):
+          raise
+        raise memory.explain(config, "the evaluation", e) from None
       results[name] = res
       if jax.process_index() == 0:
         print(f"eval {name:10s} ({config.eval_mode}) step {int(state.step)}: "

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from flaxcnn import augment, backend, optim
+from flaxcnn.train import memory
 from flaxcnn.train.state import Run, TrainState
 
 
@@ -155,8 +156,11 @@ def make_eval_step(run: Run, eval_size: Optional[int] = None):
 def evaluate(run: Run, eval_step, params, batch_stats, batches, dataset=None) -> dict:
   """The task's metrics over global (images, labels, mask) batches; every example
   with mask 1 counts exactly once."""
-  totals = None
+  totals, checked = None, False
   for images, labels, mask in batches:
+    if not checked:   # compiled for the batch's shapes (cached), refused if it cannot fit
+      memory.check_fits(eval_step.lower(params, batch_stats, images, labels, mask).compile())
+      checked = True
     sums = eval_step(params, batch_stats, images, labels, mask)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return run.task.reduce(jax.device_get(totals), dataset)
