@@ -33,7 +33,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flaxcnn import backend, checkpoint, distributed, features, papers, sweep, train
+from flaxcnn import backend, checkpoint, distributed, jobs, papers, sweep, train
 from flaxcnn import config as config_lib, workdir as workdir_lib
 from flaxcnn.config import default_config, parse_model_kwarg
 
@@ -72,10 +72,8 @@ FLAGS = flags.FLAGS
 
 def run_job(config, workdir: str):
   """Runs config.job: 'train' (train.train_and_evaluate), 'eval'
-  (train.evaluate_checkpoint) or 'features' (features.run)."""
-  jobs = {"train": train.train_and_evaluate, "eval": train.evaluate_checkpoint,
-          "features": features.run}
-  return jobs[config.job](config, workdir)
+  (train.evaluate_checkpoint), 'features' (features.run), or another of jobs.JOBS."""
+  return jobs.get(config.job)(config, workdir)
 
 
 def _library_errors_to_log_file(record) -> bool:

@@ -25,7 +25,7 @@ import sysconfig
 import ml_collections
 from ml_collections import config_dict
 
-from flaxcnn import data as data_lib, models
+from flaxcnn import data as data_lib, jobs, models, optim
 
 placeholder = config_dict.placeholder
 
@@ -216,18 +216,21 @@ def apply_overrides(config, overrides):
   return config
 
 
-_CHOICES = {
-    "dtype": ("float32", "bfloat16"),
-    "job": ("train", "eval", "features"),
-    "eval_mode": ("center", "ten_crop", "multiscale"),
-    "dropblock_schedule": ("linear", "fixed"),
-    "data.source": ("tfds", "folder", "digits", "synthetic"),
-    "optimizer.name": ("sgd", "rmsprop_tf", "rmsprop", "adam", "adamw"),
-    "schedule.name": ("constant", "piecewise", "cosine", "exponential", "plateau"),
-    "schedule.warmup": ("linear", "linear_from_zero", "constant"),
-    "schedule.decay_begin": ("warmup", "start"),
-    "augment.train_crop": ("scale", "inception"),
-}
+def _choices() -> dict:
+  """field -> the names it may take, as the modules that build them name them (read
+  at each validation: a name registered later counts)."""
+  return {
+      "dtype": ("float32", "bfloat16"),
+      "job": jobs.names(),
+      "eval_mode": ("center", "ten_crop", "multiscale"),
+      "dropblock_schedule": ("linear", "fixed"),
+      "data.source": tuple(data_lib.SOURCES),
+      "optimizer.name": tuple(optim.OPTIMIZERS),
+      "schedule.name": tuple(optim.SCHEDULES),
+      "schedule.warmup": tuple(optim.WARMUPS),
+      "schedule.decay_begin": optim.DECAY_BEGINS,
+      "augment.train_crop": data_lib.streaming.TRAIN_CROPS,
+  }
 
 
 def _get(config, dotted):
@@ -241,7 +244,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
   Raises ValueError with one line naming the field and what to do.
   """
-  for field, choices in _CHOICES.items():
+  for field, choices in _choices().items():
     value = _get(config, field)
     if value not in choices:
       raise ValueError(f"config.{field}={value!r} is not one of {', '.join(choices)}")

@@ -11,6 +11,7 @@ Sources (config.data.source):
                archive (.tar, .tar.gz, .tar.xz) of it; decoded once and cached.
 - "tfds":      a TFDS dataset by name, already prepared in data_dir.
 - "synthetic": random images for benchmarks.
+A new in-memory source is a function `load(config)` decorated `@data.source("name")`.
 A validation split is held out from train (the last `validation_size` examples
 after a fixed shuffle) when the dataset has none.
 """
@@ -79,20 +80,48 @@ def load(config):
   return select(_load_source(config), d.classes, d.train_per_class)
 
 
+SOURCES = {}   # config.data.source -> load(config): a Dataset of arrays
+
+
+def source(name: str):
+  """Decorator: registers `load(config)` (an in-memory Dataset) as
+  config.data.source=`name`."""
+  def add(fn):
+    if name in SOURCES:
+      raise ValueError(f"a data source named {name!r} is already registered")
+    SOURCES[name] = fn
+    return fn
+  return add
+
+
 def _load_source(config):
+  if config.data.source not in SOURCES:
+    raise ValueError(f"config.data.source={config.data.source!r} is unknown")
+  return SOURCES[config.data.source](config)
+
+
+@source("tfds")
+def _tfds(config):
   d = config.data
-  if d.source == "digits":
-    return sources.digits(d.validation_size)
-  if d.source == "synthetic":
-    return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed)
-  if d.source == "folder":
-    return sources.image_folder(d.root, d.cache_dir, d.validation_size,
-                                train_split=d.train_split,
-                                validation_split=d.validation_split,
+  return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size,
+                                train_split=d.train_split, validation_split=d.validation_split,
                                 test_split=d.test_split)
-  if d.source == "tfds":
-    return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size,
-                                  train_split=d.train_split,
-                                  validation_split=d.validation_split,
-                                  test_split=d.test_split)
-  raise ValueError(f"config.data.source={d.source!r} is unknown")
+
+
+@source("folder")
+def _folder(config):
+  d = config.data
+  return sources.image_folder(d.root, d.cache_dir, d.validation_size,
+                              train_split=d.train_split, validation_split=d.validation_split,
+                              test_split=d.test_split)
+
+
+@source("digits")
+def _digits(config):
+  return sources.digits(config.data.validation_size)
+
+
+@source("synthetic")
+def _synthetic(config):
+  d = config.data
+  return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed)
