@@ -223,7 +223,7 @@ def _choices() -> dict:
       "dtype": ("float32", "bfloat16"),
       "job": jobs.names(),
       "eval_mode": ("center", "ten_crop", "multiscale"),
-      "dropblock_schedule": ("linear", "fixed"),
+      "dropblock_schedule": models.regularization.DROPBLOCK_SCHEDULES,
       "data.source": tuple(data_lib.SOURCES),
       "optimizer.name": tuple(optim.OPTIMIZERS),
       "schedule.name": tuple(optim.SCHEDULES),
