@@ -447,11 +447,22 @@ def experiments_dirs():
   return [d for d in dirs if os.path.isdir(d)]
 
 
+def split_source(value) -> tuple:
+  """(path, arg) of a config source 'FILE[:ARG]': the one parser of that form. A
+  path that exists as given keeps its colons; else ARG follows the first colon."""
+  value = os.fspath(value)
+  if os.path.exists(value):
+    return value, ""
+  path, _, arg = value.partition(":")
+  return path, arg
+
+
 def find_config_file(value: str) -> str:
   """A --config value (PATH[:ARG]) with PATH made a real file: as given when it
   exists, else by name among experiments_dirs(): 'quickstart', 'wrn_28_10.py:dropout',
   'ablations/wrn_width.py', 'experiments/quickstart.py' from any directory."""
-  path, sep, arg = value.partition(":")
+  path, _ = split_source(value)
+  tail = value[len(path):]     # ':ARG' as given
   if path and os.path.exists(path) and not (os.path.isfile(path) and path.endswith(".py")):
     raise ValueError(f"--config={path}: a config is a Python file (.py) defining "
                      "get_config(), e.g. experiments/quickstart.py; this is "
@@ -462,5 +473,25 @@ def find_config_file(value: str) -> str:
   name = name if name.endswith(".py") else name + ".py"
   for d in experiments_dirs():
     if os.path.isfile(os.path.join(d, name)):
-      return os.path.join(d, name) + sep + arg
+      return os.path.join(d, name) + tail
   return value
+
+
+def load_config_module(path: str):
+  """Imports a config file by path (sweeps, paper rows, config files that build on
+  another)."""
+  path = os.path.abspath(path)
+  name = "flaxcnn_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(value: str):
+  """(module, path, arg) of a config source 'FILE[:ARG]' (found as find_config_file
+  finds it); FileNotFoundError when there is no such file."""
+  path, arg = split_source(find_config_file(os.fspath(value)))
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path} does not exist")
+  return load_config_module(path), path, arg

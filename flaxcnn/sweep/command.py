@@ -1,7 +1,7 @@
 """launch.py's sweep flags: --sweep, --sweep_index, --list_variants, --launcher."""
 from typing import Optional
 
-from flaxcnn.sweep.declare import check_command_line
+from flaxcnn.sweep.declare import check_command_line, variant_specs
 from flaxcnn.sweep.launchers import launch
 from flaxcnn.sweep.tracking import FAILED, describe, summary_line
 from flaxcnn.sweep.runner import run
@@ -14,13 +14,16 @@ def main(config_arg: str, config, workdir: Optional[str], index: Optional[int] =
   command line set, which no variant may set again; `settings`: the launcher's
   keywords (Resources fields and its own options)."""
   try:
-    check_command_line(config_arg, config, fixed)
+    specs = variant_specs(config_arg, config=config)   # the file's sweep, read once
+    check_command_line(config_arg, config, fixed, specs)
     if list_only:
-      print(describe(config_arg, config=config, workdir=workdir), flush=True)
+      print(describe(config_arg, config=config, workdir=workdir, specs=specs), flush=True)
       return 0
     if launcher:
-      return _launch_main(config_arg, config, workdir, launcher, settings or {}, retry_failed)
-    records = run(config_arg, workdir, index=index, config=config, retry_failed=retry_failed)
+      return _launch_main(config_arg, config, workdir, launcher, settings or {}, retry_failed,
+                          specs)
+    records = run(config_arg, workdir, index=index, config=config, retry_failed=retry_failed,
+                  specs=specs)
   except (ValueError, FileNotFoundError, TypeError) as e:
     return f"error: {e}"
   failed = [r for r in records if r["status"] == FAILED]
@@ -29,9 +32,9 @@ def main(config_arg: str, config, workdir: Optional[str], index: Optional[int] =
   return 0
 
 
-def _launch_main(config_arg, config, workdir, launcher, settings, retry_failed):
+def _launch_main(config_arg, config, workdir, launcher, settings, retry_failed, specs):
   handle = launch(config_arg, workdir, launcher, config=config, retry_failed=retry_failed,
-                  **settings)
+                  specs=specs, **settings)
   if not handle.indices:
     print(f"sweep {workdir}: nothing to launch (every variant is finished, running or "
           "queued; see --list_variants)", flush=True)

@@ -156,7 +156,7 @@ def launch(source, workdir: str, launcher: str = "local", arg: str = "", config=
   """Submits the sweep's variants that still need to run; returns a `Launch`.
 
   `source`, `arg`, `config`, `sweep` select the variants as in `sweep.variants`
-  (`specs`: `sweep.plan`'s answer for them, when the caller has it already);
+  (`specs`: their variant_specs, when the caller has them);
   `resources` (or its fields as keywords: parallel, devices_per_variant,
   processes_per_variant, timeout_min) and the launcher's own options as keywords
   (slurm: slurm_partition, cpus_per_task, mem_gb, slurm_options) say where and how
@@ -166,8 +166,7 @@ def launch(source, workdir: str, launcher: str = "local", arg: str = "", config=
   runner = make(launcher, resources, **fields)
   if isinstance(source, (str, os.PathLike, types.ModuleType)):
     source = source_path(source)   # absolute: jobs import it again by path
-  if specs is None:
-    specs = plan(source, workdir, arg, None, config, sweep)
+  specs = plan(source, workdir, arg, None, config, sweep, specs)
   overrides = [ov for _, ov, _ in specs]     # the jobs index this very list
   folder = os.path.join(workdir, ".submitit")
   todo = [i for i, (name, _, _) in enumerate(specs) if _needs_run(
