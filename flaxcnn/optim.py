@@ -18,6 +18,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 
@@ -263,3 +264,40 @@ class Plateau:
     if bad >= self.patience:
       return best, 0, self.factor
     return best, bad, 1.0
+
+
+def optimizer_section() -> ml_collections.ConfigDict:
+  """config.optimizer: make_optimizer's settings."""
+  s = ml_collections.ConfigDict()
+  s.name = "sgd"         # sgd | rmsprop_tf | rmsprop | adam | adamw
+  s.lr = 0.1             # peak learning rate (for the global batch)
+  s.momentum = 0.9
+  s.nesterov = True
+  s.weight_decay = 5e-4  # L2 (decoupled for adamw)
+  s.decay_all = False    # False: only conv/dense kernels decay (not BN, not biases)
+  s.rms_decay = 0.9
+  s.eps = 1e-3           # rmsprop_tf epsilon; adam uses 1e-8 unless changed
+  s.b1 = 0.9
+  s.b2 = 0.999
+  return s
+
+
+def schedule_section() -> ml_collections.ConfigDict:
+  """config.schedule: make_schedule's settings (times in epochs)."""
+  s = ml_collections.ConfigDict()
+  s.name = "piecewise"    # constant | piecewise | cosine | exponential | plateau
+  s.boundaries = (60.0, 120.0, 160.0)   # piecewise: epochs
+  s.factor = 0.2          # piecewise: lr multiplied at each boundary; plateau: on plateau
+  s.decay_rate = 0.97     # exponential: lr * decay_rate every decay_epochs
+  s.decay_epochs = 2.4
+  # exponential: decay periods counted from the warm-up's end ("warmup") or from
+  # step 0 ("start", as the TF EfficientNet reference)
+  s.decay_begin = "warmup"
+  s.warmup_epochs = 0.0   # warm-up length (0 = none)
+  # linear: lr (t+1)/T, reaching the peak at the warm-up's last step | linear_from_zero:
+  # lr t/T, 0 at step 0 (the TF references') | constant: warmup_factor x peak
+  s.warmup = "linear"
+  s.warmup_factor = 0.1   # constant warm-up (He et al. 2015: 0.01, then 0.1)
+  s.patience = 5          # plateau: evaluations without improvement before decaying
+  s.min_lr = 0.0
+  return s

@@ -17,6 +17,9 @@ after a fixed shuffle) when the dataset has none.
 """
 import numbers
 
+import ml_collections
+from ml_collections.config_dict import placeholder
+
 from flaxcnn.data import sources, streaming
 from flaxcnn.data.core import (Dataset, Split, _stats, finalize, fingerprint,  # noqa: F401
                                hold_out, select)
@@ -125,3 +128,36 @@ def _digits(config):
 def _synthetic(config):
   d = config.data
   return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed)
+
+
+def config_section() -> ml_collections.ConfigDict:
+  """config.data: where the images come from and how they are split (load reads it)."""
+  s = ml_collections.ConfigDict()
+  s.source = "tfds"           # tfds | folder | digits | synthetic
+  s.name = "cifar10"          # TFDS name (tfds) or a label for the run
+  s.label = ""                # how the console, data.json and results name the data,
+                              # e.g. "CIFAR-10 (JPEG q75)"; "" = the dataset's name
+  s.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)
+  s.root = placeholder(str)       # folder: ROOT/<split>/<class>/*.jpg|png, or a .tar[.xz|.gz] of it
+  s.cache_dir = placeholder(str)  # where decoded folders/archives are cached (default ~/.cache/flaxcnn)
+  s.train_split = "train"
+  s.validation_split = "validation"  # held out from train when the dataset has none
+  s.test_split = "test"
+  s.validation_size = 5000    # examples held out from train when there is no validation split
+  s.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
+  s.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
+  # streaming, centre evaluation: a crop of this side from the shorter side resized to
+  # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
+  s.eval_image_size = placeholder(int)
+  s.num_classes = placeholder(int)  # synthetic data only
+  # In-memory data: only these classes (indices, relabelled 0..k-1 in this order) in
+  # every split, and a fixed subset of this many training images per class (0 = all):
+  # small-data experiments, transfer between class subsets
+  s.classes = ()
+  s.train_per_class = 0
+  s.synthetic_size = 1024     # examples of synthetic data
+  s.shuffle_buffer = 10_000   # streaming only
+  # Resuming on data that differ from those the run started with (a folder that
+  # gained or lost images) is refused; True goes on with a warning.
+  s.allow_changed = False
+  return s

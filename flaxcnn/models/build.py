@@ -2,6 +2,7 @@
 abstractly (no compute) before any data is loaded or code compiled."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from flaxcnn.models import regularization
 from flaxcnn.models.registry import create_model, get_preset
@@ -38,3 +39,11 @@ def model_label(config) -> str:
   if not kwargs:
     return config.model.name
   return f"{config.model.name} ({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})"
+
+
+def config_section() -> ml_collections.ConfigDict:
+  """config.model: the preset and its keyword overrides (build_model reads it)."""
+  s = ml_collections.ConfigDict()
+  s.name = "resnet20_cifar"  # a preset of flaxcnn.models (python -m flaxcnn.models.summary --list)
+  s.kwargs = ml_collections.ConfigDict()   # overrides of the preset's arguments
+  return s
