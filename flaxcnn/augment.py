@@ -7,6 +7,7 @@ a fixed key gives the same result on any device layout. The deterministic ones
 """
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from flaxcnn import autoaugment, randaugment
 
@@ -152,3 +153,21 @@ def full_image_views(views, flip: bool = True):
     x = v.astype(jnp.float32)
     out += [x, x[:, :, ::-1]] if flip else [x]
   return out
+
+
+def config_section() -> ml_collections.ConfigDict:
+  """config.augment: the training augmentation (this module and the data layer read it)."""
+  s = ml_collections.ConfigDict()
+  s.crop_padding = 4       # in-memory: pad-and-random-crop (0 = off)
+  s.flip = True            # random horizontal flip
+  s.scale_range = (256, 480)   # streaming: shorter side random in this range, then random crop
+  s.train_crop = "scale"   # streaming: scale (He et al. 2015) | inception (random-resized crop, EfficientNet reference)
+  s.cutout = 0             # Cutout square side in pixels (0 = off)
+  s.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
+  s.randaugment_layers = 0     # RandAugment N (0 = off), on the device
+  s.randaugment_magnitude = 10.0   # RandAugment M in [0, 30] (its scale: below)
+  # RandAugment's ops: torchvision (14, M of 30) | tf (the EfficientNet(V2) references'
+  # 16; M a TF level: 10 = full strength, higher levels extrapolate)
+  s.randaugment_ops = "torchvision"
+  s.autoaugment = ""       # AutoAugment policy ('' = off, 'v0' = ImageNet), on the device
+  return s

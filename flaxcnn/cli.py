@@ -16,7 +16,7 @@ follows from the model or config.task), 'eval' (the latest checkpoint) or 'featu
 A config file that declares a sweep (get_sweep, see flaxcnn/sweep/) runs all its
 variants with --sweep, one of them with --sweep_index=i, and lists them with
 --list_variants; --launcher=local --parallel=N runs N at a time on this machine,
---launcher=slurm submits them as a SLURM job array (flaxcnn/sweep/launchers.py).
+--launcher=slurm submits them as a SLURM job array (flaxcnn/sweep/launchers/).
 
 The console shows a header, progress, evaluations, warnings and errors; the full
 config and library INFO lines go to WORKDIR/logs/ (--verbosity=1 shows them too).
@@ -33,7 +33,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flaxcnn import backend, checkpoint, distributed, features, papers, sweep, train
+from flaxcnn import backend, checkpoint, distributed, jobs, papers, sweep, train
 from flaxcnn import config as config_lib, workdir as workdir_lib
 from flaxcnn.config import default_config, parse_model_kwarg
 
@@ -53,17 +53,18 @@ flags.DEFINE_integer("sweep_index", None, "run only variant i of the sweep (one 
                      "job of a cluster array or pod slice); implies --sweep")
 flags.DEFINE_bool("list_variants", False, "print the sweep's variants (index, name, overrides, "
                   "status in WORKDIR) and their count, and exit")
-flags.DEFINE_enum("launcher", None, ["local", "slurm"], "run the sweep's variants as separate "
-                  "jobs (implies --sweep): 'local' N at a time on this machine, 'slurm' as a "
-                  "job array (flaxcnn/sweep/launchers.py)")
+flags.DEFINE_enum("launcher", None, sweep.launchers.names(), "run the sweep's variants as "
+                  "separate jobs (implies --sweep): 'local' N at a time on this machine, 'slurm' as a "
+                  "job array (flaxcnn/sweep/launchers/)")
 flags.DEFINE_integer("parallel", None, "variants at once (default: this machine's devices // "
                      "--devices_per_variant; slurm: the array's limit, default all)")
 flags.DEFINE_integer("devices_per_variant", 1, "GPUs / TPU chips per variant (on a CPU: host "
                      "devices, with an equal share of the cores)")
 flags.DEFINE_integer("processes_per_variant", 1, "processes (slurm: nodes) per variant, "
                      "joined by jax.distributed")
-flags.DEFINE_list("slurm", [], "SLURM options key=value,...: partition, time (minutes), "
-                  "cpus_per_task, mem_gb, and any sbatch option (account, qos, ...)")
+for _launcher in sweep.launchers.REGISTRY.values():   # each launcher's own flag (--slurm)
+  if _launcher.flag:
+    flags.DEFINE_list(_launcher.flag, [], _launcher.flag_help)
 flags.DEFINE_bool("retry_failed", True, "rerun the sweep's failed variants (otherwise only "
                   "pending and interrupted ones)")
 FLAGS = flags.FLAGS
@@ -71,10 +72,8 @@ FLAGS = flags.FLAGS
 
 def run_job(config, workdir: str):
   """Runs config.job: 'train' (train.train_and_evaluate), 'eval'
-  (train.evaluate_checkpoint) or 'features' (features.run)."""
-  jobs = {"train": train.train_and_evaluate, "eval": train.evaluate_checkpoint,
-          "features": features.run}
-  return jobs[config.job](config, workdir)
+  (train.evaluate_checkpoint), 'features' (features.run), or another of jobs.JOBS."""
+  return jobs.get(config.job)(config, workdir)
 
 
 def _library_errors_to_log_file(record) -> bool:
@@ -136,7 +135,7 @@ def main(argv):
     if FLAGS.sweep or FLAGS.sweep_index is not None or FLAGS.launcher:
       sys.exit(sweep.main(FLAGS["config"].config_filename, config, workdir,
                           index=FLAGS.sweep_index, fixed=_command_line_fields(),
-                          launcher=FLAGS.launcher, resources=_resources(),
+                          launcher=FLAGS.launcher, settings=_launcher_settings(),
                           retry_failed=FLAGS.retry_failed))
     run_job(config, workdir)
   except checkpoint.CheckpointWriteError as e:
@@ -160,14 +159,18 @@ def main(argv):
     sys.exit(130)
 
 
-def _resources():
-  """The launcher's flags as a launchers.Resources."""
+def _launcher_settings() -> dict:
+  """The launcher's flags as sweep.launch's keywords: the shared resources and the
+  options of the chosen launcher's own flag."""
   if FLAGS.launcher and FLAGS.sweep_index is not None:
     raise ValueError("--sweep_index runs one variant here; --launcher runs them all as "
                      "jobs: give one of the two")
-  return sweep.Resources(parallel=FLAGS.parallel, devices_per_variant=FLAGS.devices_per_variant,
-                        processes_per_variant=FLAGS.processes_per_variant,
-                        **sweep.launchers.slurm_fields(FLAGS.slurm))
+  settings = dict(parallel=FLAGS.parallel, devices_per_variant=FLAGS.devices_per_variant,
+                  processes_per_variant=FLAGS.processes_per_variant)
+  chosen = sweep.launchers.REGISTRY.get(FLAGS.launcher)
+  if chosen is not None and chosen.flag:
+    settings.update(chosen.parse_flag(FLAGS[chosen.flag].value))
+  return settings
 
 
 # Names other frameworks use for config fields, and where flaxcnn keeps them.

@@ -25,12 +25,15 @@ import sysconfig
 import ml_collections
 from ml_collections import config_dict
 
-from flaxcnn import data as data_lib, models
+from flaxcnn import augment, data as data_lib, jobs, models, optim
 
 placeholder = config_dict.placeholder
 
 
 def default_config() -> ml_collections.ConfigDict:
+  """Every field of a config with its default: the run's own fields here, each
+  section from the module that reads it (models.build, data, augment, optim), the
+  rest below. Locked, but for model.kwargs."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dtype = "float32"              # computation dtype: float32 | bfloat16 (params stay float32)
@@ -41,52 +44,9 @@ def default_config() -> ml_collections.ConfigDict:
   # models such as 'unet' segment, the rest classify)
   c.task = placeholder(str)
 
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet20_cifar"  # a preset of flaxcnn.models (python -m flaxcnn.models.summary --list)
-  c.model.kwargs = ml_collections.ConfigDict()   # overrides of the preset's arguments
-
-  c.data = ml_collections.ConfigDict()
-  c.data.source = "tfds"           # tfds | folder | digits | synthetic
-  c.data.name = "cifar10"          # TFDS name (tfds) or a label for the run
-  c.data.label = ""                # how the console, data.json and results name the data,
-                                   # e.g. "CIFAR-10 (JPEG q75)"; "" = the dataset's name
-  c.data.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)
-  c.data.root = placeholder(str)       # folder: ROOT/<split>/<class>/*.jpg|png, or a .tar[.xz|.gz] of it
-  c.data.cache_dir = placeholder(str)  # where decoded folders/archives are cached (default ~/.cache/flaxcnn)
-  c.data.train_split = "train"
-  c.data.validation_split = "validation"  # held out from train when the dataset has none
-  c.data.test_split = "test"
-  c.data.validation_size = 5000    # examples held out from train when there is no validation split
-  c.data.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
-  c.data.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
-  # streaming, centre evaluation: a crop of this side from the shorter side resized to
-  # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
-  c.data.eval_image_size = placeholder(int)
-  c.data.num_classes = placeholder(int)  # synthetic data only
-  # In-memory data: only these classes (indices, relabelled 0..k-1 in this order) in
-  # every split, and a fixed subset of this many training images per class (0 = all):
-  # small-data experiments, transfer between class subsets
-  c.data.classes = ()
-  c.data.train_per_class = 0
-  c.data.synthetic_size = 1024     # synthetic: training examples (+ validation_size others)
-  c.data.shuffle_buffer = 10_000   # streaming only
-  # Resuming on data that differ from those the run started with (a folder that
-  # gained or lost images) is refused; True goes on with a warning.
-  c.data.allow_changed = False
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.crop_padding = 4       # in-memory: pad-and-random-crop (0 = off)
-  c.augment.flip = True            # random horizontal flip
-  c.augment.scale_range = (256, 480)   # streaming: shorter side random in this range, then random crop
-  c.augment.train_crop = "scale"   # streaming: scale (He et al. 2015) | inception (random-resized crop, EfficientNet reference)
-  c.augment.cutout = 0             # Cutout square side in pixels (0 = off)
-  c.augment.mixup_alpha = 0.0      # mixup Beta(alpha, alpha) (0 = off)
-  c.augment.randaugment_layers = 0     # RandAugment N (0 = off), on the device
-  c.augment.randaugment_magnitude = 10.0   # RandAugment M in [0, 30] (its scale: below)
-  # RandAugment's ops: torchvision (14, M of 30) | tf (the EfficientNet(V2) references'
-  # 16; M a TF level: 10 = full strength, higher levels extrapolate)
-  c.augment.randaugment_ops = "torchvision"
-  c.augment.autoaugment = ""       # AutoAugment policy ('' = off, 'v0' = ImageNet), on the device
+  c.model = models.build.config_section()
+  c.data = data_lib.config_section()
+  c.augment = augment.config_section()
 
   # DropBlock's keep_prob (model.kwargs.dropblock_*) goes linearly from 1 to its
   # target over training ("linear", Ghiasi et al. 2018) or stays at it ("fixed").
@@ -99,15 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
   # reference's); False: ema_decay from the first step.
   c.ema_warmup = False
 
-  # EfficientNetV2 progressive learning (Tan & Le 2021): training is split into
-  # `stages` stages; image size and regularization grow linearly from the first to
-  # the second value of each pair. 0 stages = off.
-  c.progressive = ml_collections.ConfigDict()
-  c.progressive.stages = 0
-  c.progressive.image_size = (128, 300)
-  c.progressive.dropout = (0.1, 0.3)          # the model's head dropout
-  c.progressive.randaugment_magnitude = (5.0, 15.0)
-  c.progressive.mixup_alpha = (0.0, 0.0)
+  c.progressive = _progressive_section()
 
   c.batch_size = 128               # global batch over all devices and processes
   c.eval_batch_size = 500
@@ -117,62 +69,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_steps = placeholder(int)   # if set, overrides num_epochs (tests, benchmarks)
   c.label_smoothing = 0.0
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "sgd"         # sgd | rmsprop_tf | rmsprop | adam | adamw
-  c.optimizer.lr = 0.1             # peak learning rate (for the global batch)
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4  # L2 (decoupled for adamw)
-  c.optimizer.decay_all = False    # False: only conv/dense kernels decay (not BN, not biases)
-  c.optimizer.rms_decay = 0.9
-  c.optimizer.eps = 1e-3           # rmsprop_tf epsilon; adam uses 1e-8 unless changed
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.999
-
-  c.schedule = ml_collections.ConfigDict()
-  c.schedule.name = "piecewise"    # constant | piecewise | cosine | exponential | plateau
-  c.schedule.boundaries = (60.0, 120.0, 160.0)   # piecewise: epochs
-  c.schedule.factor = 0.2          # piecewise: lr multiplied at each boundary; plateau: on plateau
-  c.schedule.decay_rate = 0.97     # exponential: lr * decay_rate every decay_epochs
-  c.schedule.decay_epochs = 2.4
-  # exponential: decay periods counted from the warm-up's end ("warmup") or from
-  # step 0 ("start", as the TF EfficientNet reference)
-  c.schedule.decay_begin = "warmup"
-  c.schedule.warmup_epochs = 0.0   # warm-up length (0 = none)
-  # linear: lr (t+1)/T, reaching the peak at the warm-up's last step | linear_from_zero:
-  # lr t/T, 0 at step 0 (the TF references') | constant: warmup_factor x peak
-  c.schedule.warmup = "linear"
-  c.schedule.warmup_factor = 0.1   # constant warm-up (He et al. 2015: 0.01, then 0.1)
-  c.schedule.patience = 5          # plateau: evaluations without improvement before decaying
-  c.schedule.min_lr = 0.0
+  c.optimizer = optim.optimizer_section()
+  c.schedule = optim.schedule_section()
 
   # Transfer learning (the lecture's fine-tuning recipe): start from a trained run
   # (a workdir, its latest checkpoint) or imported weights (.pth/.safetensors/.npz).
   # Parameters whose shapes match are loaded; the rest (a new head) start fresh.
   c.init_from = placeholder(str)
-  c.finetune = ml_collections.ConfigDict()
-  c.finetune.head_epochs = 0.0     # first train only the new classifier head this long
-  c.finetune.lr_mult = 0.1         # then everything at this multiple of the schedule's lr
-  c.finetune.freeze_bn = False     # BatchNorm in inference mode (running averages frozen)
-  c.finetune.new_head = False      # a fresh head even where its shape matches (the source
-                                   # was trained on as many, but other, classes)
-  c.finetune.allow_partial = False  # go on when init_from matches under half of the arrays
-  c.finetune.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^stem_conv",)
-                                   # (`python -m flaxcnn.models.summary NAME --params`)
+  c.finetune = _finetune_section()
 
-  # Feature extraction (job 'features', Lecture's "use a trained network as a feature
-  # extractor"): the backbone's pooled features of every split of config.data,
-  # computed once and cached, and a logistic-regression head trained on them.
-  c.features = ml_collections.ConfigDict()
-  c.features.backbone = placeholder(str)    # a flaxcnn workdir, or .safetensors/.pth/.npz
-  c.features.cache_dir = placeholder(str)   # default: $FLAXCNN_CACHE/features (~/.cache/flaxcnn)
-  c.features.image_size = placeholder(int)  # resize images before the backbone (default: as is)
-  c.features.mean = placeholder(tuple)      # imported weights: input mean/std
-  c.features.std = placeholder(tuple)       #   (default ImageNet's)
-  c.features.head_steps = 500      # full-batch Adam steps of the logistic regression
-  c.features.head_lr = 0.05
-  c.features.head_l2 = 1e-3        # L2 penalty on the head's weights
-
+  c.features = _features_section()
   c.log_every_steps = 50
   # TensorBoard: a grid of the first step's augmented training images (16), to check
   # the augmentation by eye (train/augmented_images)
@@ -180,12 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
   # TensorBoard: histograms of the parameters and BatchNorm statistics at each
   # evaluation (params/<layer>/<name>, batch_stats/...)
   c.log_histograms = True
-  # Weights & Biases (pip install wandb): the same metrics, images and histograms,
-  # and the config, in a W&B run named after the workdir (a resume goes on in it)
-  c.wandb = ml_collections.ConfigDict()
-  c.wandb.project = ""             # '' = off
-  c.wandb.entity = ""              # your W&B user or team ('' = the default)
-  c.wandb.mode = "online"          # online | offline (synced later: `wandb sync`)
+  c.wandb = _wandb_section()
   c.eval_every_epochs = 1.0
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
@@ -195,6 +96,62 @@ def default_config() -> ml_collections.ConfigDict:
   c.lock()
   c.model.kwargs.unlock()
   return c
+
+
+def _progressive_section() -> ml_collections.ConfigDict:
+  """config.progressive (train/stages.py reads it)."""
+  # EfficientNetV2 progressive learning (Tan & Le 2021): training is split into
+  # `stages` stages; image size and regularization grow linearly from the first to
+  # the second value of each pair. 0 stages = off.
+  s = ml_collections.ConfigDict()
+  s.stages = 0
+  s.image_size = (128, 300)
+  s.dropout = (0.1, 0.3)          # the model's head dropout
+  s.randaugment_magnitude = (5.0, 15.0)
+  s.mixup_alpha = (0.0, 0.0)
+  return s
+
+
+def _finetune_section() -> ml_collections.ConfigDict:
+  """config.finetune (train/finetune.py, optim and the train step read it)."""
+  s = ml_collections.ConfigDict()
+  s.head_epochs = 0.0     # first train only the new classifier head this long
+  s.lr_mult = 0.1         # then everything at this multiple of the schedule's lr
+  s.freeze_bn = False     # BatchNorm in inference mode (running averages frozen)
+  s.new_head = False      # a fresh head even where its shape matches (the source
+                          # was trained on as many, but other, classes)
+  s.allow_partial = False  # go on when init_from matches under half of the arrays
+  s.freeze = ()           # regexes of parameter paths kept fixed, e.g. ("^stem_conv",)
+                          # (`python -m flaxcnn.models.summary NAME --params`)
+  return s
+
+
+def _features_section() -> ml_collections.ConfigDict:
+  """config.features: the 'features' job's settings (features.py reads them)."""
+  # Feature extraction (job 'features', Lecture's "use a trained network as a feature
+  # extractor"): the backbone's pooled features of every split of config.data,
+  # computed once and cached, and a logistic-regression head trained on them.
+  s = ml_collections.ConfigDict()
+  s.backbone = placeholder(str)    # a flaxcnn workdir, or .safetensors/.pth/.npz
+  s.cache_dir = placeholder(str)   # default: $FLAXCNN_CACHE/features (~/.cache/flaxcnn)
+  s.image_size = placeholder(int)  # resize images before the backbone (default: as is)
+  s.mean = placeholder(tuple)      # imported weights: input mean/std
+  s.std = placeholder(tuple)       #   (default ImageNet's)
+  s.head_steps = 500      # full-batch Adam steps of the logistic regression
+  s.head_lr = 0.05
+  s.head_l2 = 1e-3        # L2 penalty on the head's weights
+  return s
+
+
+def _wandb_section() -> ml_collections.ConfigDict:
+  """config.wandb: Weights & Biases (metrics.py reads it)."""
+  # Weights & Biases (pip install wandb): the same metrics, images and histograms,
+  # and the config, in a W&B run named after the workdir (a resume goes on in it)
+  s = ml_collections.ConfigDict()
+  s.project = ""             # '' = off
+  s.entity = ""              # your W&B user or team ('' = the default)
+  s.mode = "online"          # online | offline (synced later: `wandb sync`)
+  return s
 
 
 def apply_overrides(config, overrides):
@@ -216,18 +173,21 @@ def apply_overrides(config, overrides):
   return config
 
 
-_CHOICES = {
-    "dtype": ("float32", "bfloat16"),
-    "job": ("train", "eval", "features"),
-    "eval_mode": ("center", "ten_crop", "multiscale"),
-    "dropblock_schedule": ("linear", "fixed"),
-    "data.source": ("tfds", "folder", "digits", "synthetic"),
-    "optimizer.name": ("sgd", "rmsprop_tf", "rmsprop", "adam", "adamw"),
-    "schedule.name": ("constant", "piecewise", "cosine", "exponential", "plateau"),
-    "schedule.warmup": ("linear", "linear_from_zero", "constant"),
-    "schedule.decay_begin": ("warmup", "start"),
-    "augment.train_crop": ("scale", "inception"),
-}
+def _choices() -> dict:
+  """field -> the names it may take, as the modules that build them name them (read
+  at each validation: a name registered later counts)."""
+  return {
+      "dtype": ("float32", "bfloat16"),
+      "job": jobs.names(),
+      "eval_mode": ("center", "ten_crop", "multiscale"),
+      "dropblock_schedule": models.regularization.DROPBLOCK_SCHEDULES,
+      "data.source": tuple(data_lib.SOURCES),
+      "optimizer.name": tuple(optim.OPTIMIZERS),
+      "schedule.name": tuple(optim.SCHEDULES),
+      "schedule.warmup": tuple(optim.WARMUPS),
+      "schedule.decay_begin": optim.DECAY_BEGINS,
+      "augment.train_crop": data_lib.streaming.TRAIN_CROPS,
+  }
 
 
 def _get(config, dotted):
@@ -241,7 +201,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
   Raises ValueError with one line naming the field and what to do.
   """
-  for field, choices in _CHOICES.items():
+  for field, choices in _choices().items():
     value = _get(config, field)
     if value not in choices:
       raise ValueError(f"config.{field}={value!r} is not one of {', '.join(choices)}")
@@ -444,11 +404,22 @@ def experiments_dirs():
   return [d for d in dirs if os.path.isdir(d)]
 
 
+def split_source(value) -> tuple:
+  """(path, arg) of a config source 'FILE[:ARG]': the one parser of that form. A
+  path that exists as given keeps its colons; else ARG follows the first colon."""
+  value = os.fspath(value)
+  if os.path.exists(value):
+    return value, ""
+  path, _, arg = value.partition(":")
+  return path, arg
+
+
 def find_config_file(value: str) -> str:
   """A --config value (PATH[:ARG]) with PATH made a real file: as given when it
   exists, else by name among experiments_dirs(): 'quickstart', 'wrn_28_10.py:dropout',
   'ablations/wrn_width.py', 'experiments/quickstart.py' from any directory."""
-  path, sep, arg = value.partition(":")
+  path, _ = split_source(value)
+  tail = value[len(path):]     # ':ARG' as given
   if path and os.path.exists(path) and not (os.path.isfile(path) and path.endswith(".py")):
     raise ValueError(f"--config={path}: a config is a Python file (.py) defining "
                      "get_config(), e.g. experiments/quickstart.py; this is "
@@ -459,5 +430,25 @@ def find_config_file(value: str) -> str:
   name = name if name.endswith(".py") else name + ".py"
   for d in experiments_dirs():
     if os.path.isfile(os.path.join(d, name)):
-      return os.path.join(d, name) + sep + arg
+      return os.path.join(d, name) + tail
   return value
+
+
+def load_config_module(path: str):
+  """Imports a config file by path (sweeps, paper rows, config files that build on
+  another)."""
+  path = os.path.abspath(path)
+  name = "flaxcnn_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(value: str):
+  """(module, path, arg) of a config source 'FILE[:ARG]' (found as find_config_file
+  finds it); FileNotFoundError when there is no such file."""
+  path, arg = split_source(find_config_file(os.fspath(value)))
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path} does not exist")
+  return load_config_module(path), path, arg

@@ -1,6 +1,8 @@
 """Optimizers, learning-rate schedules (in epochs), the weight-decay mask, and every
 other shaping of the learning rate: this module is the one place.
 
+- The optimizer (`make_optimizer`) is one of OPTIMIZERS; a new one is a function
+  decorated `@optimizer("name")` (`@schedule`, `@warmup` for the others' tables).
 - The schedule (`make_schedule`) gives the rate of each step.
 - The plateau rule (`Plateau`, schedule.name='plateau') multiplies it by a scale
   that lives in the train state, so "divide by 10 on a validation plateau" (He et
@@ -16,6 +18,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 
@@ -81,33 +84,83 @@ def finetune_phases(finetune, lr_mult: float):
           optax.GradientTransformationExtraArgs(init, scale))
 
 
+OPTIMIZERS = {}   # config.optimizer.name -> build(o, learning_rate, mask): an optax transform
+SCHEDULES = {}    # config.schedule.name -> main(s, lr, steps_per_epoch, warmup, total_steps)
+WARMUPS = {}      # config.schedule.warmup -> warmup(s, lr, steps)
+DECAY_BEGINS = ("warmup", "start")
+
+
+def _add_to(table: dict, name: str):
+  """Decorator: registers a function in `table` under `name`."""
+  def add(fn):
+    if name in table:
+      raise ValueError(f"{name!r} is already registered")
+    table[name] = fn
+    return fn
+  return add
+
+
+def optimizer(name: str):
+  """Registers `build(o, learning_rate, mask)` (o = config.optimizer) as
+  config.optimizer.name=`name`."""
+  return _add_to(OPTIMIZERS, name)
+
+
+def schedule(name: str):
+  """Registers `main(s, lr, steps_per_epoch, warmup, total_steps)` (s = config.schedule;
+  warmup and total_steps in steps): the rate after the warm-up, counted from its end."""
+  return _add_to(SCHEDULES, name)
+
+
+def warmup(name: str):
+  """Registers `warmup(s, lr, steps)`: the rate of the warm-up's first `steps` steps."""
+  return _add_to(WARMUPS, name)
+
+
+def coupled_l2(o, mask, base):
+  """Coupled L2: the gradient of wd/2 ||w||^2 is added before the optimizer, as in
+  the papers' SGD (PyTorch weight_decay) and TF's l2 loss."""
+  if o.weight_decay:
+    return optax.chain(optax.add_decayed_weights(o.weight_decay, mask), base)
+  return base
+
+
+@optimizer("sgd")
+def _sgd(o, learning_rate, mask):
+  return coupled_l2(o, mask, optax.sgd(learning_rate, momentum=o.momentum or None,
+                                       nesterov=o.nesterov))
+
+
+@optimizer("rmsprop_tf")
+def _rmsprop_tf(o, learning_rate, mask):
+  return coupled_l2(o, mask, rmsprop_tf(learning_rate, o.rms_decay, o.eps, o.momentum))
+
+
+@optimizer("rmsprop")
+def _rmsprop(o, learning_rate, mask):
+  return coupled_l2(o, mask, optax.rmsprop(learning_rate, decay=o.rms_decay, eps=o.eps,
+                                           momentum=o.momentum or None))
+
+
+@optimizer("adam")
+def _adam(o, learning_rate, mask):
+  return coupled_l2(o, mask, optax.adam(learning_rate, b1=o.b1, b2=o.b2))
+
+
+@optimizer("adamw")
+def _adamw(o, learning_rate, mask):
+  return optax.adamw(learning_rate, b1=o.b1, b2=o.b2, eps=1e-8, weight_decay=o.weight_decay,
+                     mask=mask)
+
+
 def make_optimizer(config, params, finetune=None) -> optax.GradientTransformation:
   """The optimizer of `config.optimizer`, with L2 weight decay on the mask; with
   `finetune` (head_mask, trainable_mask, head_steps), inside fine-tuning's phases."""
   o = config.optimizer
+  if o.name not in OPTIMIZERS:
+    raise ValueError(f"config.optimizer.name={o.name!r} is not one of {', '.join(OPTIMIZERS)}")
   mask = weight_decay_mask(params, o.decay_all)
-
-  def build(learning_rate):
-    if o.name == "adamw":
-      return optax.adamw(learning_rate, b1=o.b1, b2=o.b2, eps=1e-8,
-                         weight_decay=o.weight_decay, mask=mask)
-    if o.name == "sgd":
-      base = optax.sgd(learning_rate, momentum=o.momentum or None, nesterov=o.nesterov)
-    elif o.name == "rmsprop_tf":
-      base = rmsprop_tf(learning_rate, o.rms_decay, o.eps, o.momentum)
-    elif o.name == "rmsprop":
-      base = optax.rmsprop(learning_rate, decay=o.rms_decay, eps=o.eps,
-                           momentum=o.momentum or None)
-    elif o.name == "adam":
-      base = optax.adam(learning_rate, b1=o.b1, b2=o.b2)
-    else:
-      raise ValueError(f"config.optimizer.name={o.name!r} is unknown")
-    # Coupled L2: the gradient of wd/2 ||w||^2 is added before the optimizer, as in
-    # the papers' SGD (PyTorch weight_decay) and TF's l2 loss.
-    if o.weight_decay:
-      return optax.chain(optax.add_decayed_weights(o.weight_decay, mask), base)
-    return base
-
+  build = lambda learning_rate: OPTIMIZERS[o.name](o, learning_rate, mask)  # noqa: E731
   tx = optax.inject_hyperparams(build)(learning_rate=o.lr)
   if finetune is None:
     return tx
@@ -115,67 +168,85 @@ def make_optimizer(config, params, finetune=None) -> optax.GradientTransformatio
   return optax.chain(gate, tx, scale)
 
 
-WARMUPS = ("linear", "linear_from_zero", "constant")
-DECAY_BEGINS = ("warmup", "start")
+# The warm-ups: "linear" rises as lr (t + 1) / steps to the peak; "linear_from_zero"
+# as lr t / steps, from 0 (the TF references of EfficientNet, EfficientNetV2 and
+# DropBlock's ResNet-50); "constant" holds warmup_factor x lr (He et al. 2015, Sec.
+# 4.2: 0.01 for about 400 iterations before 0.1 for ResNet-110).
+
+@warmup("linear")
+def _linear_warmup(s, lr, steps):
+  return optax.linear_schedule(lr / steps, lr, steps - 1)
 
 
-def _warmup(s, lr, steps):
-  """The warm-up's learning rate for the first `steps` steps: "linear" rises as
-  lr (t + 1) / steps to the peak; "linear_from_zero" as lr t / steps, from 0 (the
-  TF references of EfficientNet, EfficientNetV2 and DropBlock's ResNet-50);
-  "constant" holds warmup_factor x lr (He et al. 2015, Sec. 4.2: 0.01 for about
-  400 iterations before 0.1 for ResNet-110)."""
-  if s.warmup == "linear":
-    return optax.linear_schedule(lr / steps, lr, steps - 1)
-  if s.warmup == "linear_from_zero":
-    return optax.linear_schedule(0.0, lr, steps)
-  if s.warmup == "constant":
-    return optax.constant_schedule(lr * s.warmup_factor)
-  raise ValueError(f"config.schedule.warmup={s.warmup!r} is not one of {', '.join(WARMUPS)}")
+@warmup("linear_from_zero")
+def _linear_from_zero_warmup(s, lr, steps):
+  return optax.linear_schedule(0.0, lr, steps)
+
+
+@warmup("constant")
+def _constant_warmup(s, lr, steps):
+  return optax.constant_schedule(lr * s.warmup_factor)
+
+
+@schedule("constant")
+def _constant(s, lr, spe, warmup, total_steps):
+  return optax.constant_schedule(lr)
+
+
+@schedule("piecewise")
+def _piecewise(s, lr, spe, warmup, total_steps):
+  """Boundaries in epochs from step 0; step >= b * spe decays by `factor`."""
+  scales = {}
+  for b in s.boundaries:
+    key = math.ceil(b * spe - 1e-9) - warmup
+    scales[key] = scales.get(key, 1.0) * s.factor
+  return optax.piecewise_constant_schedule(lr, scales)
+
+
+@schedule("cosine")
+def _cosine(s, lr, spe, warmup, total_steps):
+  """From the warm-up's end to `total_steps`."""
+  return optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1), alpha=s.min_lr / lr)
+
+
+@schedule("exponential")
+def _exponential(s, lr, spe, warmup, total_steps):
+  """Its periods counted from the warm-up's end (`decay_begin="warmup"`) or from step
+  0 (`"start"`, as the TF EfficientNet reference's exponential_decay of the global step)."""
+  if s.decay_begin not in DECAY_BEGINS:
+    raise ValueError(f"config.schedule.decay_begin={s.decay_begin!r} is not one of "
+                     f"{', '.join(DECAY_BEGINS)}")
+  decay = optax.exponential_decay(lr, s.decay_epochs * spe, s.decay_rate, staircase=True,
+                                  end_value=s.min_lr or None)
+  return decay if s.decay_begin == "warmup" else (lambda t: decay(t + warmup))
+
+
+schedule("plateau")(_constant)   # constant, times the scale of `Plateau`
 
 
 def make_schedule(config, steps_per_epoch: int, total_steps: int):
   """step -> learning rate, from `config.schedule` (all times in epochs), as optax
-  schedules: the warm-up, then the main schedule joined at the warm-up's end.
-
-  Piecewise boundaries count from step 0; cosine decays from the end of the
-  warm-up to `total_steps`; exponential decay counts its periods from the end of
-  the warm-up (`decay_begin="warmup"`) or from step 0 (`"start"`, as the TF
-  EfficientNet reference's exponential_decay of the global step).
-  """
+  schedules: the warm-up, then the main schedule (SCHEDULES) joined at the warm-up's
+  end, floored at min_lr when set."""
   s, lr = config.schedule, config.optimizer.lr
+  for field, table in (("name", SCHEDULES), ("warmup", WARMUPS)):
+    if s[field] not in table:
+      raise ValueError(f"config.schedule.{field}={s[field]!r} is not one of "
+                       f"{', '.join(table)}")
   spe = float(steps_per_epoch)
   warmup = int(round(s.warmup_epochs * spe))
-
-  if s.name in ("constant", "plateau"):
-    main = optax.constant_schedule(lr)
-  elif s.name == "piecewise":
-    scales = {}
-    for b in s.boundaries:      # relative to the warm-up's end; step >= b * spe decays
-      key = math.ceil(b * spe - 1e-9) - warmup
-      scales[key] = scales.get(key, 1.0) * s.factor
-    main = optax.piecewise_constant_schedule(lr, scales)
-  elif s.name == "cosine":
-    main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1), alpha=s.min_lr / lr)
-  elif s.name == "exponential":
-    if s.decay_begin not in DECAY_BEGINS:
-      raise ValueError(f"config.schedule.decay_begin={s.decay_begin!r} is not one of "
-                       f"{', '.join(DECAY_BEGINS)}")
-    decay = optax.exponential_decay(lr, s.decay_epochs * spe, s.decay_rate, staircase=True,
-                                    end_value=s.min_lr or None)
-    main = decay if s.decay_begin == "warmup" else (lambda t: decay(t + warmup))
-  else:
-    raise ValueError(f"config.schedule.name={s.name!r} is unknown")
-
+  main = SCHEDULES[s.name](s, lr, spe, warmup, total_steps)
   if s.min_lr:
     unfloored = main
-    main = lambda t: jnp.maximum(unfloored(t), s.min_lr)
-  joined = optax.join_schedules([_warmup(s, lr, warmup), main], [warmup]) if warmup else main
+    main = lambda t: jnp.maximum(unfloored(t), s.min_lr)  # noqa: E731
+  joined = main
+  if warmup:
+    joined = optax.join_schedules([WARMUPS[s.warmup](s, lr, warmup), main], [warmup])
 
-  def schedule(step):
+  def rate(step):
     step = jnp.asarray(step, jnp.float32)
     return jnp.asarray(joined(step), jnp.float32)
-  return schedule
+  return rate
 
 
 class Plateau:
@@ -193,3 +264,40 @@ class Plateau:
     if bad >= self.patience:
       return best, 0, self.factor
     return best, bad, 1.0
+
+
+def optimizer_section() -> ml_collections.ConfigDict:
+  """config.optimizer: make_optimizer's settings."""
+  s = ml_collections.ConfigDict()
+  s.name = "sgd"         # sgd | rmsprop_tf | rmsprop | adam | adamw
+  s.lr = 0.1             # peak learning rate (for the global batch)
+  s.momentum = 0.9
+  s.nesterov = True
+  s.weight_decay = 5e-4  # L2 (decoupled for adamw)
+  s.decay_all = False    # False: only conv/dense kernels decay (not BN, not biases)
+  s.rms_decay = 0.9
+  s.eps = 1e-3           # rmsprop_tf epsilon; adam uses 1e-8 unless changed
+  s.b1 = 0.9
+  s.b2 = 0.999
+  return s
+
+
+def schedule_section() -> ml_collections.ConfigDict:
+  """config.schedule: make_schedule's settings (times in epochs)."""
+  s = ml_collections.ConfigDict()
+  s.name = "piecewise"    # constant | piecewise | cosine | exponential | plateau
+  s.boundaries = (60.0, 120.0, 160.0)   # piecewise: epochs
+  s.factor = 0.2          # piecewise: lr multiplied at each boundary; plateau: on plateau
+  s.decay_rate = 0.97     # exponential: lr * decay_rate every decay_epochs
+  s.decay_epochs = 2.4
+  # exponential: decay periods counted from the warm-up's end ("warmup") or from
+  # step 0 ("start", as the TF EfficientNet reference)
+  s.decay_begin = "warmup"
+  s.warmup_epochs = 0.0   # warm-up length (0 = none)
+  # linear: lr (t+1)/T, reaching the peak at the warm-up's last step | linear_from_zero:
+  # lr t/T, 0 at step 0 (the TF references') | constant: warmup_factor x peak
+  s.warmup = "linear"
+  s.warmup_factor = 0.1   # constant warm-up (He et al. 2015: 0.01, then 0.1)
+  s.patience = 5          # plateau: evaluations without improvement before decaying
+  s.min_lr = 0.0
+  return s

@@ -17,8 +17,6 @@ A run reproduces a row when its config has every field of the row's `match`.
 Values are in the metric's unit (%); FAIL marks a paper's "did not converge".
 """
 import dataclasses
-import importlib.util
-import os
 from typing import Dict, List, Mapping, Optional, Union
 
 FAIL = "fail"
@@ -144,13 +142,10 @@ def flatten(config, prefix: str = "") -> Dict[str, object]:
 
 
 def load_config_module(path: str):
-  """Imports a config file by path."""
-  path = os.path.abspath(path)
-  name = "flaxcnn_config_" + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Imports a config file by path: config.load_config_module (kept here for the
+  config files that import it from this module)."""
+  from flaxcnn import config
+  return config.load_config_module(path)
 
 
 def rows_of(module) -> List[Row]:

@@ -738,16 +738,15 @@ def _paper_source(path, source):
   if not source:
     raise ValueError(f"results.compare: {path} has no sweep.json naming its config file; "
                      "pass source='experiments/FILE.py[:ARG]' (--paper FILE.py[:ARG])")
-  source = config_lib.find_config_file(os.fspath(source))   # also experiments/ by name
-  if not os.path.exists(source) and ":" in source:
-    source, arg = source.split(":", 1)
+  source, file_arg = config_lib.split_source(config_lib.find_config_file(os.fspath(source)))
+  arg = file_arg or arg
   in_project = os.path.join(_PROJECT, source)
   if not os.path.exists(source) and os.path.exists(in_project):
     source = in_project   # an older sweep.json: relative to the project root
   if not os.path.exists(source):
     raise ValueError(f"results.compare: config file {source} not found (relative to "
                      f"{os.getcwd()}); pass source='experiments/FILE.py[:ARG]'")
-  return papers.load_config_module(source), arg
+  return config_lib.load_config_module(source), arg
 
 
 def _settings(base, run_path, overrides) -> dict:

@@ -1,8 +1,10 @@
 """Config errors fail at once, with one line naming the field."""
+import json
 import os
 import sys
 import time
 
+import ml_collections
 import pytest
 
 from conftest import ROOT, run_launch, tiny_config
@@ -265,3 +267,40 @@ def test_a_config_that_is_not_a_python_file_is_named_in_one_line(tmp_path, name,
   path.mkdir() if name == "folder" else path.write_text('{"this": 1}')
   with pytest.raises(ValueError, match=f"a config is a Python file .* this is {what}"):
     config_lib.find_config_file(f"{path}:arg")
+
+
+def test_a_config_source_is_parsed_and_loaded_by_one_function(tmp_path):
+  """'FILE[:ARG]': the argument after the first colon unless the whole exists as a
+  path; found by name among experiments/ as --config finds it."""
+  assert config_lib.split_source("experiments/quickstart.py:a,b=1") == (
+      "experiments/quickstart.py", "a,b=1")
+  odd = tmp_path / "a:b.py"
+  odd.write_text("def get_config():\n  return 1\n")
+  assert config_lib.split_source(str(odd)) == (str(odd), "")
+  module, path, arg = config_lib.load_config_file("ablations/digits_depth:seeds=1")
+  assert path.endswith(os.path.join("ablations", "digits_depth.py")) and arg == "seeds=1"
+  assert callable(module.get_sweep)
+  with pytest.raises(FileNotFoundError, match="missing.py does not exist"):
+    config_lib.load_config_file(str(tmp_path / "missing.py"))
+
+
+def _schema(c, prefix=""):
+  """[dotted field, repr of its default, its type] of every field, sections first
+  as ['section', 'ConfigDict', locked]."""
+  out = []
+  for k, v in c.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      out.append([prefix + k, "ConfigDict", v.is_locked])
+      out += _schema(v, prefix + k + ".")
+    else:
+      kind = getattr(c._fields[k], "_field_type", None) or type(v)
+      out.append([prefix + k, repr(v), kind.__name__])
+  return out
+
+
+def test_the_schema_assembled_from_its_sections_is_the_one_config_files_know():
+  """default_config() takes its sections from the modules that read them; every
+  field, default, type and lock is as tests/default_config_schema.json records."""
+  with open(os.path.join(ROOT, "tests", "default_config_schema.json")) as f:
+    expected = json.load(f)
+  assert _schema(config_lib.default_config()) == expected

@@ -1,8 +1,9 @@
-"""Sweeps launched as separate jobs (flaxcnn/sweep/launchers.py, through submitit): N
+"""Sweeps launched as separate jobs (flaxcnn/sweep/launchers/, through submitit): N
 variants at once on this machine, each with its share of the cores; a killed variant
 resumed by a relaunch; a preempted one requeued; a failing one recorded while the
 others go on; the SLURM job array written for a cluster; two sweep processes on one
 folder."""
+import dataclasses
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -238,16 +240,16 @@ def test_slurm_without_sbatch_and_impossible_shares_are_one_line(tmp_path, monke
     sweep.launch(config, str(tmp_path / "s"), "local", devices_per_variant=3,
                  processes_per_variant=2)
   with pytest.raises(ValueError, match=r"needs 4 GPU devices; this machine has 2"):
-    launchers.shares(launchers.Resources(parallel=2, devices_per_variant=2), "gpu", 2, [0])
-  gpu = launchers.shares(launchers.Resources(devices_per_variant=2), "gpu", 4, [0, 1])
+    launchers.local.shares(launchers.Resources(parallel=2, devices_per_variant=2), "gpu", 2, [0])
+  gpu = launchers.local.shares(launchers.Resources(devices_per_variant=2), "gpu", 4, [0, 1])
   assert [s["devices"] for s in gpu] == [[0, 1], [2, 3]]
-  cpu = launchers.shares(launchers.Resources(parallel=2), "cpu", 1, [0, 1, 2, 3])
+  cpu = launchers.local.shares(launchers.Resources(parallel=2), "cpu", 1, [0, 1, 2, 3])
   assert [s["cores"] for s in cpu] == [[0, 1], [2, 3]]
-  assert launchers.slurm_fields(["partition=gpu", "time=720", "mem_gb=64", "qos=high"]) == {
+  assert launchers.slurm.Slurm.parse_flag(["partition=gpu", "time=720", "mem_gb=64", "qos=high"]) == {
       "slurm_partition": "gpu", "timeout_min": 720, "mem_gb": 64.0,
       "slurm_options": {"qos": "high"}}
   with pytest.raises(ValueError, match=r"--slurm: time='2h' is not an integer"):
-    launchers.slurm_fields(["time=2h"])
+    launchers.slurm.Slurm.parse_flag(["time=2h"])
 
 
 def test_two_sweep_processes_on_one_folder_leave_each_other_their_variants(tmp_path):
@@ -282,6 +284,41 @@ def test_two_sweep_processes_on_one_folder_leave_each_other_their_variants(tmp_p
 
 def test_jobs_import_this_checkout_not_its_package_folder_as_top_level():
   from flaxcnn.sweep import launchers
-  (line,) = launchers._setup()
+  (line,) = launchers.setup_lines()
   root = line.split("=", 1)[1].split("$", 1)[0].strip("'\"")
   assert os.path.isdir(os.path.join(root, "flaxcnn")) and os.path.samefile(root, ROOT)
+
+
+def test_a_launcher_is_one_registered_class_with_its_own_options(tmp_path, monkeypatch):
+  """A toy launcher declared here alone: sweep.launch takes its name and options,
+  records its jobs as queued, and asks it whether a queued job has ended."""
+  from flaxcnn.sweep.launchers import base
+  monkeypatch.setattr(base, "REGISTRY", dict(base.REGISTRY))
+  monkeypatch.setattr(launchers, "REGISTRY", base.REGISTRY)
+
+  @base.register
+  class Toy(base.Launcher):
+    name = "toy"
+
+    @dataclasses.dataclass
+    class Options:
+      queue: str = "default"
+
+    def submit(self, handle, jobs, folder):
+      for job in jobs:
+        handle.jobs[job.index] = types.SimpleNamespace(done=lambda: True, job_id="7")
+        base.mark_queued(handle.workdir, job, self.name, job_id=f"{self.options.queue}-7")
+
+    @classmethod
+    def job_over(cls, record, folder):
+      return record["job_id"].startswith("lost")
+
+  config, workdir = _config_file(tmp_path), str(tmp_path / "sweep")
+  assert "toy" in launchers.names()
+  handle = sweep.launch(config, workdir, "toy", queue="lost", parallel=2)
+  assert handle.indices == [0, 1, 2, 3] and handle.runner.options.queue == "lost"
+  assert list(sweep.status(workdir).job_id) == ["lost-7"] * 4
+  assert sweep.launch(config, workdir, "toy").indices == [0, 1, 2, 3]   # jobs over: again
+  assert sweep.launch(config, workdir, "toy").indices == []             # queued in "default"
+  with pytest.raises(ValueError, match=r"--launcher=toy: no setting mem_gb"):
+    sweep.launch(config, workdir, "toy", mem_gb=3)

@@ -253,3 +253,21 @@ def test_a_sweep_of_another_job_is_refused_once_before_any_variant(tmp_path):
   with pytest.raises(ValueError, match=r"config.job='eval': a sweep trains its variants"):
     sweep.run(base, str(tmp_path / "s"), sweep=sweep.axis("seed", [0, 1]))
   assert not os.path.exists(tmp_path / "s")
+
+
+def test_a_sweep_command_reads_the_config_file_once(tmp_path, capsys):
+  """The sweep's variants are computed once per command and handed to the check,
+  the listing and the runner."""
+  counter = tmp_path / "executions"
+  path = tiny_sweep_file(tmp_path, "sweep.seeds(2)")
+  with open(path) as f:
+    text = f.read()
+  with open(path, "w") as f:
+    f.write(f"open({str(counter)!r}, 'a').write('x')\n" + text)
+  assert sweep.main(path, None, str(tmp_path / "w"), list_only=True) == 0
+  assert "2 variant(s)" in capsys.readouterr().out
+  assert counter.read_text() == "x"
+  assert sweep.main(path, None, str(tmp_path / "w"), index=5) == (
+      "error: sweep index 5 is out of range: the sweep has 2 variants (0..1); see "
+      "--list_variants")
+  assert counter.read_text() == "xx"

@@ -12,10 +12,14 @@ Sources (config.data.source):
 - "tfds":      a TFDS dataset by name, already prepared in data_dir.
 - "synthetic": random images for benchmarks (`synthetic_size` to train on and
                `validation_size` other ones to validate on).
+A new in-memory source is a function `load(config)` decorated `@data.source("name")`.
 A validation split is held out from train (the last `validation_size` examples
 after a fixed shuffle) when the dataset has none.
 """
 import numbers
+
+import ml_collections
+from ml_collections.config_dict import placeholder
 
 from flaxcnn.data import sources, streaming
 from flaxcnn.data.core import (Dataset, Split, _stats, finalize, fingerprint,  # noqa: F401
@@ -83,21 +87,82 @@ def load(config):
   return select(_load_source(config), d.classes, d.train_per_class)
 
 
+SOURCES = {}   # config.data.source -> load(config): a Dataset of arrays
+
+
+def source(name: str):
+  """Decorator: registers `load(config)` (an in-memory Dataset) as
+  config.data.source=`name`."""
+  def add(fn):
+    if name in SOURCES:
+      raise ValueError(f"a data source named {name!r} is already registered")
+    SOURCES[name] = fn
+    return fn
+  return add
+
+
 def _load_source(config):
+  if config.data.source not in SOURCES:
+    raise ValueError(f"config.data.source={config.data.source!r} is unknown")
+  return SOURCES[config.data.source](config)
+
+
+@source("tfds")
+def _tfds(config):
   d = config.data
-  if d.source == "digits":
-    return sources.digits(d.validation_size)
-  if d.source == "synthetic":
-    return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed,
-                             d.validation_size)
-  if d.source == "folder":
-    return sources.image_folder(d.root, d.cache_dir, d.validation_size,
-                                train_split=d.train_split,
-                                validation_split=d.validation_split,
+  return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size,
+                                train_split=d.train_split, validation_split=d.validation_split,
                                 test_split=d.test_split)
-  if d.source == "tfds":
-    return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size,
-                                  train_split=d.train_split,
-                                  validation_split=d.validation_split,
-                                  test_split=d.test_split)
-  raise ValueError(f"config.data.source={d.source!r} is unknown")
+
+
+@source("folder")
+def _folder(config):
+  d = config.data
+  return sources.image_folder(d.root, d.cache_dir, d.validation_size,
+                              train_split=d.train_split, validation_split=d.validation_split,
+                              test_split=d.test_split)
+
+
+@source("digits")
+def _digits(config):
+  return sources.digits(config.data.validation_size)
+
+
+@source("synthetic")
+def _synthetic(config):
+  d = config.data
+  return sources.synthetic(d.synthetic_size, d.image_size, d.num_classes, config.seed,
+                           d.validation_size)
+
+
+def config_section() -> ml_collections.ConfigDict:
+  """config.data: where the images come from and how they are split (load reads it)."""
+  s = ml_collections.ConfigDict()
+  s.source = "tfds"           # tfds | folder | digits | synthetic
+  s.name = "cifar10"          # TFDS name (tfds) or a label for the run
+  s.label = ""                # how the console, data.json and results name the data,
+                              # e.g. "CIFAR-10 (JPEG q75)"; "" = the dataset's name
+  s.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)
+  s.root = placeholder(str)       # folder: ROOT/<split>/<class>/*.jpg|png, or a .tar[.xz|.gz] of it
+  s.cache_dir = placeholder(str)  # where decoded folders/archives are cached (default ~/.cache/flaxcnn)
+  s.train_split = "train"
+  s.validation_split = "validation"  # held out from train when the dataset has none
+  s.test_split = "test"
+  s.validation_size = 5000    # examples held out from train when there is no validation split
+  s.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
+  s.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
+  # streaming, centre evaluation: a crop of this side from the shorter side resized to
+  # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
+  s.eval_image_size = placeholder(int)
+  s.num_classes = placeholder(int)  # synthetic data only
+  # In-memory data: only these classes (indices, relabelled 0..k-1 in this order) in
+  # every split, and a fixed subset of this many training images per class (0 = all):
+  # small-data experiments, transfer between class subsets
+  s.classes = ()
+  s.train_per_class = 0
+  s.synthetic_size = 1024     # synthetic: training examples (+ validation_size others)
+  s.shuffle_buffer = 10_000   # streaming only
+  # Resuming on data that differ from those the run started with (a folder that
+  # gained or lost images) is refused; True goes on with a warning.
+  s.allow_changed = False
+  return s

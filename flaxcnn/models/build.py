@@ -2,18 +2,19 @@
 abstractly (no compute) before any data is loaded or code compiled."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from flaxcnn.models import regularization
 from flaxcnn.models.registry import create_model, get_preset
 
 
 def build_model(config, num_classes: int, total_steps: int = 0):
   """The model of `config.model` (preset and keyword overrides) for `num_classes`,
-  computing in `config.dtype`. With `config.dropblock_schedule="linear"` DropBlock
-  reaches its keep probability over the run's `total_steps` (Ghiasi et al. 2018)."""
-  kwargs = dict(config.model.kwargs)
+  computing in `config.dtype`; its regularizers also take the run's settings
+  (regularization.FROM_CONFIG) and length (`total_steps`)."""
+  kwargs = {field: config[field] for field in regularization.FROM_CONFIG}
+  kwargs.update(config.model.kwargs, train_steps=total_steps)
   kwargs.setdefault("num_classes", num_classes)
-  if config.dropblock_schedule == "linear" and kwargs.get("dropblock_keep_prob", 1.0) < 1.0:
-    kwargs.setdefault("dropblock_ramp_steps", total_steps)
   kwargs.setdefault("dtype", jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
   return create_model(config.model.name, **kwargs)
 
@@ -38,3 +39,11 @@ def model_label(config) -> str:
   if not kwargs:
     return config.model.name
   return f"{config.model.name} ({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})"
+
+
+def config_section() -> ml_collections.ConfigDict:
+  """config.model: the preset and its keyword overrides (build_model reads it)."""
+  s = ml_collections.ConfigDict()
+  s.name = "resnet20_cifar"  # a preset of flaxcnn.models (python -m flaxcnn.models.summary --list)
+  s.kwargs = ml_collections.ConfigDict()   # overrides of the preset's arguments
+  return s

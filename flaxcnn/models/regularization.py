@@ -11,23 +11,84 @@ A family reads the fields it implements and refuses the others (`check`): where
 `dropout` acts is the family's (before the classifier in ResNet, PyramidNet and
 EfficientNet, between a block's convolutions in WRN, after every convolution in
 DenseNet, at the U-Net's bottom).
+
+Each regularizer is declared once, in REGULARIZERS: its fields, when it is on and
+the checks of its values. A new one is its fields in `Regularization`, an entry in
+REGULARIZERS, and its use in the families that implement it (which name it in
+their `check`).
 """
 import dataclasses
-from typing import Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 
 from flaxcnn.models import layers
 
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+  """One regularizer: the fields of Regularization it reads, when it is on, and the
+  checks of its values. A family lists the regularizers it implements by `name`."""
+  name: str
+  fields: Tuple[str, ...]
+  on: Callable                        # Regularization -> bool: it acts
+  check: Callable = lambda reg: None  # Regularization -> None, or ValueError
+  exclusive: bool = False             # a family without it refuses its fields changed
+  title: str = ""                     # its name in messages (default: `name`)
+
+
+def _check_dropout(reg) -> None:
+  if not 0.0 <= reg.dropout <= 1.0:
+    raise ValueError(f"dropout: must be in [0, 1], got {reg.dropout}")
+
+
+def _check_stochastic_depth(reg) -> None:
+  if not 0.0 < reg.stochastic_depth <= 1.0:
+    raise ValueError(f"stochastic_depth: the last block's survival probability must be in "
+                     f"(0, 1], got {reg.stochastic_depth}")
+  if reg.stochastic_depth_decay not in ("linear", "constant"):
+    raise ValueError(f"stochastic_depth_decay: use 'linear' or 'constant', got "
+                     f"{reg.stochastic_depth_decay!r}")
+  layers.check_stochastic_depth(reg.stochastic_depth_mode, reg.stochastic_depth_per)
+
+
+def _check_dropblock(reg) -> None:
+  if not 0.0 < reg.dropblock_keep_prob <= 1.0:
+    raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {reg.dropblock_keep_prob}")
+  if reg.dropblock_keep_prob < 1.0 and not reg.dropblock_stages:
+    raise ValueError(f"dropblock_keep_prob={reg.dropblock_keep_prob} applies to no stage: "
+                     "set dropblock_stages (the DropBlock paper's ResNet-50: (3, 4))")
+  if reg.dropblock_size < 1 or (reg.dropblock_ramp_steps or 0) < 0:
+    raise ValueError(f"dropblock_size must be >= 1 and dropblock_ramp_steps >= 0, got "
+                     f"{reg.dropblock_size} and {reg.dropblock_ramp_steps}")
+  if reg.dropblock_schedule not in DROPBLOCK_SCHEDULES:
+    raise ValueError(f"dropblock_schedule={reg.dropblock_schedule!r} is not one of "
+                     f"{', '.join(DROPBLOCK_SCHEDULES)}")
+
+
 STOCHASTIC_DEPTH = ("stochastic_depth", "stochastic_depth_decay", "stochastic_depth_mode",
                     "stochastic_depth_per")
 DROPBLOCK = ("dropblock_keep_prob", "dropblock_size", "dropblock_per_channel",
              "dropblock_stages", "dropblock_ramp_steps")
+DROPBLOCK_SCHEDULES = ("linear", "fixed")
+
+# Every regularizer a family may implement; Regularization's checks iterate it.
+REGULARIZERS = (
+    Regularizer("dropout", ("dropout",), on=lambda reg: reg.dropout > 0, check=_check_dropout),
+    Regularizer("stochastic_depth", STOCHASTIC_DEPTH, on=lambda reg: reg.stochastic_depth < 1.0,
+                check=_check_stochastic_depth),
+    Regularizer("dropblock", DROPBLOCK, on=lambda reg: reg.dropblock_keep_prob < 1.0,
+                check=_check_dropblock, exclusive=True, title="DropBlock"),
+)
+
+# Settings that come from the run rather than the model's keywords: the top-level
+# config fields of the same names, and the run's length (`build_model` passes them).
+FROM_CONFIG = ("dropblock_schedule",)
 
 
 @dataclasses.dataclass(frozen=True)
 class Regularization:
-  """Dropout, stochastic depth and DropBlock settings of a network.
+  """Dropout, stochastic depth and DropBlock settings of a network (REGULARIZERS).
 
   - dropout: the family's dropout rate (see the module doc for where it acts).
   - stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth"):
@@ -38,9 +99,11 @@ class Regularization:
     "batch" once per block and mini-batch, skipping dropped blocks (the paper's).
   - DropBlock (Ghiasi et al. 2018, "DropBlock: A regularization method for
     convolutional networks"): keep probability, block size, per-channel masks,
-    the (1-based) stages it acts in, and `dropblock_ramp_steps`: the keep
-    probability goes linearly from 1 to its target over that many training steps
-    (the paper's schedule), 0 applies the target from the first step.
+    the (1-based) stages it acts in, and its ramp: the keep probability goes
+    linearly from 1 to its target over `dropblock_ramp_steps` training steps (the
+    paper's schedule; 0: the target from the first step); unset (None), over the
+    run's `train_steps` when `dropblock_schedule` is "linear", else no ramp ("fixed").
+  - train_steps: the run's length in steps (0: unknown), which ramps follow.
   """
   dropout: float = 0.0
   stochastic_depth: float = 1.0
@@ -51,27 +114,14 @@ class Regularization:
   dropblock_size: int = 7
   dropblock_per_channel: bool = False
   dropblock_stages: Tuple[int, ...] = ()
-  dropblock_ramp_steps: int = 0
+  dropblock_ramp_steps: Optional[int] = None
+  dropblock_schedule: str = "linear"
+  train_steps: int = 0
 
   def __post_init__(self):
     object.__setattr__(self, "dropblock_stages", tuple(int(s) for s in self.dropblock_stages))
-    if not 0.0 <= self.dropout <= 1.0:
-      raise ValueError(f"dropout: must be in [0, 1], got {self.dropout}")
-    if not 0.0 < self.stochastic_depth <= 1.0:
-      raise ValueError(f"stochastic_depth: the last block's survival probability must be in "
-                       f"(0, 1], got {self.stochastic_depth}")
-    if self.stochastic_depth_decay not in ("linear", "constant"):
-      raise ValueError(f"stochastic_depth_decay: use 'linear' or 'constant', got "
-                       f"{self.stochastic_depth_decay!r}")
-    layers.check_stochastic_depth(self.stochastic_depth_mode, self.stochastic_depth_per)
-    if not 0.0 < self.dropblock_keep_prob <= 1.0:
-      raise ValueError(f"dropblock_keep_prob: must be in (0, 1], got {self.dropblock_keep_prob}")
-    if self.dropblock_keep_prob < 1.0 and not self.dropblock_stages:
-      raise ValueError(f"dropblock_keep_prob={self.dropblock_keep_prob} applies to no stage: "
-                       "set dropblock_stages (the DropBlock paper's ResNet-50: (3, 4))")
-    if self.dropblock_size < 1 or self.dropblock_ramp_steps < 0:
-      raise ValueError(f"dropblock_size must be >= 1 and dropblock_ramp_steps >= 0, got "
-                       f"{self.dropblock_size} and {self.dropblock_ramp_steps}")
+    for regularizer in REGULARIZERS:
+      regularizer.check(self)
 
   @classmethod
   def fields(cls) -> Tuple[str, ...]:
@@ -89,16 +139,17 @@ class Regularization:
     if self.dropout >= 1.0 and not full_dropout:
       raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
     default = Regularization()
-    active = {"dropout": self.dropout > 0,
-              "stochastic_depth": self.stochastic_depth < 1.0,
-              "dropblock": self.dropblock_keep_prob < 1.0}
-    for group, on in active.items():
-      if on and group not in uses:
-        raise ValueError(f"{group}: {family} has no {group.replace('_', ' ')}; "
-                         f"it uses {', '.join(uses) or 'no regularizer'}")
-    if "dropblock" not in uses and any(getattr(self, f) != getattr(default, f)
-                                       for f in DROPBLOCK):
-      raise ValueError(f"dropblock_*: {family} has no DropBlock")
+    for regularizer in REGULARIZERS:
+      if regularizer.name in uses:
+        continue
+      if regularizer.on(self):
+        raise ValueError(f"{regularizer.name}: {family} has no "
+                         f"{regularizer.name.replace('_', ' ')}; it uses "
+                         f"{', '.join(uses) or 'no regularizer'}")
+      if regularizer.exclusive and any(getattr(self, f) != getattr(default, f)
+                                       for f in regularizer.fields):
+        raise ValueError(f"{regularizer.name}_*: {family} has no "
+                         f"{regularizer.title or regularizer.name}")
     bad = [s for s in self.dropblock_stages if not 1 <= s <= num_stages]
     if bad:
       raise ValueError(f"dropblock_stages: stages are 1..{num_stages}, got {list(bad)}")
@@ -115,12 +166,19 @@ class Regularization:
       return self
     return dataclasses.replace(self, dropblock_keep_prob=1.0)
 
+  def dropblock_ramp(self) -> int:
+    """The steps over which DropBlock reaches its keep probability (0: no ramp)."""
+    if self.dropblock_ramp_steps is not None:
+      return self.dropblock_ramp_steps
+    return self.train_steps if self.dropblock_schedule == "linear" else 0
+
   def dropblock_strength(self, step):
     """The fraction of DropBlock's drop rate applied at training `step` (None: the
-    target): min(step / dropblock_ramp_steps, 1), or 1 without a ramp."""
-    if step is None or not self.dropblock_ramp_steps:
+    target): min(step / ramp, 1), or 1 without a ramp (`dropblock_ramp`)."""
+    ramp = self.dropblock_ramp()
+    if step is None or not ramp:
       return jnp.ones((), jnp.float32)
-    return jnp.minimum(step / self.dropblock_ramp_steps, 1.0).astype(jnp.float32)
+    return jnp.minimum(step / ramp, 1.0).astype(jnp.float32)
 
   def dropblock(self, y, train: bool, step, name: str):
     """DropBlock on `y` (the identity when it is off); call it inside a compact method."""

@@ -19,7 +19,7 @@ the overrides ("widen_factor=4,seed=1"), and it runs in WORKDIR/<name>/:
 
 or from Python: `sweep.variants(path)`, `sweep.run(path, workdir, index=None)`, and
 `sweep.launch(path, workdir, "local", parallel=2)` (or "slurm"), which runs each
-variant as its own job (flaxcnn/sweep/launchers.py) and returns a handle with
+variant as its own job (flaxcnn/sweep/launchers/) and returns a handle with
 `status()` (a DataFrame), `done()` and `wait()`.
 Finished variants (summary.json present) are skipped, interrupted ones resume from
 their checkpoints, and a variant that fails (an impossible combination, a NaN loss)
@@ -27,8 +27,8 @@ is recorded as failed in its variant.json without stopping the others.
 `flaxcnn.results.load(DIR)` collects the outcome.
 
 The package: declare.py (axes, names, the variants of a file), runner.py (running
-them here), tracking.py (variant.json, status, listing), launchers.py (variants as
-submitit jobs, locally or on SLURM), command.py (launch.py's sweep flags).
+them here), tracking.py (variant.json, status, listing), launchers/ (variants as
+submitit jobs, locally or on SLURM: one file per launcher), command.py (launch.py's sweep flags).
 """
 from flaxcnn.sweep.declare import (Overrides, apply_overrides, axis, chain,  # noqa: F401
                                    check_command_line, load_module, overrides_of, product,

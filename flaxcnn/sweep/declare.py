@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence
 
 import ml_collections
 
-from flaxcnn import config as config_lib, papers
+from flaxcnn import config as config_lib
 
 Overrides = Dict[str, object]
 
@@ -77,15 +77,13 @@ def _split_source(source, arg: str = ""):
     return source, getattr(source, "__file__", None), arg
   if not isinstance(source, (str, os.PathLike)):
     raise TypeError(f"sweep: expected a config file path or module, got {type(source).__name__}")
-  path = os.fspath(source)
-  if not os.path.exists(path) and ":" in path:
-    path, file_arg = path.split(":", 1)
-    if arg and file_arg != arg:
-      raise ValueError(f"sweep: config argument given twice ({file_arg!r} and {arg!r})")
-    arg = file_arg
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"sweep: config file {path} does not exist")
-  return load_module(path), path, arg
+  try:
+    module, path, file_arg = config_lib.load_config_file(source)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"sweep: {e}") from None
+  if arg and file_arg and file_arg != arg:
+    raise ValueError(f"sweep: config argument given twice ({file_arg!r} and {arg!r})")
+  return module, path, file_arg or arg
 
 
 def _call(fn, arg: str):
@@ -94,8 +92,8 @@ def _call(fn, arg: str):
 
 
 def load_module(path: str):
-  """Imports a config file by path (one loader for sweeps and paper rows)."""
-  return papers.load_config_module(path)
+  """Imports a config file by path (config.load_config_module)."""
+  return config_lib.load_config_module(path)
 
 
 def overrides_of(path, arg: str = "") -> List[Overrides]:
@@ -155,16 +153,17 @@ def source_path(source):
     return None
   if isinstance(source, types.ModuleType):
     return getattr(source, "__file__", source.__name__)
-  path, sep, arg = os.fspath(source).partition(":")
-  if sep and not os.path.exists(os.fspath(source)):
-    return os.path.abspath(path) + sep + arg
-  return os.path.abspath(os.fspath(source))
+  path, arg = config_lib.split_source(source)
+  return os.path.abspath(path) + (":" + arg if arg else "")
 
 
-def check_command_line(config_arg: str, config, fields) -> None:
+def check_command_line(config_arg: str, config, fields, specs=None) -> None:
   """A ValueError naming the first command-line override (`fields`, dotted) that a
-  variant of the sweep sets again: the variant's value would silently win."""
-  for name, overrides, _ in variant_specs(config_arg, config=config):
+  variant of the sweep sets again: the variant's value would silently win. `specs`:
+  the sweep's variant_specs, when the caller has them."""
+  if specs is None:
+    specs = variant_specs(config_arg, config=config)
+  for name, overrides, _ in specs:
     clash = sorted(set(fields) & set(overrides))
     if clash:
       raise ValueError(f"--config.{clash[0]} is set by the sweep itself (variant {name} has "

@@ -72,7 +72,7 @@ def _train_variant(config, vdir, data_cache):
 
 def run(source, workdir: str, arg: str = "", index: Optional[int] = None, config=None,
         sweep=None, retry_failed: bool = True, compilation_cache=True,
-        train_fn: Optional[Callable] = None) -> List[dict]:
+        train_fn: Optional[Callable] = None, specs=None) -> List[dict]:
   """Runs a sweep's variants, each into WORKDIR/<name>/, one after the other.
 
   `source`, `arg`, `config`, `sweep` select the variants as in `variants()`.
@@ -90,11 +90,12 @@ def run(source, workdir: str, arg: str = "", index: Optional[int] = None, config
   `retry_failed=False`. `compilation_cache`: True puts JAX's persistent compilation
   cache under $FLAXCNN_CACHE/jax (unless JAX already has one) so variants with the
   same shapes compile once; a path puts it there; False leaves JAX alone.
-  `train_fn(config, workdir, data_cache)` replaces the training (tests).
+  `train_fn(config, workdir, data_cache)` replaces the training (tests). `specs`:
+  the sweep's variant_specs, when the caller has them.
 
   Returns the variant records of this call, in sweep order.
   """
-  specs = plan(source, workdir, arg, index, config, sweep)
+  specs = plan(source, workdir, arg, index, config, sweep, specs)
   restore_cache = _enable_compilation_cache(compilation_cache)
   try:
     records = _run_variants(specs, workdir, index, retry_failed, train_fn or _train_variant)
@@ -106,10 +107,12 @@ def run(source, workdir: str, arg: str = "", index: Optional[int] = None, config
 
 
 def plan(source, workdir: str, arg: str = "", index: Optional[int] = None, config=None,
-         sweep=None):
-  """The sweep's [(name, overrides, config)], checked (index in range, a training
-  job), and WORKDIR/sweep.json written (process 0), before any variant runs."""
-  specs = variant_specs(source, arg, config, sweep)
+         sweep=None, specs=None):
+  """The sweep's [(name, overrides, config)] (variant_specs, unless given as `specs`),
+  checked (index in range, a training job), and WORKDIR/sweep.json written (process
+  0), before any variant runs."""
+  if specs is None:
+    specs = variant_specs(source, arg, config, sweep)
   if index is not None and not 0 <= index < len(specs):
     raise ValueError(f"sweep index {index} is out of range: the sweep has {len(specs)} "
                      f"variants (0..{len(specs) - 1}); see --list_variants")

@@ -120,9 +120,11 @@ def summary_line(records: List[dict], workdir: str = "") -> str:
 
 
 def describe(source, arg: str = "", config=None, workdir: Optional[str] = None,
-             sweep=None) -> str:
-  """A listing of the sweep's variants: count, then 'index name overrides [status]'."""
-  specs = variant_specs(source, arg, config, sweep)
+             sweep=None, specs=None) -> str:
+  """A listing of the sweep's variants: count, then 'index name overrides [status]'
+  (`specs`: the sweep's variant_specs, when the caller has them)."""
+  if specs is None:
+    specs = variant_specs(source, arg, config, sweep)
   lines = [f"{len(specs)} variant(s)"]
   for i, (name, ov, _) in enumerate(specs):
     line = f"{i}\t{name}\t{json.dumps(ov, default=_jsonable)}"
