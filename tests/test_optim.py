@@ -1,11 +1,15 @@
 """Schedules in epochs, the weight-decay mask and the TF-style RMSProp."""
+import dataclasses
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import tiny_config
-from flaxcnn import optim
+from flaxcnn import optim, tasks
+from flaxcnn.train import loop
 
 
 def _lr(config, steps, spe=100, total=1000):
@@ -46,6 +50,41 @@ def test_plateau_detector():
     best, bad, m = p.update(best, bad, err)
     mults.append(m)
   assert mults == [1, 1, 1, 0.1, 1, 1]
+
+
+@dataclasses.dataclass
+class _PlateauState:
+  plateau_best: object
+  plateau_bad: object
+  lr_scale: object
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+
+def _plateau_scales(task, validations):
+  """The learning-rate scale after each validation of a run of `task` with the
+  plateau schedule (patience 1)."""
+  c = tiny_config(**{"schedule.name": "plateau", "schedule.patience": 1,
+                     "schedule.factor": 0.1})
+  ctx = types.SimpleNamespace(config=c, summary={}, console=types.SimpleNamespace(
+      line=lambda text: None), run=types.SimpleNamespace(task=task, replicated=None))
+  rule = loop.Plateau(ctx, evaluation=None)
+  state = _PlateauState(np.float32(np.inf), np.int32(0), np.float32(1.0))
+  scales = []
+  for step, validation in enumerate(validations, 1):
+    ctx.summary["validation"] = validation
+    state = rule(state, step)
+    scales.append(float(state.lr_scale))
+  return scales
+
+
+def test_the_plateau_rule_follows_the_tasks_metric():
+  """Segmentation's plateau is on the validation mean IoU: a rising pixel accuracy
+  at a flat mean IoU is a plateau there, an improvement for classification."""
+  validations = [{"accuracy": 0.90, "mean_iou": 0.40}, {"accuracy": 0.95, "mean_iou": 0.40}]
+  assert _plateau_scales(tasks.get("segmentation"), validations) == pytest.approx([1.0, 0.1])
+  assert _plateau_scales(tasks.get("classification"), validations) == pytest.approx([1.0, 1.0])
 
 
 def test_weight_decay_mask_only_kernels():

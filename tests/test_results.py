@@ -245,6 +245,48 @@ def test_converged_and_noisy_runs_are_not_flagged(tmp_path):
   assert d["overfit"] is True and d["dev_split"] == "validation"
 
 
+def write_segmentation_run(run_dir, seed, mean_iou, pixel_accuracy):
+  """A segmentation run: its config.json names the task, its evaluations have the
+  pixel accuracy and the mean IoU (its train lines the pixel accuracy only)."""
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, "config.json"), "w") as f:
+    json.dump({"task": "segmentation", "seed": seed}, f)
+  lines, evals = [], {}
+  for e, (miou, acc) in enumerate(zip(mean_iou, pixel_accuracy), 1):
+    step = e * STEPS_PER_EPOCH
+    lines.append({"step": step, "split": "train", "epoch": float(e), "loss": 1.0 / e,
+                  "accuracy": acc, "lr": 0.1})
+    evals = {"loss": 0.5, "accuracy": acc, "mean_iou": miou, "count": 100}
+    lines += [dict(evals, step=step, split=split, epoch=float(e))
+              for split in ("validation", "test")]
+  with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(l) + "\n" for l in lines)
+  with open(os.path.join(run_dir, "summary.json"), "w") as f:
+    json.dump({"step": len(mean_iou) * STEPS_PER_EPOCH, "epoch": float(len(mean_iou)),
+               "validation": evals, "test": evals}, f)
+
+
+def test_a_segmentation_runs_table_and_diagnosis_use_mean_iou(tmp_path):
+  """The task's metric, not the pixel accuracy: the mean IoU heads a segmentation
+  sweep's table, and the diagnosis follows it (the pixel accuracy keeps rising while
+  the mean IoU falls after epoch 2)."""
+  for seed, last in ((0, 0.60), (1, 0.64)):
+    write_segmentation_run(str(tmp_path / f"seed={seed}"), seed, mean_iou=[0.5, 0.7, last],
+                           pixel_accuracy=[0.90, 0.93, 0.95])
+  runs, curves = results.load(str(tmp_path), curves=True)
+  assert runs.attrs["metric"] == curves.attrs["metric"] == "mean_iou"
+  assert list(runs["final_test_mean_iou"]) == [0.60, 0.64]
+  assert list(runs["final_test_error"]) == pytest.approx([0.05, 0.05])   # pixel error
+  lines = results.table(runs).strip().splitlines()
+  assert lines[0] == "| test mean iou (%) | validation mean iou (%) | runs |"
+  assert lines[2] == "| 62.00 ± 2.83 | 62.00 ± 2.83 | 2 |"
+  assert list(runs["dev_best_epoch"]) == [2.0, 2.0] and runs["overfit"].all()
+  assert "validation mean_iou 70.00% -> 60.00% after epoch 2" in runs["advice"].iloc[0]
+  assert "| validation mean_iou (%) |" in results.diagnostics_table(runs).splitlines()[0]
+  assert results.plot_curves(curves).axes[0].get_ylabel() == "mean_iou (%)"
+  assert results.task_metric(str(tmp_path / "seed=0")) == "mean_iou"
+
+
 def test_train_curve_follows_evaluations_within_an_epoch(tmp_path):
   """A run shorter than an epoch (evaluated every 25 of its 100 steps per epoch): the
   train curve has a point per evaluation interval, averaged over its lines."""

@@ -211,7 +211,8 @@ class Evaluate:
 
 class Plateau:
   """schedule.name='plateau': after each evaluation, the learning-rate scale decays
-  when the validation error has not improved for `patience` evaluations."""
+  when the validation error (1 - the task's metric: accuracy, segmentation's mean
+  IoU) has not improved for `patience` evaluations."""
 
   def __init__(self, ctx: Context, evaluation: Evaluate):
     self.ctx, self.evaluation = ctx, evaluation
@@ -222,7 +223,7 @@ class Plateau:
             and self.evaluation.due(step, done, preempted))
 
   def __call__(self, state, step):
-    error = 1.0 - self.ctx.summary["validation"]["accuracy"]
+    error = 1.0 - self.ctx.summary["validation"][self.ctx.run.task.metric]
     best, bad, mult = self.rule.update(float(state.plateau_best), int(state.plateau_bad),
                                        error)
     put = lambda x: jax.device_put(x, self.ctx.run.replicated)  # noqa: E731
