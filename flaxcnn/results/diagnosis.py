@@ -54,20 +54,20 @@ def _underfit(train: _Series, window: float, tol: float, metric: str):
   start = train.index_at(train.epoch[-1] - max(1.0, window * train.epoch[-1]))
   if start == len(train) - 1:
     start -= 1
-  where = f"at epoch {train.epoch[start]:.4g} -> "
   if np.isfinite(train.error[start]) and np.isfinite(train.error[-1]):
     flag = bool(train.error[start] - train.error[-1] > tol)
-    what = (f"{_name(metric)} still {'falling' if metric == 'accuracy' else 'rising'} at "
-            f"the end ({_shown(metric, train.error[start])} {where}"
-            f"{_shown(metric, train.error[-1])}")
+    trend = "error still falling" if metric == "accuracy" else f"{metric} still rising"
+    before, after = _shown(metric, train.error[start]), _shown(metric, train.error[-1])
   else:      # no accuracy (e.g. a loss-only run, or no train mean IoU): the loss
     drop = (train.loss[start] - train.loss[-1]) / max(abs(train.loss[start]), 1e-12)
     flag = bool(drop > 10 * tol)
-    what = f"loss still falling at the end ({train.loss[start]:.4f} {where}" \
+    trend, before, after = "loss still falling", f"{train.loss[start]:.4f}", \
         f"{train.loss[-1]:.4f}"
   if not flag:
     return flag, None
-  return flag, f"underfit: train {what} at {train.epoch[-1]:.4g}): train longer or add capacity"
+  return flag, (f"underfit: train {trend} at the end ({before} at epoch "
+                f"{train.epoch[start]:.4g} -> {after} at {train.epoch[-1]:.4g}): "
+                "train longer or add capacity")
 
 
 def _tolerance(dev: _Series, best: int, tol: float) -> float:
