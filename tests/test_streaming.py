@@ -121,6 +121,18 @@ def test_inception_eval_uses_the_reference_centre_crop(tmp_path, cache_env):
   assert a.shape == b.shape == (8, 32, 32, 3) and (a != b).any()
 
 
+def test_a_streamed_folder_is_named_after_the_folder_as_in_memory(tmp_path, cache_env):
+  """Streamed or in memory, a folder's data are named after the folder (not after
+  config.data.name, which only TFDS reads); config.data.label names both."""
+  from flaxcnn.console import data_label
+  root = _jpeg_folder(tmp_path / "flowers", shapes=((40, 40),))
+  streamed = data_lib.load(_config(root))
+  in_memory = data_lib.load(_config(root, **{"data.in_memory": True, "data.image_size": None}))
+  assert streamed.name == in_memory.name == "flowers"
+  labelled = _config(root, **{"data.label": "Flowers (JPEG)"})
+  assert data_label(labelled, streamed) == "Flowers (JPEG)"
+
+
 def test_corrupt_image_in_the_stream_is_named(tmp_path, cache_env):
   root = _jpeg_folder(tmp_path / "j")
   (root / "train" / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")

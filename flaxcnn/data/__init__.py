@@ -139,7 +139,7 @@ def config_section() -> ml_collections.ConfigDict:
   """config.data: where the images come from and how they are split (load reads it)."""
   s = ml_collections.ConfigDict()
   s.source = "tfds"           # tfds | folder | digits | synthetic
-  s.name = "cifar10"          # TFDS name (tfds) or a label for the run
+  s.name = "cifar10"          # TFDS name (tfds); a folder is named after itself
   s.label = ""                # how the console, data.json and results name the data,
                               # e.g. "CIFAR-10 (JPEG q75)"; "" = the dataset's name
   s.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)

@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from flaxcnn.data.sources import (IMAGE_EXTENSIONS, _find_root, _is_archive, extract_archive,
-                                  split_classes, tfds_builder)
+                                  folder_name, split_classes, tfds_builder)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -480,6 +480,6 @@ def load(config) -> StreamingDataset:
     records["train"], records["validation"] = ((paths[rest], labels[rest]),
                                                (paths[held], labels[held]))
   sizes = {k: len(v[1]) for k, v in records.items()}
-  return StreamingDataset(d.name, num_classes, size, sizes, records, from_tfds,
+  return StreamingDataset(folder_name(d.root), num_classes, size, sizes, records, from_tfds,
                           class_names=class_names, crop_padding=crop_padding,
                           eval_crop=d.get("eval_image_size"))
