@@ -150,7 +150,8 @@ def config_section() -> ml_collections.ConfigDict:
   s.test_split = "test"
   s.validation_size = 5000    # examples held out from train when there is no validation split
   s.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
-  s.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
+  s.image_size = placeholder(int)   # resize to this (streaming: default 224 / synthetic);
+                                    # in memory the native size
   # streaming, centre evaluation: a crop of this side from the shorter side resized to
   # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
   s.eval_image_size = placeholder(int)
