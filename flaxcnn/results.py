@@ -20,8 +20,10 @@ directory of runs, or a list of either.
 
 Columns of `load` (errors and accuracies are fractions; tables and figures show %):
   run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'incomplete' |
-  'pending'; see `flaxcnn.sweep.variant_status`), data (what the run trained on,
-  as its config labels it: data.json's label),
+  'pending'; see `flaxcnn.sweep.variant_status`), in_sweep (False for a run in a
+  sweep folder that its sweep.json no longer lists: left over from a changed axis;
+  tables mark it), data (what the run trained on, as its config labels it: data.json's
+  label),
   one column per overridden field, and per config field whose value differs between
   the runs (config.json; so runs of different models, data or budgets are never
   pooled into one row), by its last dotted part (e.g. 'depth', 'seed') when that is
@@ -153,7 +155,7 @@ def _column_names(fields: List[str], reserved) -> Dict[str, str]:
   return out
 
 
-_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "cores", "error", "path",
+_RESERVED = {"run", "status", "in_sweep", "data", "epochs", "steps", "wall_time", "cores", "error", "path",
              "index", "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
              "dev_still_improving"}
 
@@ -198,9 +200,11 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   """
   dirs = run_dirs(path)
   listed = {}   # sweep.json's variants, with their overrides (a queued one's record has none)
+  sweeps = set()   # the folders that have a sweep.json: a run there that it lacks is left over
   for folder in ([path] if isinstance(path, (str, os.PathLike)) else path):
     for record in sweep_lib.records(os.fspath(folder)):
       listed[os.path.join(os.fspath(folder), record["name"])] = record
+      sweeps.add(os.fspath(folder))
   infos = [(d, listed.get(d) or sweep_lib.variant_status(d)) for d in dirs]
   infos += [(d, r) for d, r in listed.items() if d not in dirs]   # never started: 'pending'
   fields: List[str] = []
@@ -217,6 +221,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
     summary = workdir_lib.read_summary(d)
     trained_on = _trained_on(d) or {}
     row = {"run": record.get("name", os.path.basename(d)), "status": record["status"],
+           "in_sweep": d in listed or os.path.dirname(d) not in sweeps,
            "data": trained_on.get("label") or trained_on.get("name") or np.nan}
     overrides = {**_flat_config(d), **(record.get("overrides") or {})}
     for f in fields:
@@ -487,8 +492,10 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
     runs = str(len(done))
     failed = int((group.status == "failed").sum())
     others = len(group) - len(done) - failed
+    left = int((~group["in_sweep"].astype(bool)).sum()) if "in_sweep" in group else 0
     notes = ([f"{failed} failed"] if failed else []) + \
-        ([f"{others} unfinished"] if others and not include_unfinished else [])
+        ([f"{others} unfinished"] if others and not include_unfinished else []) + \
+        ([f"{left} not in the sweep"] if left else [])
     if notes:
       runs += f" ({', '.join(notes)})"
     rows.append(cells + [runs])
@@ -515,7 +522,8 @@ def diagnostics_table(df: pd.DataFrame, path: Optional[str] = None) -> str:
     note = r.get("advice") or ""
     if r.get("status") == "failed":
       note = f"failed: {r.get('error')}"
-    rows.append([r["run"], r["status"], _fmt(float(r.get("epochs", np.nan))),
+    status = r["status"] + (" (not in the sweep)" if not r.get("in_sweep", True) else "")
+    rows.append([r["run"], status, _fmt(float(r.get("epochs", np.nan))),
                  pct(r.get("final_train_error", np.nan)),
                  pct(r.get(f"final_{dev}_error", np.nan)),
                  pct(r.get("train_dev_gap", np.nan)), _fmt(r.get("dev_best_epoch", np.nan)),
