@@ -348,9 +348,7 @@ def usage() -> str:
   own = FLAGS.module_help(sys.modules[__name__]).split("\n", 1)[-1]
   return (__doc__.strip() + "\n\nflags:\n" + own + "\n\n  --config.FIELD=VALUE\n"
           "    any field of the config (flaxcnn/config.py:default_config documents them),\n"
-          "    e.g. --config.optimizer.lr=0.05 --config.model.kwargs.depth=56;\n"
-          "    --config.model.kwargs.KEY=None drops a keyword the config file sets\n"
-          "    (the preset's default applies)\n\n"
+          "    e.g. --config.model.kwargs.depth=56 (KEY=None: the preset's default again)\n\n"
           "--helpfull lists absl's and JAX's flags too (--jax_* set JAX options).")
 
 
