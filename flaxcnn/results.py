@@ -20,13 +20,17 @@ directory of runs, or a list of either.
 
 Columns of `load` (errors and accuracies are fractions; tables and figures show %):
   run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'incomplete' |
-  'pending'; see `flaxcnn.sweep.variant_status`), data (what the run trained on,
-  as its config labels it: data.json's label),
+  'pending'; see `flaxcnn.sweep.variant_status`), in_sweep (False for a run in a
+  sweep folder that its sweep.json no longer lists: left over from a changed axis;
+  tables mark it), data (what the run trained on, as its config labels it: data.json's
+  label),
   one column per overridden field, and per config field whose value differs between
   the runs (config.json; so runs of different models, data or budgets are never
   pooled into one row), by its last dotted part (e.g. 'depth', 'seed') when that is
   unambiguous, the dotted name otherwise; listed in `runs.attrs["swept"]`,
-  epochs, steps, wall_time (seconds), cores (the CPU cores a sweep variant ran on),
+  epochs, steps, error_kind ('top-1', or 'pixel' for segmentation: what the errors
+  and accuracies count; tables never put the two in one column),
+  wall_time (seconds), cores (the CPU cores a sweep variant ran on),
   final_{train,validation,test}_{error,accuracy,loss} (train: averaged over the last
   epoch, as measured during training, i.e. with augmentation and dropout on),
   final_{validation,test}_top5, best_{validation,test}_{error,epoch},
@@ -153,7 +157,7 @@ def _column_names(fields: List[str], reserved) -> Dict[str, str]:
   return out
 
 
-_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "cores", "error", "path",
+_RESERVED = {"run", "status", "in_sweep", "data", "error_kind", "epochs", "steps", "wall_time", "cores", "error", "path",
              "index", "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
              "dev_still_improving"}
 
@@ -198,9 +202,11 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   """
   dirs = run_dirs(path)
   listed = {}   # sweep.json's variants, with their overrides (a queued one's record has none)
+  sweeps = set()   # the folders that have a sweep.json: a run there that it lacks is left over
   for folder in ([path] if isinstance(path, (str, os.PathLike)) else path):
     for record in sweep_lib.records(os.fspath(folder)):
       listed[os.path.join(os.fspath(folder), record["name"])] = record
+      sweeps.add(os.fspath(folder))
   infos = [(d, listed.get(d) or sweep_lib.variant_status(d)) for d in dirs]
   infos += [(d, r) for d, r in listed.items() if d not in dirs]   # never started: 'pending'
   fields: List[str] = []
@@ -217,6 +223,7 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
     summary = workdir_lib.read_summary(d)
     trained_on = _trained_on(d) or {}
     row = {"run": record.get("name", os.path.basename(d)), "status": record["status"],
+           "in_sweep": d in listed or os.path.dirname(d) not in sweeps,
            "data": trained_on.get("label") or trained_on.get("name") or np.nan}
     overrides = {**_flat_config(d), **(record.get("overrides") or {})}
     for f in fields:
@@ -259,6 +266,22 @@ def curves(path: Union[str, Sequence[str]]) -> pd.DataFrame:
   return load(path, curves=True)[1]
 
 
+def error_kind(summary: dict, records: List[dict]):
+  """What a run's error and accuracy count: 'pixel' (segmentation: its evaluations
+  have a mean IoU), 'top-1' (classification), NaN before any metrics."""
+  lines = records + [v for v in summary.values() if isinstance(v, dict)]
+  if any("mean_iou" in r for r in lines):
+    return "pixel"
+  return "top-1" if records or summary else np.nan
+
+
+def _kinds(df: pd.DataFrame) -> List[str]:
+  """The error kinds of the runs in `df` (see error_kind), in order of appearance."""
+  if "error_kind" not in df:
+    return []
+  return list(dict.fromkeys(k for k in df["error_kind"] if isinstance(k, str)))
+
+
 def _run_metrics(curve: pd.DataFrame, summary: dict, records: List[dict]) -> dict:
   row = {}
   epochs = summary.get("epoch")
@@ -268,6 +291,7 @@ def _run_metrics(curve: pd.DataFrame, summary: dict, records: List[dict]) -> dic
   if steps is None:
     steps = max((r.get("step", 0) for r in records), default=np.nan)
   row["epochs"], row["steps"] = float(epochs), steps
+  row["error_kind"] = error_kind(summary, records)
   train = curve[curve.split == "train"]
   last = train.iloc[-1] if len(train) else None
   for k in ("error", "accuracy", "loss"):
@@ -420,11 +444,26 @@ def _groups(df: pd.DataFrame, by: List[str]):
   return [(dict(zip(by, k)), df.loc[groups[k]]) for k in order]
 
 
-def _label(metric: str, percent: bool) -> str:
+def _label(metric: str, percent: bool, kind: Optional[str] = None) -> str:
+  """A metric's column: 'test error (%)'; of one error kind: 'test pixel error (%)'."""
   text = metric.replace("final_", "").replace("_", " ")
+  if kind:
+    named = text.replace("error", f"{kind} error").replace("accuracy", f"{kind} accuracy")
+    text = named if named != text else f"{text} ({kind})"
   if percent and _percent(metric):
     text += " (%)"
   return text
+
+
+def _metric_columns(df: pd.DataFrame, metrics) -> List[tuple]:
+  """[(metric, error kind or None)]: a column per metric, or per metric and kind when
+  the runs count errors of several kinds (top-1 beside a U-Net's pixels); a kind
+  other than top-1 is always named."""
+  kinds = _kinds(df)
+  if len(kinds) > 1:
+    return [(m, k) for m in metrics for k in kinds]
+  kind = kinds[0] if kinds and kinds[0] != "top-1" else None
+  return [(m, kind) for m in metrics]
 
 
 def _fmt(value) -> str:
@@ -475,20 +514,24 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
     metrics = [m for m in ("final_test_error", "final_validation_error")
                if m in df.columns and df[m].notna().any()]
   metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-  header = list(by) + [_label(m, percent) for m in metrics] + ["runs"]
+  columns = _metric_columns(df, metrics)
+  header = list(by) + [_label(m, percent, k) for m, k in columns] + ["runs"]
   rows = []
   for key, group in _groups(df, by):
     done = group if include_unfinished else group[group.status == "finished"]
     scale = lambda m: 100.0 if percent and any(
         w in m for w in ("error", "accuracy", "top5")) else 1.0
+    of_kind = lambda k: done if k is None else done[done.error_kind == k]
     cells = [_fmt(key[b]) for b in by]
-    cells += [_mean_std(done[m].to_numpy(float), scale(m), precision) if m in done else "–"
-              for m in metrics]
+    cells += [_mean_std(of_kind(k)[m].to_numpy(float), scale(m), precision) if m in done
+              else "–" for m, k in columns]
     runs = str(len(done))
     failed = int((group.status == "failed").sum())
     others = len(group) - len(done) - failed
+    left = int((~group["in_sweep"].astype(bool)).sum()) if "in_sweep" in group else 0
     notes = ([f"{failed} failed"] if failed else []) + \
-        ([f"{others} unfinished"] if others and not include_unfinished else [])
+        ([f"{others} unfinished"] if others and not include_unfinished else []) + \
+        ([f"{left} not in the sweep"] if left else [])
     if notes:
       runs += f" ({', '.join(notes)})"
     rows.append(cells + [runs])
@@ -502,10 +545,24 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
 
 
 def diagnostics_table(df: pd.DataFrame, path: Optional[str] = None) -> str:
-  """A Markdown table of each run's train/dev errors, gap, best dev epoch, flags, advice."""
+  """A Markdown table of each run's train/dev errors, gap, best dev epoch, flags, advice;
+  one table per error kind (top-1, pixel) when the runs have several."""
+  kinds = _kinds(df)
+  if len(kinds) > 1:   # the runs of no kind yet (pending) go with the first
+    unknown = df.error_kind.isna()
+    parts = [df[(df.error_kind == k) | (unknown & (i == 0))] for i, k in enumerate(kinds)]
+    text = "\n".join(_diagnostics(part, k) for part, k in zip(parts, kinds))
+  else:
+    text = _diagnostics(df, kinds[0] if kinds and kinds[0] != "top-1" else None)
+  _write(text, path)
+  return text
+
+
+def _diagnostics(df: pd.DataFrame, kind: Optional[str]) -> str:
   splits = {r for r in df.get("dev_split", pd.Series([], dtype=object)) if isinstance(r, str)}
   dev_name = splits.pop() if len(splits) == 1 else "dev (validation, else test)"
-  header = ["run", "status", "epochs", "train error (%)", f"{dev_name} error (%)",
+  error = f"{kind} error" if kind else "error"
+  header = ["run", "status", "epochs", f"train {error} (%)", f"{dev_name} {error} (%)",
             "gap (points)", f"{dev_name} best epoch", "underfit", "overfit", "advice"]
   flag = lambda v: "–" if v is None or v != v else ("yes" if v else "no")
   pct = lambda v: "–" if v != v else f"{100 * v:.2f}"
@@ -515,14 +572,13 @@ def diagnostics_table(df: pd.DataFrame, path: Optional[str] = None) -> str:
     note = r.get("advice") or ""
     if r.get("status") == "failed":
       note = f"failed: {r.get('error')}"
-    rows.append([r["run"], r["status"], _fmt(float(r.get("epochs", np.nan))),
+    status = r["status"] + (" (not in the sweep)" if not r.get("in_sweep", True) else "")
+    rows.append([r["run"], status, _fmt(float(r.get("epochs", np.nan))),
                  pct(r.get("final_train_error", np.nan)),
                  pct(r.get(f"final_{dev}_error", np.nan)),
                  pct(r.get("train_dev_gap", np.nan)), _fmt(r.get("dev_best_epoch", np.nan)),
                  flag(r.get("underfit")), flag(r.get("overfit")), note])
-  text = _markdown(header, rows)
-  _write(text, path)
-  return text
+  return _markdown(header, rows)
 
 
 # ----------------------------------------------------------------------------- figures
