@@ -292,7 +292,8 @@ def _set_none(config, field: str) -> None:
 def _pop_model_kwargs(argv):
   """(argv without its --config.model.kwargs.KEY=VALUE flags, [(KEY, VALUE)]): those
   are applied after the config loads (`config.parse_model_kwarg`), since a preset's
-  keyword is not a field of the config until a config file sets it."""
+  keyword is not a field of the config until a config file sets it. KEY=None drops
+  a keyword the config file sets: the preset's default applies."""
   rest, pairs, i = [], [], 0
   while i < len(argv):
     arg = argv[i]
@@ -331,7 +332,11 @@ def _parse_flags(argv):
       _MODEL_KWARGS[:] = model_kwargs
       for key, text in model_kwargs:
         with kwargs.unlocked():          # a config file may have locked it
-          kwargs[key] = parse_model_kwarg(FLAGS.config, key, text)
+          if text == "None":             # drop it: the preset's default applies
+            if key in kwargs:
+              del kwargs[key]
+          else:
+            kwargs[key] = parse_model_kwarg(FLAGS.config, key, text)
     return args
   except Exception as e:  # noqa: BLE001 (any error of a config file or flag)
     sys.stderr.write(f"error: {_config_error(e, argv)}\n")
@@ -343,7 +348,7 @@ def usage() -> str:
   own = FLAGS.module_help(sys.modules[__name__]).split("\n", 1)[-1]
   return (__doc__.strip() + "\n\nflags:\n" + own + "\n\n  --config.FIELD=VALUE\n"
           "    any field of the config (flaxcnn/config.py:default_config documents them),\n"
-          "    e.g. --config.optimizer.lr=0.05 --config.model.kwargs.depth=56\n\n"
+          "    e.g. --config.model.kwargs.depth=56 (KEY=None: the preset's default again)\n\n"
           "--helpfull lists absl's and JAX's flags too (--jax_* set JAX options).")
 
 

@@ -285,7 +285,7 @@ def parse_model_kwarg(config, key: str, text: str):
   `--config.model.kwargs.stochastic_depth_per=batch` works on any config: ml_collections'
   flags override only fields a config already has. A keyword the preset lacks is
   parsed as a Python literal (else kept as text) and left to `validate`. A ValueError
-  names the flag when TEXT does not fit."""
+  names the flag when TEXT does not fit. (TEXT 'None' drops the keyword: cli.py.)"""
   like = models.keyword_default(config.model.name, key)
   if like is models.NO_DEFAULT and key in config.model.kwargs:
     like = config.model.kwargs[key]
@@ -314,7 +314,8 @@ def parse_model_kwarg(config, key: str, text: str):
       return literal()
   except ValueError:
     raise ValueError(f"--config.model.kwargs.{key}={text}: expected a value of type "
-                     f"{type(like).__name__} (the preset has {like!r})") from None
+                     f"{type(like).__name__} (the preset has {like!r}; "
+                     f"--config.model.kwargs.{key}=None gives the preset's default)") from None
   raise ValueError(f"--config.model.kwargs.{key}={text}: {key} of {config.model.name} is "
                    f"{like!r}, which the command line cannot express; set it in a config file")
 

@@ -126,6 +126,24 @@ def test_model_kwarg_flags_are_taken_out_of_the_command_line_in_every_form():
   assert pairs == [("a", "1"), ("b", "2"), ("c", "true")]
 
 
+def test_a_model_keyword_the_config_file_sets_is_dropped_by_none_on_the_command_line():
+  """--config.model.kwargs.KEY=None gives back the preset's default of a keyword the
+  config file sets (before: a float's "expected a value of type float", a str's 'None')."""
+  from flaxcnn import cli
+  cli._parse_flags(["launch.py", "--config=experiments/stochastic_depth_resnet110.py",
+                    "--config.model.kwargs.stochastic_depth=None",
+                    "--config.model.kwargs.stochastic_depth_per=None",
+                    "--config.model.kwargs.stochastic_depth_decay=uniform"])
+  kwargs = cli.FLAGS.config.model.kwargs
+  assert "stochastic_depth" not in kwargs and "stochastic_depth_per" not in kwargs
+  assert kwargs.stochastic_depth_decay == "uniform"
+  assert kwargs.stochastic_depth_mode == "inference_scale"
+  c = tiny_config()
+  c.model.name = "wrn28_10"
+  with pytest.raises(ValueError, match="widen_factor=None gives the preset's default"):
+    config_lib.parse_model_kwarg(c, "widen_factor", "wide")
+
+
 def test_ctrl_c_before_the_training_loop_is_one_line_and_exit_130(tmp_path, monkeypatch,
                                                                    capsys):
   """Ctrl-C while data load or compile (the loop's own handler not yet installed):

@@ -207,6 +207,55 @@ def test_per_batch_stochastic_depth_is_one_cond_per_residual_block(family):
   assert counts == [0, residual]
 
 
+def _convolutions_by_place(hlo: str):
+  """(convolutions outside every conditional branch, [convolutions of each
+  conditional's branches]) of a compiled HLO module's text."""
+  bodies, name = {}, None
+  for line in hlo.splitlines():
+    if line and not line.startswith(" ") and "{" in line and "(" in line:
+      name = line.split()[1] if line.startswith("ENTRY") else line.split()[0]
+      bodies[name.lstrip("%")] = 0
+    elif name and " convolution(" in line:
+      bodies[name.lstrip("%")] += 1
+  branches = []
+  for line in hlo.splitlines():
+    if " conditional(" in line:
+      names = line.split("branch_computations={")[1].split("}")[0].split(",")
+      branches.append([bodies[n.strip().lstrip("%")] for n in names])
+  inside = {n.strip().lstrip("%") for line in hlo.splitlines() if " conditional(" in line
+            for n in line.split("branch_computations={")[1].split("}")[0].split(",")}
+  return sum(c for n, c in bodies.items() if n not in inside), branches
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_a_dropped_blocks_convolutions_run_only_inside_its_branch(scan):
+  """The compiled training gradient of a per-batch stochastic-depth ResNet: every
+  block with p < 1 is a conditional (forward and backward) whose skip branch has no
+  convolution, and the convolutions outside the conditionals plus those of the
+  run branches are exactly the convolutions of the same net without stochastic
+  depth: no branch is computed outside its conditional (and so for a dropped block)."""
+  x, y = _x(n=2, size=8), jnp.array([0, 1])
+
+  def convolutions(**kwargs):
+    model = create_model("resnet20_cifar", num_classes=3, scan_blocks=scan, **RESNET,
+                         **kwargs)
+    v = _init(model, x)
+
+    def loss(params, key):
+      logits, _ = model.apply({**v, "params": params}, x, train=True, rngs={"dropout": key},
+                              mutable=["batch_stats"])
+      return -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1).sum()
+    hlo = jax.jit(jax.grad(loss), compiler_options=backend.compiler_options()).lower(
+        v["params"], KEY).compile().as_text()
+    return _convolutions_by_place(hlo)
+
+  plain, no_branches = convolutions()
+  outside, branches = convolutions(stochastic_depth=0.5, stochastic_depth_per="batch")
+  assert not no_branches and branches
+  assert all(len(b) == 2 and min(b) == 0 and max(b) > 0 for b in branches), branches
+  assert outside + sum(max(b) for b in branches) == plain
+
+
 @pytest.mark.parametrize("kwargs", [dict(shortcut="none", stochastic_depth=0.5,
                                          stochastic_depth_per="batch"),
                                     dict(stochastic_depth_per="mini-batch")])

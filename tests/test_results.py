@@ -495,6 +495,27 @@ def test_the_command_line_refuses_a_missing_folder_and_an_unknown_metric(tmp_pat
     results.main([str(sweep_dir), "--paper", "experiments/nonexist.py"])
 
 
+def test_a_unets_pixel_error_is_never_in_a_column_of_top1_errors(tmp_path):
+  """A classifier and a U-Net (its evaluations have a mean IoU) loaded together: each
+  error and accuracy column is of one kind, named by it; a U-Net alone says 'pixel'."""
+  classifier, unet = tmp_path / "classifier", tmp_path / "unet"
+  write_run(str(classifier), [0.2, 0.1], [0.3, 0.2], test_error=[0.3, 0.25])
+  write_run(str(unet), [0.1, 0.05], [0.2, 0.1], test_error=[0.2, 0.04])
+  summary = json.loads((unet / "summary.json").read_text())
+  summary["test"]["mean_iou"] = summary["validation"]["mean_iou"] = 0.8
+  (unet / "summary.json").write_text(json.dumps(summary))
+  runs = results.load([str(classifier), str(unet)])
+  assert list(runs.error_kind) == ["top-1", "pixel"]
+  lines = results.table(runs, metrics=["final_test_error"], by=[]).splitlines()
+  assert lines[0] == "| test top-1 error (%) | test pixel error (%) | runs |"
+  assert lines[2] == "| 25.00 | 4.00 | 2 |"
+  diagnostics = results.diagnostics_table(runs)
+  assert "validation top-1 error (%)" in diagnostics.split("\n\n")[0]
+  assert "validation pixel error (%)" in diagnostics.split("\n\n")[1]
+  alone = results.load(str(unet))
+  assert "| test pixel error (%) |" in results.table(alone, metrics=["final_test_error"])
+
+
 def test_variants_that_never_started_are_rows_marked_pending(sweep_dir):
   """A sweep stopped before its last variants: sweep.json lists them, their folders do
   not exist; the table says so instead of leaving them out."""

@@ -180,6 +180,15 @@ def test_validate_rejects_classification_models_and_augmentations():
   assert not segmentation.is_segmentation(default_config())
 
 
+def test_a_num_classes_the_craters_do_not_have_is_refused():
+  """config.data.num_classes is checked against the generated craters' two classes
+  (it was recorded in the config and ignored)."""
+  with pytest.raises(ValueError, match=r"num_classes=5: the generated craters have 2 "
+                     r"classes \(background, crater\); set it to 2"):
+    segmentation.validate(seg_config(**{"data.num_classes": 5}))
+  segmentation.validate(seg_config())
+
+
 # ----------------------------------------------------------------------------- training
 
 def test_unet_learns_to_segment_craters(tmp_path):

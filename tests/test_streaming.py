@@ -121,6 +121,33 @@ def test_inception_eval_uses_the_reference_centre_crop(tmp_path, cache_env):
   assert a.shape == b.shape == (8, 32, 32, 3) and (a != b).any()
 
 
+def test_a_streamed_folder_is_named_after_the_folder_as_in_memory(tmp_path, cache_env):
+  """Streamed or in memory, a folder's data are named after the folder (not after
+  config.data.name, which only TFDS reads); config.data.label names both."""
+  from flaxcnn.console import data_label
+  root = _jpeg_folder(tmp_path / "flowers", shapes=((40, 40),))
+  streamed = data_lib.load(_config(root))
+  in_memory = data_lib.load(_config(root, **{"data.in_memory": True, "data.image_size": None}))
+  assert streamed.name == in_memory.name == "flowers"
+  labelled = _config(root, **{"data.label": "Flowers (JPEG)"})
+  assert data_label(labelled, streamed) == "Flowers (JPEG)"
+
+
+def test_small_images_streamed_at_the_default_size_are_said_to_be_upscaled(tmp_path,
+                                                                           cache_env, capsys):
+  """config.data.image_size unset: 32-pixel images stream at 224, with one line that
+  says so and how to keep their size; none when the size is set or the images large."""
+  small = _jpeg_folder(tmp_path / "small", shapes=((32, 32),))
+  assert data_lib.load(_config(small, **{"data.image_size": None})).image_size == 224
+  out = capsys.readouterr().out.splitlines()
+  notes = [line for line in out if "upscaled" in line]
+  assert len(notes) == 1 and "32x32 images" in notes[0]
+  assert "--config.data.image_size=32" in notes[0]
+  data_lib.load(_config(small))
+  data_lib.load(_config(_jpeg_folder(tmp_path / "large"), **{"data.image_size": None}))
+  assert "upscaled" not in capsys.readouterr().out
+
+
 def test_corrupt_image_in_the_stream_is_named(tmp_path, cache_env):
   root = _jpeg_folder(tmp_path / "j")
   (root / "train" / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")

@@ -218,6 +218,29 @@ def test_command_line_list_index_and_sweep(tmp_path, cache_env):
   assert "\tfailed (ValueError: " in listing[2] and "got 9" in listing[2]
 
 
+def test_variants_left_behind_by_a_changed_axis_are_marked(tmp_path):
+  """A sweep run with seeds 0-2, then declared with seeds 0-1: seed=2's folder stays;
+  the listing and the results say it is not in the sweep (it was a plain row)."""
+  from test_results import write_run
+
+  def fake_train(config, workdir, data_cache):
+    write_run(workdir, [0.2, 0.1], [0.3, 0.2], [0.3, 0.2 + config.seed / 10])
+    return {"interrupted": False}
+
+  base = tiny_config()
+  sweep.run(base, str(tmp_path), sweep=sweep.seeds(3), train_fn=fake_train,
+            compilation_cache=False)
+  sweep.run(base, str(tmp_path), sweep=sweep.seeds(2), train_fn=fake_train,
+            compilation_cache=False)
+  listing = sweep.describe(base, sweep=sweep.seeds(2), workdir=str(tmp_path)).splitlines()
+  assert listing[0] == "2 variant(s)"
+  assert listing[3] == "-\tseed=2\tnot in the sweep (its axes changed since)\tfinished"
+  runs = results.load(str(tmp_path))
+  assert list(runs.in_sweep) == [True, True, False]
+  assert "| 3 (1 not in the sweep) |" in results.table(runs)
+  assert "| seed=2 | finished (not in the sweep) |" in results.diagnostics_table(runs)
+
+
 def test_a_command_line_override_of_a_swept_field_is_refused():
   """--sweep_index=0 --config.model.kwargs.depth=20 on a depth sweep would train the
   variant's depth and ignore the flag: refused, naming the flag; other flags pass."""

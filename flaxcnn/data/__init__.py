@@ -139,7 +139,7 @@ def config_section() -> ml_collections.ConfigDict:
   """config.data: where the images come from and how they are split (load reads it)."""
   s = ml_collections.ConfigDict()
   s.source = "tfds"           # tfds | folder | digits | synthetic
-  s.name = "cifar10"          # TFDS name (tfds) or a label for the run
+  s.name = "cifar10"          # TFDS name (tfds); a folder is named after itself
   s.label = ""                # how the console, data.json and results name the data,
                               # e.g. "CIFAR-10 (JPEG q75)"; "" = the dataset's name
   s.data_dir = placeholder(str)   # TFDS data_dir (default ~/tensorflow_datasets or $TFDS_DATA_DIR)
@@ -150,7 +150,8 @@ def config_section() -> ml_collections.ConfigDict:
   s.test_split = "test"
   s.validation_size = 5000    # examples held out from train when there is no validation split
   s.in_memory = True          # False: stream through tf.data (ImageNet-sized data)
-  s.image_size = placeholder(int)   # resize to this (streaming / synthetic); default native size
+  s.image_size = placeholder(int)   # resize to this (streaming: default 224 / synthetic);
+                                    # in memory the native size
   # streaming, centre evaluation: a crop of this side from the shorter side resized to
   # max(it, image_size / 0.875); 320 after training at 224 is He et al. 2016's 320 test
   s.eval_image_size = placeholder(int)

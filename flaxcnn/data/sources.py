@@ -319,8 +319,13 @@ def image_folder(root: str, cache_dir: Optional[str] = None, validation_size: in
       if os.path.isdir(os.path.join(folder, name)):
         splits[key] = _read_split(os.path.join(folder, name), class_names)
     _cache_folder(cache, root, class_names, splits)
-  name = os.path.basename(os.path.normpath(root)).split(".")[0]
-  return finalize(name, len(class_names), splits, validation_size, class_names)
+  return finalize(folder_name(root), len(class_names), splits, validation_size, class_names)
+
+
+def folder_name(root: str) -> str:
+  """The name of the data in folder `root` (or archive): its base name, e.g. 'cifar10'
+  of /data/cifar10.tar.gz."""
+  return os.path.basename(os.path.normpath(root)).split(".")[0]
 
 
 # ----------------------------------------------------------------------------- TFDS

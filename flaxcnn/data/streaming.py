@@ -24,6 +24,10 @@ resumed at step s skips exactly the first s batches (without decoding them) and
 sees the same images as the uninterrupted run. Process p of P takes the p-th slice
 of every global batch, so the global batch does not depend on the process count.
 TensorFlow is imported only here and only when streaming is used.
+
+Images stream at config.data.image_size; unset, at 224, with one line saying so when
+the images are at most half as large (CIFAR-sized images upscaled for an ImageNet
+model may be meant, a CIFAR model on them hardly).
 """
 import concurrent.futures
 import dataclasses
@@ -33,7 +37,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from flaxcnn.data.sources import (IMAGE_EXTENSIONS, _find_root, _is_archive, extract_archive,
-                                  split_classes, tfds_builder)
+                                  folder_name, split_classes, tfds_builder)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -204,6 +208,22 @@ def _image_shape(path) -> Tuple[int, int]:
       return im.size[1], im.size[0]
   except Exception as e:
     raise ValueError(f"unreadable image {path}: {e}. Remove or replace the file.") from None
+
+
+DEFAULT_IMAGE_SIZE = 224   # the streamed size when config.data.image_size is unset
+
+
+def _say_if_upscaled(where: str, shapes) -> None:
+  """One line when config.data.image_size is unset and the images (a sample of their
+  (height, width)) are at most half the default size: they would be upscaled."""
+  shapes = list(shapes)
+  if not shapes or max(max(s) for s in shapes) > DEFAULT_IMAGE_SIZE // 2:
+    return
+  h, w = shapes[0]
+  print(f"note: config.data.image_size is unset, so the {h}x{w} images of {where} are "
+        f"upscaled to {DEFAULT_IMAGE_SIZE}x{DEFAULT_IMAGE_SIZE}; set "
+        f"--config.data.image_size={max(h, w)} to train at their own size "
+        f"(or ={DEFAULT_IMAGE_SIZE} to keep it)", flush=True)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -444,7 +464,7 @@ def _folder_records(folder, class_names):
 def load(config) -> StreamingDataset:
   """The streamed dataset of `config.data` (source 'folder' or 'tfds')."""
   d = config.data
-  size = d.image_size or 224
+  size = d.image_size or DEFAULT_IMAGE_SIZE
   crop_padding = CROP_PADDING if config.augment.get("train_crop", "scale") == "inception" else None
   records = {}
   if d.source == "folder":
@@ -466,6 +486,9 @@ def load(config) -> StreamingDataset:
       if name in info.splits:
         records[key] = (builder, name)
     sizes = {k: info.splits[v[1]].num_examples for k, v in records.items()}
+    shape = info.features["image"].shape[:2] if "image" in info.features else (None,)
+    if d.image_size is None and None not in shape:
+      _say_if_upscaled(f"TFDS {d.name}", [shape])
     return TFDSStreamingDataset(d.name, info.features["label"].num_classes, size, sizes,
                                 records, True,
                                 class_names=tuple(info.features["label"].names),
@@ -479,7 +502,10 @@ def load(config) -> StreamingDataset:
     rest, held = order[:-d.validation_size], order[-d.validation_size:]
     records["train"], records["validation"] = ((paths[rest], labels[rest]),
                                                (paths[held], labels[held]))
+  if d.image_size is None and len(records["train"][0]):
+    paths = records["train"][0]
+    _say_if_upscaled(d.root, [_image_shape(p) for p in paths[::max(1, len(paths) // 8)][:8]])
   sizes = {k: len(v[1]) for k, v in records.items()}
-  return StreamingDataset(d.name, num_classes, size, sizes, records, from_tfds,
+  return StreamingDataset(folder_name(d.root), num_classes, size, sizes, records, from_tfds,
                           class_names=class_names, crop_padding=crop_padding,
                           eval_crop=d.get("eval_image_size"))

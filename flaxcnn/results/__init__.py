@@ -20,13 +20,17 @@ directory of runs, or a list of either.
 
 Columns of `load` (errors and accuracies are fractions; tables and figures show %):
   run, status ('finished' | 'failed' | 'running' | 'interrupted' | 'incomplete' |
-  'pending'; see `flaxcnn.sweep.variant_status`), data (what the run trained on,
-  as its config labels it: data.json's label),
+  'pending'; see `flaxcnn.sweep.variant_status`), in_sweep (False for a run in a
+  sweep folder that its sweep.json no longer lists: left over from a changed axis;
+  tables mark it), data (what the run trained on, as its config labels it: data.json's
+  label),
   one column per overridden field, and per config field whose value differs between
   the runs (config.json; so runs of different models, data or budgets are never
   pooled into one row), by its last dotted part (e.g. 'depth', 'seed') when that is
   unambiguous, the dotted name otherwise; listed in `runs.attrs["swept"]`,
-  epochs, steps, wall_time (seconds), cores (the CPU cores a sweep variant ran on),
+  epochs, steps, error_kind ('top-1', or 'pixel' for segmentation: what the errors
+  and accuracies count; tables never put the two in one column),
+  wall_time (seconds), cores (the CPU cores a sweep variant ran on),
   final_{train,validation,test}_{error,accuracy,loss} (train: averaged over the last
   epoch, as measured during training, i.e. with augmentation and dropout on),
   final_{validation,test}_top5, final_{validation,test}_METRIC where the task's metric

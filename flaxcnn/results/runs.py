@@ -16,8 +16,8 @@ from flaxcnn.results.diagnosis import diagnose
 
 _RUN_FILES = (workdir_lib.METRICS, workdir_lib.SUMMARY, workdir_lib.VARIANT)
 
-_RESERVED = {"run", "status", "data", "epochs", "steps", "wall_time", "cores", "error", "path",
-             "index", "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
+_RESERVED = {"run", "status", "in_sweep", "data", "error_kind", "epochs", "steps", "wall_time",
+             "cores", "error", "path", "index", "advice", "underfit", "overfit", "dev_split", "train_dev_gap", "dev_best_epoch",
              "dev_still_improving"}
 
 # Fields that do not change what a run learns.
@@ -96,20 +96,25 @@ def _hashable(v):
 
 
 def _records(path, dirs):
-  """[(run directory, its sweep record or variant status)], the variants a sweep
-  listed but never started (status 'pending') last."""
+  """[(run directory, its sweep record or variant status, in_sweep)], the variants a
+  sweep listed but never started (status 'pending') last. in_sweep is False for a
+  run in a sweep folder that its sweep.json does not list: left over from a changed
+  axis."""
   listed = {}   # sweep.json's variants, with their overrides (a queued one's record has none)
+  sweeps = set()   # the folders that have a sweep.json
   for folder in ([path] if isinstance(path, (str, os.PathLike)) else path):
     for record in sweep_lib.records(os.fspath(folder)):
       listed[os.path.join(os.fspath(folder), record["name"])] = record
-  infos = [(d, listed.get(d) or sweep_lib.variant_status(d)) for d in dirs]
-  return infos + [(d, r) for d, r in listed.items() if d not in dirs]
+      sweeps.add(os.path.normpath(folder))
+  in_sweep = lambda d: d in listed or os.path.dirname(os.path.normpath(d)) not in sweeps
+  infos = [(d, listed.get(d) or sweep_lib.variant_status(d), in_sweep(d)) for d in dirs]
+  return infos + [(d, r, True) for d, r in listed.items() if d not in dirs]
 
 
 def _fields(infos, dirs) -> List[str]:
   """The overridden fields (in order of appearance), then the differing config fields."""
   fields: List[str] = []
-  for _, record in infos:
+  for _, record, _ in infos:
     for f in (record.get("overrides") or {}):
       if f not in fields:
         fields.append(f)
@@ -125,13 +130,14 @@ def _wall_time(record: dict, summary: dict, records: List[dict]) -> float:
   return float(wall) if wall is not None else np.nan
 
 
-def _row(d: str, record: dict, columns: Dict[str, str], metric: str, curve, records,
-         diagnose_kwargs) -> dict:
-  """The row of the run in `d`; `columns`: {field: its column}."""
+def _row(info, columns: Dict[str, str], metric: str, curve, records, diagnose_kwargs) -> dict:
+  """The row of a run; `info`: (its directory, record, in_sweep) as `_records` gives;
+  `columns`: {field: its column}."""
+  d, record, in_sweep = info
   summary = workdir_lib.read_summary(d)
   data = trained_on(d) or {}
   row = {"run": record.get("name", os.path.basename(d)), "status": record["status"],
-         "data": data.get("label") or data.get("name") or np.nan}
+         "in_sweep": in_sweep, "data": data.get("label") or data.get("name") or np.nan}
   overrides = {**_flat_config(d), **(record.get("overrides") or {})}
   for f, column in columns.items():
     row[column] = _hashable(overrides.get(f, np.nan))
@@ -157,12 +163,13 @@ def load(path: Union[str, Sequence[str]], curves: bool = False, **diagnose_kwarg
   infos = _records(path, dirs)
   fields = _fields(infos, dirs)
   names = _column_names(fields, _RESERVED)
-  metrics = {d: task_metric(d) for d, _ in infos}
+  metrics = {d: task_metric(d) for d, _, _ in infos}
   rows, curve_frames = [], []
-  for d, record in infos:
+  for info in infos:
+    d = info[0]
     records = read_metrics(d)
     curve = epoch_curve(records, metrics[d])
-    row = _row(d, record, names, metrics[d], curve, records, diagnose_kwargs)
+    row = _row(info, names, metrics[d], curve, records, diagnose_kwargs)
     rows.append(row)
     if curves:
       curve.insert(0, "run", row["run"])
@@ -201,7 +208,8 @@ def _run_metrics(curve: pd.DataFrame, summary: dict, records: List[dict],
   steps = summary.get("step")
   if steps is None:
     steps = max((r.get("step", 0) for r in records), default=np.nan)
-  row = {"epochs": float(epochs), "steps": steps}
+  row = {"epochs": float(epochs), "steps": steps,
+         "error_kind": error_kind(summary, records, metric)}
   train = curve[curve.split == "train"]
   last = train.iloc[-1] if len(train) else None
   for k in ("error", "accuracy", "loss"):
@@ -215,6 +223,16 @@ def _run_metrics(curve: pd.DataFrame, summary: dict, records: List[dict],
     row.update(_best(ev, split))
   row["test_error_at_best_validation"] = _test_at_best_validation(curve)
   return row
+
+
+def error_kind(summary: dict, records: List[dict], metric: str = "accuracy"):
+  """What a run's error and accuracy count: 'pixel' (segmentation: its task's metric
+  or its evaluations have a mean IoU), 'top-1' (classification), NaN before any
+  metrics."""
+  lines = records + [v for v in summary.values() if isinstance(v, dict)]
+  if metric == "mean_iou" or any("mean_iou" in r for r in lines):
+    return "pixel"
+  return "top-1" if records or summary else np.nan
 
 
 def final_metrics(split: str, final: dict, metric: str = "accuracy") -> dict:

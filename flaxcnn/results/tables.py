@@ -45,11 +45,43 @@ def is_fraction(metric: str) -> bool:
   return any(w in metric for w in ("error", "accuracy", "top5", "iou"))
 
 
-def label(metric: str, percent: bool) -> str:
+def kinds(df: pd.DataFrame) -> List[str]:
+  """The error kinds of the runs in `df` (their error_kind: 'top-1', 'pixel'), in
+  order of appearance."""
+  if "error_kind" not in df:
+    return []
+  return list(dict.fromkeys(k for k in df["error_kind"] if isinstance(k, str)))
+
+
+def of_a_kind(metric: str) -> bool:
+  """Whether a metric counts what the run's error kind says (its errors and
+  accuracies); the task's other metrics (e.g. mean_iou) are of no kind."""
+  return "error" in metric or "accuracy" in metric
+
+
+def label(metric: str, percent: bool, kind: Optional[str] = None) -> str:
+  """A metric's column: 'test error (%)'; of one error kind: 'test pixel error (%)'."""
   text = metric.replace("final_", "").replace("_", " ")
+  if kind:
+    text = text.replace("error", f"{kind} error").replace("accuracy", f"{kind} accuracy")
   if percent and is_fraction(metric):
     text += " (%)"
   return text
+
+
+def metric_columns(df: pd.DataFrame, metrics: Sequence[str]) -> List[tuple]:
+  """[(metric, error kind or None)]: a column per metric, and per kind for the errors
+  and accuracies when the runs count several (top-1 beside a U-Net's pixels), so no
+  column mixes them; a kind other than top-1 is always named."""
+  found = kinds(df)
+  named = found[0] if len(found) == 1 and found[0] != "top-1" else None
+  columns = []
+  for m in metrics:
+    if not of_a_kind(m):
+      columns.append((m, None))
+    else:
+      columns += [(m, k) for k in found] if len(found) > 1 else [(m, named)]
+  return columns
 
 
 def fmt(value) -> str:
@@ -86,13 +118,26 @@ def write(text: str, path: Optional[str]) -> None:
 
 
 def _runs_cell(group: pd.DataFrame, done: pd.DataFrame, include_unfinished: bool) -> str:
-  """The number of runs averaged, with the failed and unfinished ones left out."""
+  """The number of runs averaged, with the failed and unfinished ones left out, and
+  the runs left over from a changed sweep axis noted."""
   text = str(len(done))
   failed = int((group.status == "failed").sum())
   others = len(group) - len(done) - failed
+  left = int((~group["in_sweep"].astype(bool)).sum()) if "in_sweep" in group else 0
   notes = ([f"{failed} failed"] if failed else []) + \
-      ([f"{others} unfinished"] if others and not include_unfinished else [])
+      ([f"{others} unfinished"] if others and not include_unfinished else []) + \
+      ([f"{left} not in the sweep"] if left else [])
   return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _cell(done: pd.DataFrame, metric: str, kind: Optional[str], scale: float,
+          precision: int) -> str:
+  """A column's mean ± std over the runs `done` (of its error `kind` when given)."""
+  if metric not in done:
+    return "–"
+  if kind is not None:
+    done = done[done.error_kind == kind]
+  return _mean_std(done[metric].to_numpy(float), scale, precision)
 
 
 def _cores_note(df: pd.DataFrame) -> str:
@@ -113,19 +158,21 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
 
   `metrics` default: final test and final validation error (those present), or the
   task's metric where it is not accuracy (segmentation: final_test_mean_iou, ...).
+  Errors and accuracies get a column per error kind when the runs count several
+  (top-1, a U-Net's pixels), headed by the kind.
   Written to `path` when given.
   """
   by = group_fields(df, by)
   metrics = headline(df) if metrics is None else metrics
   metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-  header = list(by) + [label(m, percent) for m in metrics] + ["runs"]
+  columns = metric_columns(df, metrics)
+  header = list(by) + [label(m, percent, k) for m, k in columns] + ["runs"]
   scale = {m: 100.0 if percent and is_fraction(m) else 1.0 for m in metrics}
   rows = []
   for key, group in groups(df, by):
     done = group if include_unfinished else group[group.status == "finished"]
     cells = [fmt(key[b]) for b in by]
-    cells += [_mean_std(done[m].to_numpy(float), scale[m], precision) if m in done else "–"
-              for m in metrics]
+    cells += [_cell(done, m, k, scale[m], precision) for m, k in columns]
     rows.append(cells + [_runs_cell(group, done, include_unfinished)])
   text = markdown(header, rows, ["---"] * len(by) + ["--:"] * (len(header) - len(by)))
   text += _cores_note(df)
@@ -135,26 +182,43 @@ def table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, by=None,
 
 def diagnostics_table(df: pd.DataFrame, path: Optional[str] = None) -> str:
   """A Markdown table of each run's train/dev errors, gap, best dev epoch, flags, advice
-  (the dev column in the task's metric where that is not accuracy)."""
-  splits = {r for r in df.get("dev_split", pd.Series([], dtype=object)) if isinstance(r, str)}
-  dev_name = splits.pop() if len(splits) == 1 else "dev (validation, else test)"
+  (the dev column in the task's metric where that is not accuracy); one table per
+  error kind (top-1, pixel) when the runs have several."""
   metric = df.attrs.get("metric", "accuracy")
-  name = "error" if metric == "accuracy" else metric
-  header = ["run", "status", "epochs", "train error (%)", f"{dev_name} {name} (%)",
-            "gap (points)", f"{dev_name} best epoch", "underfit", "overfit", "advice"]
-  flag = lambda v: "–" if v is None or v != v else ("yes" if v else "no")
-  pct = lambda v: "–" if v != v else f"{100 * v:.2f}"
-  rows = []
-  for _, r in df.iterrows():
-    dev = r.get("dev_split") or "validation"
-    note = r.get("advice") or ""
-    if r.get("status") == "failed":
-      note = f"failed: {r.get('error')}"
-    rows.append([r["run"], r["status"], fmt(float(r.get("epochs", np.nan))),
-                 pct(r.get("final_train_error", np.nan)),
-                 pct(r.get(f"final_{dev}_{name}", np.nan)),
-                 pct(r.get("train_dev_gap", np.nan)), fmt(r.get("dev_best_epoch", np.nan)),
-                 flag(r.get("underfit")), flag(r.get("overfit")), note])
-  text = markdown(header, rows)
+  found = kinds(df)
+  if len(found) > 1:   # the runs of no kind yet (pending) go with the first
+    unknown = df.error_kind.isna()
+    parts = [df[(df.error_kind == k) | (unknown & (i == 0))] for i, k in enumerate(found)]
+    text = "\n".join(_diagnostics(part, k, metric) for part, k in zip(parts, found))
+  else:
+    text = _diagnostics(df, found[0] if found and found[0] != "top-1" else None, metric)
   write(text, path)
   return text
+
+
+def _diagnostics(df: pd.DataFrame, kind: Optional[str], metric: str) -> str:
+  """The diagnostics table of runs of one error `kind` (named when given)."""
+  splits = {r for r in df.get("dev_split", pd.Series([], dtype=object)) if isinstance(r, str)}
+  dev_name = splits.pop() if len(splits) == 1 else "dev (validation, else test)"
+  error = f"{kind} error" if kind else "error"
+  dev_column = "error" if metric == "accuracy" else metric
+  dev_label = error if metric == "accuracy" else metric
+  header = ["run", "status", "epochs", f"train {error} (%)", f"{dev_name} {dev_label} (%)",
+            "gap (points)", f"{dev_name} best epoch", "underfit", "overfit", "advice"]
+  return markdown(header, [_diagnostics_row(r, dev_column) for _, r in df.iterrows()])
+
+
+def _diagnostics_row(r: pd.Series, dev_column: str) -> List[str]:
+  """A run's diagnostics; `dev_column`: its final dev column's last part ('error')."""
+  flag = lambda v: "–" if v is None or v != v else ("yes" if v else "no")
+  pct = lambda v: "–" if v != v else f"{100 * v:.2f}"
+  dev = r.get("dev_split") or "validation"
+  note = r.get("advice") or ""
+  if r.get("status") == "failed":
+    note = f"failed: {r.get('error')}"
+  status = r["status"] + (" (not in the sweep)" if not r.get("in_sweep", True) else "")
+  return [r["run"], status, fmt(float(r.get("epochs", np.nan))),
+          pct(r.get("final_train_error", np.nan)),
+          pct(r.get(f"final_{dev}_{dev_column}", np.nan)),
+          pct(r.get("train_dev_gap", np.nan)), fmt(r.get("dev_best_epoch", np.nan)),
+          flag(r.get("underfit")), flag(r.get("overfit")), note]

@@ -131,7 +131,20 @@ def describe(source, arg: str = "", config=None, workdir: Optional[str] = None,
     if workdir:
       line += "\t" + describe_state(variant_status(os.path.join(workdir, name)))
     lines.append(line)
+  for name in left_over(workdir, [name for name, _, _ in specs]) if workdir else ():
+    state = describe_state(variant_status(os.path.join(workdir, name)))
+    lines.append(f"-\t{name}\tnot in the sweep (its axes changed since)\t{state}")
   return "\n".join(lines)
+
+
+def left_over(workdir: str, names) -> List[str]:
+  """The runs in a sweep's `workdir` that are none of its variants `names`: left
+  behind when the sweep's axes changed."""
+  if not os.path.isdir(workdir):
+    return []
+  run_files = (workdir_lib.METRICS, workdir_lib.SUMMARY, workdir_lib.VARIANT)
+  return sorted(d for d in os.listdir(workdir) if d not in set(names) and any(
+      os.path.exists(os.path.join(workdir, d, f)) for f in run_files))
 
 
 def result_words(variant_dir: str) -> str:

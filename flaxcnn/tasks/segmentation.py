@@ -24,7 +24,7 @@ Data (`config.data`):
 - source 'synthetic', name 'craters': flaxcnn.data.shapes, generated
   (train + validation: data.synthetic_size + data.validation_size images of
   seed 0; test: data.validation_size images of seed 1), data.image_size pixels
-  (default 32), 2 classes (background, crater).
+  (default 32), 2 classes (background, crater): data.num_classes must say 2.
 - source 'tfds', name 'oxford_iiit_pet': the Oxford-IIIT Pet trimaps
   (segmentation_mask 1 pet, 2 background, 3 border -> classes 0, 1, 2), images
   resized to data.image_size (default 128; bilinear, masks nearest), a
@@ -145,6 +145,11 @@ def validate(config, num_devices: int = 1) -> None:
   if not config.data.in_memory:
     raise ValueError("config.data.in_memory=False: segmentation data are read into memory; "
                      "set it to True")
+  classes = len(shapes.CLASS_NAMES)
+  if config.data.source == "synthetic" and config.data.num_classes != classes:
+    raise ValueError(f"config.data.num_classes={config.data.num_classes}: the generated "
+                     f"craters have {classes} classes ({', '.join(shapes.CLASS_NAMES)}); "
+                     f"set it to {classes}")
 
 
 @register
