@@ -3,6 +3,8 @@
   python benchmarks/throughput.py                                  # WRN-28-10 b512 + ResNet-50 b256, bf16
   python benchmarks/throughput.py --models=resnet20_cifar:128 --dtype=float32 --steps=20
   python benchmarks/throughput.py --models=wrn28_10:512 --cifar=PATH/cifar10-jpeg/train.tar.xz
+  python benchmarks/throughput.py --models=resnet20_cifar:128 --dtype=float32 --epoch \
+      --cifar=PATH/cifar10-jpeg/train    # + what the input path and evaluation add to an epoch
 
 For each model:batch it times the jitted train step on
 - synthetic: a uint8 batch already on the devices (the plain-jit-step figure), and
@@ -15,6 +17,12 @@ achieved TFLOP/s: the training FLOPs per image are taken as 3 x the forward
 multiply-adds x 2 (forward, input gradient and weight gradient; a multiply-add
 is 2 FLOPs), counted by `flaxcnn.models.summary` at the training input size, so
 a GPU figure reads at once as a fraction of the card's peak. No TensorFlow is imported.
+
+--epoch (CIFAR-sized models) also times one whole training epoch on the in-memory path
+and one evaluation of the validation split (`eval_batch_size` 500, as the trainer's
+periodic evaluation), and prints what each adds to an epoch of synthetic steps: the
+input path's share (in-memory epoch over the same number of synthetic steps) and the
+evaluation's (over the in-memory epoch).
 """
 import argparse
 import os
@@ -64,7 +72,7 @@ def train_flops_per_image(model, image_size: int) -> float:
   return 3 * 2 * summary.count_macs(model, image_size)
 
 
-def bench(model, batch, dtype, steps, warmup, cifar=None):
+def bench(model, batch, dtype, steps, warmup, cifar=None, epoch=False):
   preset = get_preset(model)
   size, num_classes = preset.image_size, preset.num_classes
   config = _config(model, batch, dtype, size, num_classes)
@@ -100,6 +108,17 @@ def bench(model, batch, dtype, steps, warmup, cifar=None):
       return out
     secs, state = _time(real, state, steps, warmup)
     results["in-memory"] = steps * batch / secs
+    if epoch and "validation" in dataset.splits:
+      spe = run.steps_per_epoch
+      results["epoch_s"], state = _time(real, state, spe, 1)
+      results["epoch_synthetic_s"] = spe * batch / results["synthetic"]
+      eval_step = train.make_eval_step(run)
+      batches = lambda: feed.eval_batches("validation", 500)   # noqa: E731
+      train.evaluate(run, eval_step, state.params, state.batch_stats, batches())   # compile
+      t = time.perf_counter()
+      train.evaluate(run, eval_step, state.params, state.batch_stats, batches())
+      results["eval_s"] = time.perf_counter() - t
+      results["eval_images"] = len(dataset.splits["validation"].labels)
   return results
 
 
@@ -111,13 +130,15 @@ def main():
   p.add_argument("--steps", type=int, default=50)
   p.add_argument("--warmup", type=int, default=5)
   p.add_argument("--cifar", default=None, help="CIFAR-10 image folder or archive")
+  p.add_argument("--epoch", action="store_true",
+                 help="also time a whole epoch (in-memory) and an evaluation of the validation split")
   args = p.parse_args()
   dev = jax.devices()[0]
   print(f"device: {jax.device_count()} x {dev.platform} {dev.device_kind}; jax {jax.__version__}; "
         f"dtype {args.dtype}", flush=True)
   for item in args.models.split(","):
     model, batch = item.split(":")
-    r = bench(model, int(batch), args.dtype, args.steps, args.warmup, args.cifar)
+    r = bench(model, int(batch), args.dtype, args.steps, args.warmup, args.cifar, args.epoch)
     flops = r["train_flops"]
     tflops = lambda ips: f"{ips * flops / 1e12:7.3f} TFLOP/s"
     line = (f"{model:16s} batch {batch:>4s}  {flops / 1e9:7.2f} GFLOP/img (train)  "
@@ -126,6 +147,11 @@ def main():
       line += (f"  in-memory {r['in-memory']:10.1f} img/s {tflops(r['in-memory'])}  "
                f"({100 * r['in-memory'] / r['synthetic']:.1f}% of synthetic)")
     print(line, flush=True)
+    if "epoch_s" in r:
+      print(f"{'':16s} epoch: {r['epoch_s']:.1f} s in-memory vs {r['epoch_synthetic_s']:.1f} s of "
+            f"synthetic steps (input path +{100 * (r['epoch_s'] / r['epoch_synthetic_s'] - 1):.1f}%); "
+            f"evaluation of {r['eval_images']} validation images {r['eval_s']:.1f} s "
+            f"(+{100 * r['eval_s'] / r['epoch_s']:.1f}% of the epoch)", flush=True)
 
 
 if __name__ == "__main__":
