@@ -23,7 +23,6 @@ optional: without it, only flaxcnn's figures are printed.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -185,17 +184,6 @@ def median_steps(variants, steps, rounds):
   return {label: float(np.median(t)) for label, t in times.items()}
 
 
-def machine() -> str:
-  model = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return f"{model}, {cores} cores"
-
-
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--models", default=DEFAULT, help="comma-separated preset:batch")
@@ -208,7 +196,7 @@ def main():
                           else os.cpu_count())
   versions = f"jax {jax.__version__}" + (f", torch {torch.__version__}" if torch else
                                          " (PyTorch not installed: flaxcnn only)")
-  print(f"machine: {machine()}; {versions}; float32, median of {args.steps * args.rounds} "
+  print(f"machine: {backend.host_description()}; {versions}; float32, median of {args.steps * args.rounds} "
         "steps", flush=True)
   print("| model | batch | params (ours / torch) | flaxcnn | torch channels_last | torch "
         "contiguous | flaxcnn / best torch |\n|---|---|---|---|---|---|---|", flush=True)
@@ -231,7 +219,7 @@ def main():
   if args.json:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-      json.dump({"machine": machine(), "versions": versions, "rows": rows}, f, indent=1)
+      json.dump({"machine": backend.host_description(), "versions": versions, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import functools
 import importlib.util
 import mmap
 import os
+import platform
 from typing import Optional
 
 import jax
@@ -59,6 +60,19 @@ def configure(cpu_tuning: bool = True) -> None:
 def tuned() -> bool:
   """Whether configure() turned the tuning on and the default backend is the CPU."""
   return _state["tuned"] and jax.default_backend() == "cpu"
+
+
+def host_description() -> str:
+  """'CPU model, N cores' of this machine (the cores this process may use), as the
+  benchmarks and the lecture's pages record it."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return f"{model}, {cores} cores"
 
 
 def _backends_started() -> bool:

@@ -7,6 +7,8 @@ imported by the config file that uses it).
 """
 import importlib
 
+from flaxcnn import registration
+
 JOBS = {
     "train": "flaxcnn.train:train_and_evaluate",   # train, evaluate, checkpoint (the default)
     "eval": "flaxcnn.train:evaluate_checkpoint",   # the latest checkpoint, on validation and test
@@ -16,12 +18,7 @@ JOBS = {
 
 def register(name: str):
   """Decorator: makes `fn(config, workdir)` the job `name`."""
-  def add(fn):
-    if name in JOBS:
-      raise ValueError(f"a job named {name!r} is already registered")
-    JOBS[name] = fn
-    return fn
-  return add
+  return registration.add_to(JOBS, name, "a job")
 
 
 def names():

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from flaxcnn import registration
+
 
 def weight_decay_mask(params, decay_all: bool = False):
   """True for the leaves that decay: conv and dense kernels only (not BatchNorm
@@ -90,31 +92,21 @@ WARMUPS = {}      # config.schedule.warmup -> warmup(s, lr, steps)
 DECAY_BEGINS = ("warmup", "start")
 
 
-def _add_to(table: dict, name: str):
-  """Decorator: registers a function in `table` under `name`."""
-  def add(fn):
-    if name in table:
-      raise ValueError(f"{name!r} is already registered")
-    table[name] = fn
-    return fn
-  return add
-
-
 def optimizer(name: str):
   """Registers `build(o, learning_rate, mask)` (o = config.optimizer) as
   config.optimizer.name=`name`."""
-  return _add_to(OPTIMIZERS, name)
+  return registration.add_to(OPTIMIZERS, name, "an optimizer")
 
 
 def schedule(name: str):
   """Registers `main(s, lr, steps_per_epoch, warmup, total_steps)` (s = config.schedule;
   warmup and total_steps in steps): the rate after the warm-up, counted from its end."""
-  return _add_to(SCHEDULES, name)
+  return registration.add_to(SCHEDULES, name, "a schedule")
 
 
 def warmup(name: str):
   """Registers `warmup(s, lr, steps)`: the rate of the warm-up's first `steps` steps."""
-  return _add_to(WARMUPS, name)
+  return registration.add_to(WARMUPS, name, "a warm-up")
 
 
 def coupled_l2(o, mask, base):

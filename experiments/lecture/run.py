@@ -32,7 +32,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
-from flaxcnn import sweep  # noqa: E402
+from flaxcnn import backend, sweep  # noqa: E402
 
 claims = sweep.load_module(os.path.join(_HERE, "claims.py"))
 
@@ -74,13 +74,7 @@ def run_claim(claim, workdir: str, budget: str, seeds: int) -> None:
 
 
 def machine() -> str:
-  model = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+  return f"{backend.host_description()}, {platform.system()}"
 
 
 def collect(claim, workdir: str, out: str, budget: str, seeds: int) -> dict:

@@ -21,6 +21,7 @@ import numbers
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from flaxcnn import registration
 from flaxcnn.data import sources, streaming
 from flaxcnn.data.core import (Dataset, Split, _stats, finalize, fingerprint,  # noqa: F401
                                hold_out, select)
@@ -93,12 +94,7 @@ SOURCES = {}   # config.data.source -> load(config): a Dataset of arrays
 def source(name: str):
   """Decorator: registers `load(config)` (an in-memory Dataset) as
   config.data.source=`name`."""
-  def add(fn):
-    if name in SOURCES:
-      raise ValueError(f"a data source named {name!r} is already registered")
-    SOURCES[name] = fn
-    return fn
-  return add
+  return registration.add_to(SOURCES, name, "a data source")
 
 
 def _load_source(config):
