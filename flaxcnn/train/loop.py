@@ -103,7 +103,7 @@ class LogMetrics:
   def __call__(self, state, step):
     if not self.pending:
       return state
-    ctx, cfg = self.ctx, self.ctx.config
+    ctx = self.ctx
     m = jax.device_get(self.pending)
     self.pending = []
     self._check_finite(m, step)
@@ -112,7 +112,7 @@ class LogMetrics:
       steps_per_sec = (step - self.step_last) / max(now - self.t_last, 1e-9)
       # smoothed over the log intervals, so one slow interval does not swing the ETA
       self.rate = steps_per_sec if self.rate is None else 0.5 * (self.rate + steps_per_sec)
-    ips = (self.rate or 0.0) * cfg.batch_size
+    ips = (self.rate or 0.0) * ctx.run.global_batch
     values = {k: float(np.mean([x[k] for x in m]))
               for k in ("loss", "accuracy", "grad_norm", "param_norm")}
     values.update(lr=float(m[-1]["lr"]), img_per_sec=ips)
