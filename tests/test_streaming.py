@@ -280,7 +280,7 @@ def test_eval_image_size_tests_on_the_centre_of_a_shorter_side_of_that_size(tmp_
   # a run evaluates at the larger size; in-memory data and other eval modes refuse it
   from flaxcnn.data import feeds
   c = _config(root, **{"data.eval_image_size": 48})
-  assert feeds.eval_image_size(c, big) == 48
+  assert feeds.eval_image_size(c.data, big) == 48
   for bad in ({"data.in_memory": True}, {"eval_mode": "ten_crop"}):
     with pytest.raises(ValueError, match="eval_image_size=48"):
       config_lib.validate(_config(root, **{"data.eval_image_size": 48, **bad}))

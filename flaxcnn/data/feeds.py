@@ -98,8 +98,7 @@ def make_feed(run, dataset, arrays=None):
   return (StreamingFeed if is_streaming(dataset) else InMemoryFeed)(run, dataset, arrays)
 
 
-def eval_image_size(config, dataset) -> int:
-  """Evaluation resolution: config.data.eval_image_size, else config.data.image_size,
-  else the dataset's own."""
-  return (config.data.get("eval_image_size") or config.data.image_size
-          or dataset.image_shape[0])
+def eval_image_size(data, dataset) -> int:
+  """Evaluation resolution: the data section's (config.data) eval_image_size, else its
+  image_size, else the dataset's own."""
+  return data.get("eval_image_size") or data.image_size or dataset.image_shape[0]

@@ -152,7 +152,7 @@ class Evaluate:
     self.ctx = ctx
     self.every = max(1, int(round(ctx.config.eval_every_epochs * ctx.run.steps_per_epoch)))
     self.feed = feeds.make_feed(ctx.run, ctx.dataset)
-    self.step_fn = steps.make_eval_step(ctx.run, feeds.eval_image_size(ctx.config,
+    self.step_fn = steps.make_eval_step(ctx.run, feeds.eval_image_size(ctx.config.data,
                                                                        ctx.dataset))
     self.panels = None
 
@@ -515,7 +515,7 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   run = setup(config, dataset)
   state = load_state(config, workdir, dataset)
   feed = feeds.make_feed(run, dataset)
-  eval_step = steps.make_eval_step(run, feeds.eval_image_size(config, dataset))
+  eval_step = steps.make_eval_step(run, feeds.eval_image_size(config.data, dataset))
   results = {}
   for name in ("validation", "test"):
     if name in dataset.splits:
