@@ -154,7 +154,7 @@ def main():
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   from flaxcnn.config import default_config
-  from flaxcnn.data.streaming import StreamingDataset
+  from flaxcnn.data.streaming import StreamingDataset, options
 
   with tempfile.TemporaryDirectory() as folder:
     t = time.time()
@@ -169,11 +169,10 @@ def main():
 
     def train(crop):
       c = default_config()
-      c.batch_size = args.batch
       c.augment.scale_range = (256, 480)
-      with c.unlocked():   # until config.py has the field
-        c.augment.train_crop = crop
-      return lambda: ds.train_batches(c, epoch=0, start_step=0)
+      c.augment.train_crop = crop
+      opts = options(c.data, c.augment, args.batch, args.batch, c.seed)
+      return lambda: ds.train_batches(opts, epoch=0, start_step=0)
 
     rows = {
         "reference (decode all, resize 256, crop)":

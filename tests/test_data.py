@@ -1,4 +1,5 @@
 """Data sources, the offline error, streaming determinism and device augmentation."""
+import dataclasses
 import os
 import tarfile
 import time
@@ -11,7 +12,7 @@ from PIL import Image
 
 from conftest import CIFAR_JPEG, tiny_config
 from flaxcnn import augment, data as data_lib, train
-from flaxcnn.data import sources
+from flaxcnn.data import sources, streaming
 
 
 def _make_folder(root, sizes=((20, 24),), per_class=6, classes=("cat", "dog", "owl"),
@@ -103,20 +104,22 @@ def test_streaming_is_deterministic_and_resumable(tmp_path, cache_env):
                           "augment.scale_range": (32, 48)})
   ds = data_lib.load(config)
   assert ds.sizes == {"train": 24, "test": 24} and ds.image_shape == (32, 32, 3)
-  full = list(ds.train_batches(config, epoch=0, start_step=0))
+  opts = streaming.options(config.data, config.augment, 4, 4, config.seed)
+  full = list(ds.train_batches(opts, epoch=0, start_step=0))
   assert len(full) == 6 and full[0][0].shape == (4, 32, 32, 3) and full[0][0].dtype == np.uint8
-  again = list(ds.train_batches(config, epoch=0, start_step=0))
-  resumed = list(ds.train_batches(config, epoch=0, start_step=2))
+  again = list(ds.train_batches(opts, epoch=0, start_step=0))
+  resumed = list(ds.train_batches(opts, epoch=0, start_step=2))
   for (a, la), (b, lb) in zip(full, again):
     np.testing.assert_array_equal(a, b)
   for (a, la), (b, lb) in zip(full[2:], resumed):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(la, lb)
   # two processes: each takes its half of every global batch
-  halves = [list(ds.train_batches(config, 0, 0, p, 2)) for p in range(2)]
+  two = dataclasses.replace(opts, process_batch=2)
+  halves = [list(ds.train_batches(two, 0, 0, p)) for p in range(2)]
   for t, (images, labels) in enumerate(full):
     np.testing.assert_array_equal(np.concatenate([halves[0][t][0], halves[1][t][0]]), images)
-  epoch1 = list(ds.train_batches(config, epoch=1, start_step=0))
+  epoch1 = list(ds.train_batches(opts, epoch=1, start_step=0))
   assert any((a != b).any() for (a, _), (b, _) in zip(full, epoch1))
   # evaluation: every example once, the padding masked
   batches = list(ds.eval_batches("test", 10))

@@ -1,4 +1,7 @@
 """The streaming pipeline: fused windows, the Inception crop, multi-scale testing."""
+import dataclasses
+import inspect
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,6 +36,12 @@ def _config(root, **overrides):
                      "data.image_size": 32, "data.validation_size": 0, "batch_size": 4,
                      "augment.scale_range": (36, 64), **overrides})
   return c
+
+
+def _options(config):
+  """The streaming options of a one-process run of `config`."""
+  return streaming.options(config.data, config.augment, config.batch_size,
+                           config.batch_size, config.seed)
 
 
 def _with_crop(config, crop):
@@ -98,15 +107,15 @@ def test_fused_decode_equals_decoding_the_whole_image(tmp_path):
 def test_train_crops_are_deterministic_and_resumable(tmp_path, cache_env, crop):
   root = _jpeg_folder(tmp_path / "j")
   config = _with_crop(_config(root), crop)
-  ds = data_lib.load(config)
-  full = list(ds.train_batches(config, epoch=0, start_step=0))
+  ds, opts = data_lib.load(config), _options(config)
+  full = list(ds.train_batches(opts, epoch=0, start_step=0))
   assert len(full) == 2 and full[0][0].shape == (4, 32, 32, 3) and full[0][0].dtype == np.uint8
-  resumed = list(ds.train_batches(config, epoch=0, start_step=1))
+  resumed = list(ds.train_batches(opts, epoch=0, start_step=1))
   np.testing.assert_array_equal(full[1][0], resumed[0][0])
   np.testing.assert_array_equal(full[1][1], resumed[0][1])
-  again = list(ds.train_batches(config, epoch=0, start_step=0))
+  again = list(ds.train_batches(opts, epoch=0, start_step=0))
   np.testing.assert_array_equal(full[0][0], again[0][0])
-  other = list(ds.train_batches(config, epoch=1, start_step=0))
+  other = list(ds.train_batches(opts, epoch=1, start_step=0))
   assert any((a[0] != b[0]).any() for a, b in zip(full, other))
 
 
@@ -148,6 +157,31 @@ def test_small_images_streamed_at_the_default_size_are_said_to_be_upscaled(tmp_p
   assert "upscaled" not in capsys.readouterr().out
 
 
+def test_streaming_reads_its_sections_and_options_not_the_config(tmp_path, cache_env):
+  """The streamed dataset is built from the data section alone and its batches from
+  an `Options`: the same batches as the run's own options of the whole config, and
+  two processes' shares of a global batch make it up."""
+  root = _jpeg_folder(tmp_path / "j")
+  config = _config(root)
+  ds = streaming.load(config.data)
+  assert ds.sizes == data_lib.load(config).sizes == {"train": 8, "test": 8}
+  opts = streaming.Options(global_batch=4, process_batch=4, seed=config.seed,
+                           train_crop="scale", scale_range=(36, 64), flip=False,
+                           shuffle_buffer=10_000)
+  assert opts == _options(config)
+  full = list(ds.train_batches(opts, epoch=0, start_step=0))
+  assert [b[0].shape for b in full] == [(4, 32, 32, 3)] * 2
+  two = dataclasses.replace(opts, process_batch=2)
+  assert two.process_count == 2
+  halves = [list(ds.train_batches(two, 0, 0, p)) for p in range(2)]
+  for t, (images, labels) in enumerate(full):
+    np.testing.assert_array_equal(np.concatenate([halves[0][t][0], halves[1][t][0]]), images)
+    np.testing.assert_array_equal(np.concatenate([halves[0][t][1], halves[1][t][1]]), labels)
+  for fn in (streaming.load, streaming.train_image, streaming.StreamingDataset.train_batches,
+             streaming.TFDSStreamingDataset.train_batches):
+    assert "config" not in inspect.signature(fn).parameters
+
+
 def test_corrupt_image_in_the_stream_is_named(tmp_path, cache_env):
   root = _jpeg_folder(tmp_path / "j")
   (root / "train" / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")
@@ -155,7 +189,7 @@ def test_corrupt_image_in_the_stream_is_named(tmp_path, cache_env):
   ds = data_lib.load(config)
   with pytest.raises(ValueError) as e:
     for _ in range(3):
-      list(ds.train_batches(config, epoch=_, start_step=0))
+      list(ds.train_batches(_options(config), epoch=_, start_step=0))
   msg = str(e.value)
   assert "broken.jpg" in msg and "\n" not in msg
   with pytest.raises(ValueError, match="broken.jpg"):
@@ -246,7 +280,7 @@ def test_eval_image_size_tests_on_the_centre_of_a_shorter_side_of_that_size(tmp_
   # a run evaluates at the larger size; in-memory data and other eval modes refuse it
   from flaxcnn.data import feeds
   c = _config(root, **{"data.eval_image_size": 48})
-  assert feeds.eval_image_size(c, big) == 48
+  assert feeds.eval_image_size(c.data, big) == 48
   for bad in ({"data.in_memory": True}, {"eval_mode": "ten_crop"}):
     with pytest.raises(ValueError, match="eval_image_size=48"):
       config_lib.validate(_config(root, **{"data.eval_image_size": 48, **bad}))

@@ -84,7 +84,7 @@ def load(config):
   check_config(config)
   d = config.data
   if not d.in_memory and d.source in ("folder", "tfds"):
-    return streaming.load(config)
+    return streaming.load(d, config.augment.get("train_crop", "scale"))
   return select(_load_source(config), d.classes, d.train_per_class)
 
 

@@ -7,7 +7,8 @@ evaluation batches.
 - `StreamingFeed`: tf.data batches, each process decoding its share of every
   global batch (flaxcnn/data/streaming.py).
 
-A feed needs only the run's sharding, batch and epoch sizes and config (`run`).
+A feed needs only the run's sharding, batch and epoch sizes, seed and streaming
+options (`run`).
 """
 import dataclasses
 
@@ -73,20 +74,20 @@ class StreamingFeed:
     spe = self.run.steps_per_epoch
     epoch = step // spe
     if self.it_epoch != epoch:
-      self.it = self.dataset.train_batches(self.run.config, epoch, step % spe,
-                                           jax.process_index(), jax.process_count())
+      self.it = self.dataset.train_batches(self.run.stream, epoch, step % spe,
+                                           jax.process_index())
       self.it_epoch = epoch
     images, labels = next(self.it)
     return self._global(images), self._global(labels)
 
   def eval_batches(self, split: str, batch_size: int):
-    dataset, cfg = self.dataset, self.run.config
-    if cfg.eval_mode == "multiscale":   # He et al. 2015: whole images, shorter side s
+    dataset, opts = self.dataset, self.run.stream
+    if opts.eval_mode == "multiscale":   # He et al. 2015: whole images, shorter side s
       for views, labels, mask in dataset.multiscale_batches(
-          split, batch_size, cfg.eval_scales, jax.process_index(), jax.process_count()):
+          split, batch_size, opts.eval_scales, jax.process_index(), jax.process_count()):
         yield (tuple(self._global(v) for v in views), self._global(labels), self._global(mask))
       return
-    if cfg.eval_mode != "center":    # ten-crop: the views are cut on the device
+    if opts.eval_mode != "center":    # ten-crop: the views are cut on the device
       dataset = dataclasses.replace(dataset, eval_crop=round(dataset.image_size / 0.875))
     for batch in dataset.eval_batches(split, batch_size, jax.process_index(),
                                       jax.process_count()):
@@ -97,8 +98,7 @@ def make_feed(run, dataset, arrays=None):
   return (StreamingFeed if is_streaming(dataset) else InMemoryFeed)(run, dataset, arrays)
 
 
-def eval_image_size(config, dataset) -> int:
-  """Evaluation resolution: config.data.eval_image_size, else config.data.image_size,
-  else the dataset's own."""
-  return (config.data.get("eval_image_size") or config.data.image_size
-          or dataset.image_shape[0])
+def eval_image_size(data, dataset) -> int:
+  """Evaluation resolution: the data section's (config.data) eval_image_size, else its
+  image_size, else the dataset's own."""
+  return data.get("eval_image_size") or data.image_size or dataset.image_shape[0]

@@ -1,5 +1,9 @@
 """Streaming input for datasets that do not fit in memory (ImageNet), through tf.data.
 
+Nothing here reads the whole config: `load` takes its data section and training
+crop, `train_batches` an `Options` (the run's global and per-process batch, seed,
+crop and flip, evaluation mode) that `options` builds once from the config's sections.
+
 Training crops (config.augment.train_crop):
 - "scale" (He et al. 2015): the shorter side resized to a random size in
   `config.augment.scale_range`, then a random `image_size` crop. Done as one fused
@@ -60,6 +64,36 @@ def data_options(threads: Optional[int] = None):
   except (ValueError, OSError, AttributeError):
     pass
   return o
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What the streamed batches need of a run: the global batch and this process's
+  share of it, the seed, the training crop (config.augment), the TFDS shuffle
+  buffer (config.data) and the evaluation mode."""
+  global_batch: int
+  process_batch: int
+  seed: int
+  train_crop: str            # "scale" | "inception"
+  scale_range: Tuple[int, int]
+  flip: bool
+  shuffle_buffer: int        # TFDS only
+  eval_mode: str = "center"  # center | ten_crop | multiscale
+  eval_scales: Tuple[int, ...] = ()
+
+  @property
+  def process_count(self) -> int:
+    return self.global_batch // self.process_batch
+
+
+def options(data, augment, global_batch: int, process_batch: int, seed: int,
+            eval_mode: str = "center", eval_scales=()) -> Options:
+  """The `Options` of the config sections `data` and `augment` and the run's batches."""
+  return Options(global_batch, process_batch, seed,
+                 train_crop=augment.get("train_crop", "scale"),
+                 scale_range=tuple(augment.scale_range), flip=augment.flip,
+                 shuffle_buffer=data.shuffle_buffer, eval_mode=eval_mode,
+                 eval_scales=tuple(eval_scales))
 
 
 # ----------------------------------------------------------------------------- windows
@@ -142,23 +176,23 @@ def _resize(image, height, width, method="bilinear"):
   return tf.dtypes.saturate_cast(image + 0.5, tf.uint8)
 
 
-def train_image(data, config, size: int, seed):
-  """One training example from encoded bytes: the crop of config.augment.train_crop
+def train_image(data, opts: Options, size: int, seed):
+  """One training example from encoded bytes: the crop of opts.train_crop
   ("scale" or "inception"), resized to size x size, randomly flipped."""
   import tensorflow as tf
-  crop = config.augment.get("train_crop", "scale")
+  crop = opts.train_crop
   seeds = tf.random.experimental.stateless_split(seed, 3)
   if crop == "inception":
     image = decode_window(data, lambda shape: inception_window(shape, size, seeds[0]))
     image = _resize(image, size, size, "bicubic")
   elif crop == "scale":
-    lo, hi = config.augment.scale_range
+    lo, hi = opts.scale_range
     scale = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int32)
     image = decode_window(data, lambda shape: scale_window(shape, size, scale, seeds[1]))
     image = _resize(image, size, size)
   else:
     raise ValueError(f"config.augment.train_crop={crop!r} must be one of {TRAIN_CROPS}")
-  if config.augment.flip:
+  if opts.flip:
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
   return image
 
@@ -269,24 +303,24 @@ class StreamingDataset:
 
   # --------------------------------------------------------------------- tf.data
 
-  def train_batches(self, config, epoch: int, start_step: int,
-                    process_index: int = 0, process_count: int = 1):
-    """Local (per-process) uint8 batches of epoch `epoch` from global step `start_step`
-    of that epoch; yields numpy (images, labels)."""
+  def train_batches(self, opts: Options, epoch: int, start_step: int,
+                    process_index: int = 0):
+    """Local (per-process: opts.process_batch) uint8 batches of epoch `epoch` from
+    global step `start_step` of that epoch; yields numpy (images, labels)."""
     import tensorflow as tf
     records, labels = self.records["train"]
-    n, B = len(labels), config.batch_size
+    n, B = len(labels), opts.global_batch
     steps = n // B
-    order = np.random.RandomState([config.seed, epoch]).permutation(n)[:steps * B]
-    local = B // process_count
+    order = np.random.RandomState([opts.seed, epoch]).permutation(n)[:steps * B]
+    local, process_count = opts.process_batch, opts.process_count
     order = order.reshape(steps, process_count, local)[start_step:, process_index].ravel()
     positions = (np.arange(start_step, steps)[:, None] * B + process_index * local
                  + np.arange(local)[None]).ravel()
     size = self.image_size
 
     def load(i, pos):
-      seed = tf.stack([tf.cast(config.seed * 100_003 + epoch, tf.int64), tf.cast(pos, tf.int64)])
-      image = train_image(self._read(tf.gather(records, i)), config, size, seed)
+      seed = tf.stack([tf.cast(opts.seed * 100_003 + epoch, tf.int64), tf.cast(pos, tf.int64)])
+      image = train_image(self._read(tf.gather(records, i)), opts, size, seed)
       return image, tf.gather(labels, i)
 
     ds = tf.data.Dataset.from_tensor_slices((order, positions))
@@ -394,27 +428,27 @@ class TFDSStreamingDataset(StreamingDataset):
   with a seeded buffer per epoch, skipped undecoded on resume, and every process
   reads only its own shard of the files (tfds.split_for_jax_process)."""
 
-  def train_batches(self, config, epoch, start_step, process_index=0, process_count=1):
+  def train_batches(self, opts, epoch, start_step, process_index=0):
     import tensorflow as tf
     import tensorflow_datasets as tfds
     builder, split = self.records["train"]
-    local = config.batch_size // process_count
+    local, process_count = opts.process_batch, opts.process_count
     split = tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
     ds = builder.as_dataset(
         split=split, shuffle_files=True,
         decoders={"image": tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(shuffle_seed=config.seed * 1000 + epoch,
+        read_config=tfds.ReadConfig(shuffle_seed=opts.seed * 1000 + epoch,
                                     interleave_cycle_length=16,
                                     num_parallel_calls_for_interleave_files=16))
-    ds = ds.shuffle(config.data.shuffle_buffer, seed=config.seed * 1000 + epoch,
+    ds = ds.shuffle(opts.shuffle_buffer, seed=opts.seed * 1000 + epoch,
                     reshuffle_each_iteration=False)
     ds = ds.enumerate().skip(start_step * local)
     size = self.image_size
 
     def load(pos, x):
-      seed = tf.stack([tf.cast(config.seed * 100_003 + epoch, tf.int64),
+      seed = tf.stack([tf.cast(opts.seed * 100_003 + epoch, tf.int64),
                        pos * process_count + process_index])
-      return train_image(x["image"], config, size, seed), tf.cast(x["label"], tf.int32)
+      return train_image(x["image"], opts, size, seed), tf.cast(x["label"], tf.int32)
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -461,11 +495,11 @@ def _folder_records(folder, class_names):
   return np.asarray(paths), np.asarray(labels, np.int32)
 
 
-def load(config) -> StreamingDataset:
-  """The streamed dataset of `config.data` (source 'folder' or 'tfds')."""
-  d = config.data
+def load(d, train_crop: str = "scale") -> StreamingDataset:
+  """The streamed dataset of the data section `d` (config.data; source 'folder' or
+  'tfds'); `train_crop` (config.augment.train_crop) sets the evaluation centre crop."""
   size = d.image_size or DEFAULT_IMAGE_SIZE
-  crop_padding = CROP_PADDING if config.augment.get("train_crop", "scale") == "inception" else None
+  crop_padding = CROP_PADDING if train_crop == "inception" else None
   records = {}
   if d.source == "folder":
     if not os.path.exists(d.root):

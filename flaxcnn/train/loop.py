@@ -103,7 +103,7 @@ class LogMetrics:
   def __call__(self, state, step):
     if not self.pending:
       return state
-    ctx, cfg = self.ctx, self.ctx.config
+    ctx = self.ctx
     m = jax.device_get(self.pending)
     self.pending = []
     self._check_finite(m, step)
@@ -112,7 +112,7 @@ class LogMetrics:
       steps_per_sec = (step - self.step_last) / max(now - self.t_last, 1e-9)
       # smoothed over the log intervals, so one slow interval does not swing the ETA
       self.rate = steps_per_sec if self.rate is None else 0.5 * (self.rate + steps_per_sec)
-    ips = (self.rate or 0.0) * cfg.batch_size
+    ips = (self.rate or 0.0) * ctx.run.global_batch
     values = {k: float(np.mean([x[k] for x in m]))
               for k in ("loss", "accuracy", "grad_norm", "param_norm")}
     values.update(lr=float(m[-1]["lr"]), img_per_sec=ips)
@@ -152,7 +152,7 @@ class Evaluate:
     self.ctx = ctx
     self.every = max(1, int(round(ctx.config.eval_every_epochs * ctx.run.steps_per_epoch)))
     self.feed = feeds.make_feed(ctx.run, ctx.dataset)
-    self.step_fn = steps.make_eval_step(ctx.run, feeds.eval_image_size(ctx.config,
+    self.step_fn = steps.make_eval_step(ctx.run, feeds.eval_image_size(ctx.config.data,
                                                                        ctx.dataset))
     self.panels = None
 
@@ -515,7 +515,7 @@ def evaluate_checkpoint(config, workdir: str, dataset=None) -> dict:
   run = setup(config, dataset)
   state = load_state(config, workdir, dataset)
   feed = feeds.make_feed(run, dataset)
-  eval_step = steps.make_eval_step(run, feeds.eval_image_size(config, dataset))
+  eval_step = steps.make_eval_step(run, feeds.eval_image_size(config.data, dataset))
   results = {}
   for name in ("validation", "test"):
     if name in dataset.splits:

@@ -1,7 +1,7 @@
 """The train state and the static description of a run: create, restore, resume checks.
 
 `Run` holds what never changes during a run (task, model, optimizer, schedule,
-mesh, sizes); `TrainState` what every step changes. The state is replicated over
+mesh, sizes, the global batch and each process's share of it); `TrainState` what every step changes. The state is replicated over
 the `data` axis of a `Mesh` of all devices.
 """
 import dataclasses
@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 from flaxcnn import models, optim, parallel, tasks
 from flaxcnn import workdir as workdir_lib
 from flaxcnn.checkpoint import Checkpointer, OldLayerNames, StructureMismatch
+from flaxcnn.data import streaming
 from flaxcnn.train import finetune
 
 
@@ -47,6 +48,9 @@ class Run:
   mean: tuple
   std: tuple
   num_classes: int
+  global_batch: int        # config.batch_size: over all devices and processes
+  process_batch: int       # this process's share of it (its slice of every batch)
+  stream: streaming.Options   # what streamed data read of the run
   finetune: Any = None     # (head_mask, trainable_mask, head_steps) when fine-tuning
   train_size: Optional[int] = None   # in-memory: resize training crops to this size
 
@@ -77,11 +81,12 @@ def setup(config, dataset) -> Run:
     raise ValueError(f"config.model.kwargs.num_classes={head} but {dataset.name} has "
                      f"{dataset.num_classes} classes; drop the override (the model's head "
                      "follows the data)")
-  n_train = dataset.sizes["train"]
-  if n_train < config.batch_size:
-    raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
+  n_train, batch = dataset.sizes["train"], config.batch_size
+  if n_train < batch:
+    raise ValueError(f"config.batch_size={batch} is larger than the "
                      f"{n_train} training examples")
-  spe = n_train // config.batch_size
+  spe = n_train // batch
+  process_batch = batch // jax.process_count()
   total = config.num_steps or max(1, int(round(config.num_epochs * spe)))
   model = models.build_model(config, dataset.num_classes, total_steps=total)
   task.check(config, model, dataset)
@@ -92,7 +97,10 @@ def setup(config, dataset) -> Run:
             tx=optim.make_optimizer(config, variables["params"], masks),
             schedule=optim.make_schedule(config, spe, total),
             steps_per_epoch=spe, total_steps=total, mean=dataset.mean, std=dataset.std,
-            num_classes=dataset.num_classes,
+            num_classes=dataset.num_classes, global_batch=batch,
+            process_batch=process_batch,
+            stream=streaming.options(config.data, config.augment, batch, process_batch,
+                                     config.seed, config.eval_mode, config.eval_scales),
             finetune=masks)
   run.train_size = task.train_size(config, dataset)
   return run

@@ -101,7 +101,7 @@ def make_train_step(run: Run):
 def _in_memory_batch(run: Run, state: TrainState, images, labels, perm):
   """(x, labels, update key) of the step: this step's slice of the epoch's
   permutation, gathered and augmented by the task."""
-  B, spe = run.config.batch_size, run.steps_per_epoch
+  B, spe = run.global_batch, run.steps_per_epoch
   rng = jax.random.fold_in(state.rng, state.step)
   k_aug, k_update = jax.random.split(rng)
   idx = jax.lax.dynamic_slice_in_dim(perm, (state.step % spe) * B, B)
