@@ -453,13 +453,13 @@ def test_rerunning_a_finished_sweep_variant_with_other_overrides_warns(tmp_path,
 
 
 @pytest.mark.slow
-def test_soak_ten_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
-  """10 SIGKILLs at random moments (some during checkpoint writes) in one run; the
+def test_soak_four_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
+  """4 SIGKILLs at random moments (some during checkpoint writes) in one run; the
   final parameters equal an uninterrupted run's and the history has each step once."""
   import random
   import signal
   import time
-  args = ["--config=experiments/quickstart.py", "--config.num_steps=200",
+  args = ["--config=experiments/quickstart.py", "--config.num_steps=60",
           "--config.checkpoint_every_steps=3", "--config.log_every_steps=1",
           "--config.eval_every_epochs=100"]
   full = tmp_path / "full"
@@ -468,7 +468,7 @@ def test_soak_ten_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
   rng = random.Random(0)
   kills = 0
-  while kills < 10:
+  while kills < 4:
     p = subprocess.Popen([sys.executable, "launch.py"] + args + [f"--workdir={killed}"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
@@ -476,11 +476,12 @@ def test_soak_ten_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
       if line.startswith("epoch"):
         break
     time.sleep(rng.uniform(0.0, 0.4))
-    if p.poll() is not None:   # finished before the kill: start the count over
+    if p.poll() is not None:   # finished before the kill
       break
     p.send_signal(signal.SIGKILL)
     p.wait()
     kills += 1
+  assert kills == 4, "the run finished before its fourth kill"
   r = run_launch(args + [f"--workdir={killed}"])
   assert r.returncode == 0, r.stderr[-2000:]
   from experiments import quickstart
@@ -490,4 +491,4 @@ def test_soak_ten_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
   steps = [l["step"] for l in metrics.read_jsonl(str(killed)) if l["split"] == "train"]
-  assert steps == list(range(1, 201)), steps
+  assert steps == list(range(1, 61)), steps

@@ -354,7 +354,9 @@ def test_memory_efficient_peak_memory_is_linear_in_depth():
   # Kept residuals alone are not the peak: XLA fused every layer's BN/ReLU backward
   # into the gradient sums at the block's end, which kept every recomputed
   # concatenation alive (x2.55 for twice the layers, as the plain block's x2.65).
-  # Materializing each layer's gradient share at once keeps the peak linear.
+  # Materializing each layer's gradient share at once keeps the peak linear. From 4
+  # to 8 layers (a fifth of the compile time of 6 to 12, the same verdict): x1.71,
+  # where the plain block's peak grows x2.37.
   x = jnp.zeros((8, 16, 16, 8))
-  growth = _compiled_gradient_temp_bytes(12, x) / _compiled_gradient_temp_bytes(6, x)
+  growth = _compiled_gradient_temp_bytes(8, x) / _compiled_gradient_temp_bytes(4, x)
   assert growth < 2.1, growth

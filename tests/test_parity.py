@@ -201,13 +201,22 @@ def reference_and_tolerance(config, initial):
   return reference, counts, rates, 30 * max(e32, float(np.finfo(np.float32).eps))
 
 
-@pytest.mark.parametrize("path,arg", RECIPES, ids=[f"{p[:-3]}{':' + a if a else ''}"
-                                                   for p, a in RECIPES])
-def test_sgd_recipe_steps_match_pytorch(path, arg):
+@functools.lru_cache(maxsize=None)
+def compared(path, arg):
+  """(initial weights, our K steps, our rates, reference, BN counts, reference rates,
+  tolerance) of a recipe: computed once per process, as both tests below need them
+  for wrn_28_10 (the computation is deterministic)."""
   config = shrunk_recipe(path, arg)
   initial = state_dict_numpy(_torch_model())
   ours, our_rates = run_ours(config, initial)
-  reference, _, ref_rates, tol = reference_and_tolerance(config, initial)
+  reference, counts, ref_rates, tol = reference_and_tolerance(config, initial)
+  return initial, ours, our_rates, reference, counts, ref_rates, tol
+
+
+@pytest.mark.parametrize("path,arg", RECIPES, ids=[f"{p[:-3]}{':' + a if a else ''}"
+                                                   for p, a in RECIPES])
+def test_sgd_recipe_steps_match_pytorch(path, arg):
+  initial, ours, our_rates, reference, _, ref_rates, tol = compared(path, arg)
   np.testing.assert_allclose(our_rates, ref_rates, rtol=1e-6)
   assert len(set(ref_rates)) >= 2          # the K steps cross the warm-up or a decay
   err = _error(ours, reference, _as_flax(initial))
@@ -218,10 +227,8 @@ def test_sgd_recipe_steps_match_pytorch(path, arg):
 def test_parity_fails_for_a_wrong_setting():
   """The same comparison tells a wrong Nesterov form or a missing weight decay apart."""
   config = shrunk_recipe("wrn_28_10.py", "")
-  initial = state_dict_numpy(_torch_model())
+  initial, ours, _, reference, counts, _, tol = compared("wrn_28_10.py", "")
   start = _as_flax(initial)
-  ours, _ = run_ours(config, initial)
-  reference, counts, _, tol = reference_and_tolerance(config, initial)
   assert _error(ours, reference, start) <= tol
   wrong, _, _ = run_torch(config, torch.float64, nesterov=False)
   e_nesterov = _error(ours, _as_flax(_biased_running_var(wrong, counts)), start)
