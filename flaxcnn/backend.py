@@ -229,4 +229,4 @@ def _bn_backward(epsilon, residuals, cotangents):
   return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
 
 
-batch_norm_train.defvjp(lambda x, s, b, eps: _bn_forward(x, s, b, eps), _bn_backward)
+batch_norm_train.defvjp(_bn_forward, _bn_backward)

@@ -103,20 +103,22 @@ def _load_source(config):
   return SOURCES[config.data.source](config)
 
 
+def _splits(d) -> dict:
+  """The split names of config.data `d`, as the named sources take them."""
+  return dict(train_split=d.train_split, validation_split=d.validation_split,
+              test_split=d.test_split)
+
+
 @source("tfds")
 def _tfds(config):
   d = config.data
-  return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size,
-                                train_split=d.train_split, validation_split=d.validation_split,
-                                test_split=d.test_split)
+  return sources.tfds_in_memory(d.name, d.data_dir, d.validation_size, **_splits(d))
 
 
 @source("folder")
 def _folder(config):
   d = config.data
-  return sources.image_folder(d.root, d.cache_dir, d.validation_size,
-                              train_split=d.train_split, validation_split=d.validation_split,
-                              test_split=d.test_split)
+  return sources.image_folder(d.root, d.cache_dir, d.validation_size, **_splits(d))
 
 
 @source("digits")

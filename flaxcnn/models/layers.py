@@ -241,8 +241,9 @@ def stochastic_residual(module: nn.Module, branch_fn: Callable, x, shortcut, *, 
       # with the CPU tuning, BatchNorm's closed-form VJP already keeps only its
       # input, and remat's no-op reduce_precision copies of each saved output
       # would cost more than they save.
-      remat = nn.checkpoint(branch_fn, prevent_cse=False, policy=_SAVE_CONV_OUTPUTS)
-      y = branch_fn(mdl, x) if backend.tuned() else remat(mdl, x)
+      fn = branch_fn if backend.tuned() else nn.checkpoint(
+          branch_fn, prevent_cse=False, policy=_SAVE_CONV_OUTPUTS)
+      y = fn(mdl, x)
       return (shortcut + y * jnp.asarray(scale, y.dtype)).astype(shortcut.dtype)
 
     # `run` is the false branch on purpose: jax traces the false branch last,

@@ -1,8 +1,9 @@
 """The train state and the static description of a run: create, restore, resume checks.
 
 `Run` holds what never changes during a run (task, model, optimizer, schedule,
-mesh, sizes, the global batch and each process's share of it); `TrainState` what every step changes. The state is replicated over
-the `data` axis of a `Mesh` of all devices.
+mesh, sizes, the global batch and each process's share of it); `TrainState` what
+every step changes. The state is replicated over the `data` axis of a `Mesh` of all
+devices.
 """
 import dataclasses
 from typing import Any, Optional
