@@ -1,6 +1,7 @@
 """Each extension point takes a new thing from one place: here, a toy optimizer,
-schedule, warm-up, job, data source and model family, each added from this file
-alone and then used through a config. (A toy launcher: tests/test_launchers.py.)"""
+schedule, warm-up, job, data source, model family and regularizer, each added from
+this file alone and then used through a config. (A toy launcher:
+tests/test_launchers.py.)"""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,14 +12,15 @@ import pytest
 from conftest import tiny_config
 from flaxcnn import cli, config as config_lib, data, jobs, models, optim
 from flaxcnn.data import Dataset, Split
-from flaxcnn.models import registry
+from flaxcnn.models import registry, regularization
 
 
 @pytest.fixture(autouse=True)
 def fresh_tables(monkeypatch):
   """The registries as they were once each test ends."""
   for module, name in ((optim, "OPTIMIZERS"), (optim, "SCHEDULES"), (optim, "WARMUPS"),
-                       (data, "SOURCES"), (jobs, "JOBS"), (registry, "_PRESETS")):
+                       (data, "SOURCES"), (jobs, "JOBS"), (registry, "_PRESETS"),
+                       (regularization, "REGULARIZERS")):
     monkeypatch.setattr(module, name, dict(getattr(module, name)))
 
 
@@ -105,3 +107,57 @@ def test_a_toy_model_family_builds_from_a_config():
   c.model.kwargs = {"stochastic_depth": 0.5}
   with pytest.raises(ValueError, match="ToyNet has no stochastic depth"):
     config_lib.validate(c)
+
+
+def test_a_toy_regularizer_is_set_from_a_config_and_refused_where_unimplemented():
+  def check(reg):
+    if reg.toy_noise_std < 0:
+      raise ValueError(f"toy_noise_std: must be >= 0, got {reg.toy_noise_std}")
+
+  regularization.register(
+      regularization.Regularizer("toy_feature_noise", ("toy_noise_std",),
+                                 on=lambda reg: reg.toy_noise_std > 0, check=check),
+      toy_noise_std=0.0)
+
+  class NoisyToyNet(nn.Module):
+    """Adds Gaussian noise of `toy_noise_std` to its features in training."""
+    num_classes: int = 10
+    regularization: models.regularization.Regularization = \
+        models.regularization.Regularization()
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      self.regularization.check("NoisyToyNet", 1, ("toy_feature_noise",))
+      x = nn.Conv(4, (3, 3), dtype=self.dtype)(x).mean(axis=(1, 2))
+      if train:
+        x = x + self.regularization.toy_noise_std * jax.random.normal(
+            self.make_rng("dropout"), x.shape)
+      return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+  registry.register("noisy_toy_net", NoisyToyNet, image_size=8, num_classes=10)
+  c = tiny_config(**{"model.name": "noisy_toy_net"})
+  c.model.kwargs = {"toy_noise_std": config_lib.parse_model_kwarg(c, "toy_noise_std", "0.5")}
+  config_lib.validate(c)
+  model = models.build_model(c, num_classes=10)
+  assert model.regularization.toy_noise_std == 0.5
+  assert regularization.Regularization().toy_noise_std == 0.0
+  x = jnp.ones((2, 8, 8, 3))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  noisy = [model.apply(variables, x, train=True, rngs={"dropout": jax.random.PRNGKey(k)})
+           for k in (1, 2)]
+  assert not np.allclose(noisy[0], noisy[1])
+  assert np.array_equal(model.apply(variables, x), model.apply(variables, x))
+  c.model.kwargs = {"toy_noise_std": -1.0}
+  with pytest.raises(ValueError, match="toy_noise_std: must be >= 0, got -1.0"):
+    config_lib.validate(c)
+  # a family that does not implement it refuses it; one that does not set it is unchanged
+  c = tiny_config()
+  c.model.kwargs = {"toy_noise_std": 0.5}
+  with pytest.raises(ValueError, match="has no toy feature noise"):
+    config_lib.validate(c)
+  c.model.kwargs = {"toy_noise_std": 0.0, "dropout": 0.0}
+  config_lib.validate(c)
+  with pytest.raises(ValueError, match="already registered"):
+    regularization.register(regularization.Regularizer("toy_feature_noise", ("x",),
+                                                       on=lambda reg: False), x=0)

@@ -281,6 +281,10 @@ def test_a_segmentation_runs_table_and_diagnosis_use_mean_iou(tmp_path):
   assert lines[0] == "| test mean iou (%) | validation mean iou (%) | runs |"
   assert lines[2] == "| 62.00 ± 2.83 | 62.00 ± 2.83 | 2 |"
   assert list(runs["dev_best_epoch"]) == [2.0, 2.0] and runs["overfit"].all()
+  # the best evaluation is the best mean IoU (epoch 2), not the lowest pixel error (3)
+  assert list(runs["best_validation_epoch"]) == [2.0, 2.0]
+  assert list(runs["best_validation_mean_iou"]) == [0.7, 0.7]
+  assert list(runs["test_error_at_best_validation"]) == pytest.approx([0.07, 0.07])
   assert "validation mean_iou 70.00% -> 60.00% after epoch 2" in runs["advice"].iloc[0]
   assert "| validation mean_iou (%) |" in results.diagnostics_table(runs).splitlines()[0]
   assert results.plot_curves(curves).axes[0].get_ylabel() == "mean_iou (%)"

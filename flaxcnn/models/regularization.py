@@ -13,12 +13,17 @@ EfficientNet, between a block's convolutions in WRN, after every convolution in
 DenseNet, at the U-Net's bottom).
 
 Each regularizer is declared once, in REGULARIZERS: its fields, when it is on and
-the checks of its values. A new one is its fields in `Regularization`, an entry in
-REGULARIZERS, and its use in the families that implement it (which name it in
-their `check`).
+the checks of its values. A new one is one `register(Regularizer(...))` call with
+its fields' defaults, from any module; its values then travel in the same
+`Regularization` (`reg.<field>`, `override(<field>=...)`, `model.kwargs.<field>`),
+and the families that implement it name it in their `check`:
+
+    register(Regularizer("feature_noise", ("feature_noise_std",),
+                         on=lambda reg: reg.feature_noise_std > 0),
+             feature_noise_std=0.0)
 """
 import dataclasses
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 
@@ -35,6 +40,7 @@ class Regularizer:
   check: Callable = lambda reg: None  # Regularization -> None, or ValueError
   exclusive: bool = False             # a family without it refuses its fields changed
   title: str = ""                     # its name in messages (default: `name`)
+  defaults: Tuple[Tuple[str, Any], ...] = ()  # (field, default) of a registered one
 
 
 def _check_dropout(reg) -> None:
@@ -72,14 +78,35 @@ DROPBLOCK = ("dropblock_keep_prob", "dropblock_size", "dropblock_per_channel",
              "dropblock_stages", "dropblock_ramp_steps")
 DROPBLOCK_SCHEDULES = ("linear", "fixed")
 
-# Every regularizer a family may implement; Regularization's checks iterate it.
-REGULARIZERS = (
+# Every regularizer a family may implement, by name; Regularization's checks iterate it.
+REGULARIZERS = {r.name: r for r in (
     Regularizer("dropout", ("dropout",), on=lambda reg: reg.dropout > 0, check=_check_dropout),
     Regularizer("stochastic_depth", STOCHASTIC_DEPTH, on=lambda reg: reg.stochastic_depth < 1.0,
                 check=_check_stochastic_depth),
     Regularizer("dropblock", DROPBLOCK, on=lambda reg: reg.dropblock_keep_prob < 1.0,
                 check=_check_dropblock, exclusive=True, title="DropBlock"),
-)
+)}
+
+
+def register(regularizer: Regularizer, **defaults) -> Regularizer:
+  """Adds `regularizer` to REGULARIZERS with its fields' `defaults` (every field it
+  reads): Regularization then takes those fields like its own. Returns it."""
+  if regularizer.name in REGULARIZERS:
+    raise ValueError(f"regularizer {regularizer.name!r} is already registered")
+  if set(defaults) != set(regularizer.fields):
+    raise ValueError(f"regularizer {regularizer.name!r}: give a default for each of its "
+                     f"fields {list(regularizer.fields)}, got {sorted(defaults)}")
+  taken = set(defaults) & set(Regularization.fields())
+  if taken:
+    raise ValueError(f"regularizer {regularizer.name!r}: fields {sorted(taken)} are taken")
+  regularizer = dataclasses.replace(regularizer, defaults=tuple(sorted(defaults.items())))
+  REGULARIZERS[regularizer.name] = regularizer
+  return regularizer
+
+
+def _registered_defaults() -> dict:
+  """{field: default} of the regularizers added with `register`."""
+  return {k: v for r in REGULARIZERS.values() for k, v in r.defaults}
 
 # Settings that come from the run rather than the model's keywords: the top-level
 # config fields of the same names, and the run's length (`build_model` passes them).
@@ -104,6 +131,8 @@ class Regularization:
     paper's schedule; 0: the target from the first step); unset (None), over the
     run's `train_steps` when `dropblock_schedule` is "linear", else no ramp ("fixed").
   - train_steps: the run's length in steps (0: unknown), which ramps follow.
+  - extra: the values of registered regularizers' fields (`register`) that differ
+    from their defaults, as sorted (field, value) pairs; read them as attributes.
   """
   dropout: float = 0.0
   stochastic_depth: float = 1.0
@@ -117,19 +146,41 @@ class Regularization:
   dropblock_ramp_steps: Optional[int] = None
   dropblock_schedule: str = "linear"
   train_steps: int = 0
+  extra: Tuple[Tuple[str, Any], ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "dropblock_stages", tuple(int(s) for s in self.dropblock_stages))
-    for regularizer in REGULARIZERS:
+    registered = _registered_defaults()
+    unknown = [k for k, _ in self.extra if k not in registered]
+    if unknown:
+      raise ValueError(f"{', '.join(unknown)}: no registered regularizer has this field")
+    object.__setattr__(self, "extra", tuple(sorted(
+        (k, v) for k, v in self.extra if v != registered[k])))
+    for regularizer in REGULARIZERS.values():
       regularizer.check(self)
+
+  def __getattr__(self, name):
+    # Only for names that are not dataclass fields: the registered regularizers' fields.
+    if name.startswith("__") or name == "extra":
+      raise AttributeError(name)
+    registered = _registered_defaults()
+    if name not in registered:
+      raise AttributeError(f"Regularization has no field {name!r}")
+    return dict(self.extra).get(name, registered[name])
 
   @classmethod
   def fields(cls) -> Tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    """Every field a config may set: the built-in ones and the registered ones."""
+    own = tuple(f.name for f in dataclasses.fields(cls) if f.name != "extra")
+    return own + tuple(_registered_defaults())
 
   def override(self, **changes) -> "Regularization":
     """A copy with `changes` (flat keywords, as configs give them)."""
-    return dataclasses.replace(self, **changes)
+    registered = _registered_defaults()
+    extra = dict(self.extra)
+    extra.update({k: v for k, v in changes.items() if k in registered})
+    own = {k: v for k, v in changes.items() if k not in registered}
+    return dataclasses.replace(self, extra=tuple(extra.items()), **own)
 
   def check(self, family: str, num_stages: int, uses: Sequence[str],
             full_dropout: bool = False) -> None:
@@ -139,7 +190,7 @@ class Regularization:
     if self.dropout >= 1.0 and not full_dropout:
       raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
     default = Regularization()
-    for regularizer in REGULARIZERS:
+    for regularizer in REGULARIZERS.values():
       if regularizer.name in uses:
         continue
       if regularizer.on(self):

@@ -220,8 +220,8 @@ def _run_metrics(curve: pd.DataFrame, summary: dict, records: List[dict],
     if final is None and len(ev):
       final = ev.iloc[-1].to_dict()
     row.update(final_metrics(split, final or {}, metric))
-    row.update(_best(ev, split))
-  row["test_error_at_best_validation"] = _test_at_best_validation(curve)
+    row.update(_best(ev, split, metric))
+  row["test_error_at_best_validation"] = _test_at_best_validation(curve, metric)
   return row
 
 
@@ -247,19 +247,43 @@ def final_metrics(split: str, final: dict, metric: str = "accuracy") -> dict:
   return row
 
 
-def _best(ev: pd.DataFrame, split: str) -> dict:
-  if not len(ev) or not ev["error"].notna().any():
-    return {f"best_{split}_error": np.nan, f"best_{split}_epoch": np.nan}
-  i = ev["error"].astype(float).idxmin()
-  return {f"best_{split}_error": float(ev.loc[i, "error"]),
-          f"best_{split}_epoch": float(ev.loc[i, "epoch"])}
+def _ranking(metric: str) -> str:
+  """The curve column that ranks evaluations, lowest best: the error (1 - accuracy)
+  where the task's metric is accuracy, else the metric itself (higher is better)."""
+  return "error" if metric == "accuracy" else metric
 
 
-def _test_at_best_validation(curve: pd.DataFrame) -> float:
+def _best_index(ev: pd.DataFrame, metric: str):
+  """The index of `ev`'s best evaluation by the task's `metric`; None without one."""
+  column = _ranking(metric)
+  if column not in ev or not ev[column].notna().any():
+    return None
+  values = ev[column].astype(float)
+  return values.idxmin() if column == "error" else values.idxmax()
+
+
+def _best(ev: pd.DataFrame, split: str, metric: str = "accuracy") -> dict:
+  """best_{split}_error and best_{split}_epoch at the split's best evaluation by the
+  task's `metric` (and best_{split}_{metric} when it is not accuracy)."""
+  i = _best_index(ev, metric) if len(ev) else None
+  row = {f"best_{split}_error": np.nan, f"best_{split}_epoch": np.nan}
+  if metric != "accuracy":
+    row[f"best_{split}_{metric}"] = np.nan
+  if i is None:
+    return row
+  row[f"best_{split}_error"] = float(ev.loc[i, "error"])
+  row[f"best_{split}_epoch"] = float(ev.loc[i, "epoch"])
+  if metric != "accuracy":
+    row[f"best_{split}_{metric}"] = float(ev.loc[i, metric])
+  return row
+
+
+def _test_at_best_validation(curve: pd.DataFrame, metric: str = "accuracy") -> float:
+  """The test error recorded at the step of the best validation evaluation."""
   val, test = curve[curve.split == "validation"], curve[curve.split == "test"]
-  if len(val) and len(test) and val["error"].notna().any():
-    step = val.loc[val["error"].astype(float).idxmin(), "step"]
-    match = test[test.step == step]
+  i = _best_index(val, metric) if len(val) and len(test) else None
+  if i is not None:
+    match = test[test.step == val.loc[i, "step"]]
     if len(match):
       return float(match["error"].iloc[0])
   return np.nan
