@@ -32,6 +32,9 @@ On the CPU it turns on five things, each measured in benchmarks/RESULTS.md:
    runs each unfused channel reduction as a separate pass over memory), and a
    per-batch stochastic-depth branch then needs no remat (whose no-op
    reduce_precision copies of every saved output XLA:CPU does not remove).
+   Its four channel sums (`channel_sum`) read the [N, H, W, C] activations as
+   rows of 8 pixels ([N*H*W/8, 8*C]), which XLA:CPU reduces 3-5x faster than
+   16-64 channel columns (BN + ReLU forward and backward: 1.8-2.2x faster).
 The values are the same with or without it, to float rounding (tests compare them).
 """
 import functools
@@ -196,19 +199,29 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def batch_norm_train(x, scale, bias, epsilon):
   """Training-mode BatchNorm over all axes but the last: (y, batch mean, batch
-  variance), the forward exactly as flax's `nn.BatchNorm` computes it (float32
-  statistics, Var = E[x^2] - E[x]^2 clipped at 0). Its VJP is the closed form
+  variance), the forward as flax's `nn.BatchNorm` computes it (float32 statistics,
+  Var = E[x^2] - E[x]^2 clipped at 0; its sums in another order, `channel_sum`). Its VJP is the closed form
   (two channel sums and one elementwise pass) instead of the derivative of each
   step of the forward, and it keeps only x and two channel vectors for the
   backward pass (item 5)."""
   return _bn_forward(x, scale, bias, epsilon)[0]
 
 
+def channel_sum(x):
+  """x summed over all axes but the last, as rows of `k` pixels' channels: XLA:CPU
+  reduces a [M, C] array over M several times slower when C is small (16-64)
+  than the same data as [M / k, k * C] followed by a [k, C] sum (item 5)."""
+  c = x.shape[-1]
+  m = x.size // c
+  k = next(k for k in (8, 4, 2, 1) if (m % k == 0 and k * c <= 512) or k == 1)
+  return x.reshape(m // k, k * c).sum(0).reshape(k, c).sum(0)
+
+
 def _bn_forward(x, scale, bias, epsilon):
-  axes = tuple(range(x.ndim - 1))
   xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  mean = xf.mean(axes)
-  var = jnp.maximum(0.0, jax.lax.square(xf).mean(axes) - jax.lax.square(mean))
+  m = x.size // x.shape[-1]
+  mean = channel_sum(xf) / m
+  var = jnp.maximum(0.0, channel_sum(jax.lax.square(xf)) / m - jax.lax.square(mean))
   rstd = jax.lax.rsqrt(var + epsilon)
   y = (x - mean) * (rstd * scale) + bias
   out_dtype = jnp.result_type(x, scale, bias)
@@ -218,12 +231,11 @@ def _bn_forward(x, scale, bias, epsilon):
 def _bn_backward(epsilon, residuals, cotangents):
   x, mean, rstd, scale = residuals
   dy, dmean, dvar = cotangents
-  axes = tuple(range(x.ndim - 1))
   m = x.size // x.shape[-1]
   dy = dy.astype(mean.dtype)
   xhat = (x - mean) * rstd
-  dbias = dy.sum(axes)
-  dscale = (dy * xhat).sum(axes)
+  dbias = channel_sum(dy)
+  dscale = channel_sum(dy * xhat)
   dx = (rstd * scale) * (dy - dbias / m - xhat * (dscale / m))
   dx = dx + dmean / m + (dvar * 2.0 / m) * (x - mean)   # through the returned statistics
   return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)

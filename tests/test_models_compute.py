@@ -599,6 +599,19 @@ def test_batch_norm_closed_form_vjp_equals_the_derivative_of_its_forward(shape):
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.abs(b).max()))
 
 
+@pytest.mark.parametrize("shape", [(4, 4, 4, 16), (2, 2, 2, 100), (2, 3, 3, 16),
+                                   (3, 3, 3, 16), (8, 600)])
+def test_channel_sum_is_the_sum_over_all_axes_but_the_last(shape):
+  """backend.channel_sum (rows of k pixels, k = 8, 4, 2 or 1 as the shape allows)
+  equals the plain sum, to float32 rounding of a sum of m terms."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+  m = x.size // shape[-1]
+  tol = 4 * np.finfo(np.float32).eps * np.sqrt(m)
+  expected = np.asarray(x, np.float64).reshape(m, -1).sum(0)
+  np.testing.assert_allclose(jax.jit(backend.channel_sum)(x), expected, rtol=tol,
+                             atol=tol * float(jnp.abs(x).sum(tuple(range(x.ndim - 1))).max()))
+
+
 def test_tuned_batch_norm_is_flax_batch_norm(monkeypatch):
   """layers.BatchNorm with the CPU tuning: the same variables, outputs and
   running statistics as flax's nn.BatchNorm; gradients equal to rounding."""
@@ -617,8 +630,9 @@ def test_tuned_batch_norm_is_flax_batch_norm(monkeypatch):
     results.append((jax.tree.map(jnp.shape, v), y, state, grads))
   (shapes, y, state, grads), (shapes0, y0, state0, grads0) = results
   assert shapes == shapes0
-  np.testing.assert_allclose(y, y0, rtol=1e-6, atol=1e-6)
-  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), state, state0)
+  # the statistics are sums of m elements, in another order: float32 rounding of those
   tol = 16 * np.finfo(np.float32).eps * np.sqrt(x.size // x.shape[-1])
+  np.testing.assert_allclose(y, y0, rtol=tol, atol=tol)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=tol), state, state0)
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads0)):
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.abs(b).max()))
