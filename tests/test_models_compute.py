@@ -524,14 +524,15 @@ def test_importing_flaxcnn_and_its_models_changes_nothing_in_jax_until_configure
 
 
 def _train_step_temp_bytes(monkeypatch, keep_barriers: bool, **model_kwargs) -> int:
-  """XLA temporary memory of the trainer's compiled ResNet-8 step (batch 8)."""
+  """XLA temporary memory of the trainer's compiled ResNet-14 step (batch 8; two
+  blocks a stage, so that remat has blocks to recompute)."""
   from flaxcnn import config as config_lib, train
   from flaxcnn.data import Dataset, Split
   if not keep_barriers:
     monkeypatch.setattr(train.steps, "compiler_options", lambda run: None)
   c = config_lib.default_config()
   c.model.name = "resnet20_cifar"
-  c.model.kwargs.update(model_kwargs, depth=8)
+  c.model.kwargs.update(model_kwargs, depth=14)
   c.batch_size, c.num_steps = 8, 10
   images, labels = np.zeros((8, 32, 32, 3), np.uint8), np.zeros((8,), np.int32)
   data = Dataset("synthetic", 10, {"train": Split(images, labels)}, (0.5,) * 3, (0.25,) * 3)
@@ -597,6 +598,28 @@ def test_batch_norm_closed_form_vjp_equals_the_derivative_of_its_forward(shape):
   tol = 16 * np.finfo(np.float32).eps * np.sqrt(m)
   for a, b in zip(closed, derived):
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.abs(b).max()))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU fusion property")
+def test_the_weight_gradient_transposes_the_stored_input_not_a_recomputation():
+  """The tuned convolution's weight gradient transposes its input x as the forward
+  pass wrote it: XLA:CPU would otherwise recompute x's producer (here a ReLU)
+  inside the transpose, in strided order (2.5x slower)."""
+  import re
+
+  def loss(w, z, g):
+    x = jax.nn.relu(z * 2.0 - 1.0)
+    y = backend.conv_general_dilated(x, w, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.vdot(y, g)
+
+  z = jnp.ones((4, 8, 8, 16))
+  text = jax.jit(jax.value_and_grad(loss), compiler_options=backend.compiler_options()).lower(
+      jnp.ones((3, 3, 16, 16)), z, z).compile().as_text()
+  bodies = dict(re.findall(r"\n(%[\w.-]+) \([^\n]*\{\n(.*?)\n\}", text, re.S))
+  transposes = [bodies[c] for c in re.findall(r"f32\[16,8,8,4\]\S* fusion\(.*?calls=(%[\w.-]+)",
+                                              text)]
+  assert transposes and not any(" maximum(" in body for body in transposes)
 
 
 @pytest.mark.parametrize("shape", [(4, 4, 4, 16), (2, 2, 2, 100), (2, 3, 3, 16),
