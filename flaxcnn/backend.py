@@ -19,8 +19,7 @@ On the CPU it turns on five things, each measured in benchmarks/RESULTS.md:
    XLA:CPU brings convolutions into its fast form only in the top-level
    computation, so the gradient convolutions JAX derives inside a `lax.cond`
    (per-batch stochastic depth) or a `scan` body (`scan_blocks=True`) ran as
-   naive loops, 10-30x slower. 1x1 convolutions become matmuls. The weight
-   gradient transposes the stored input, not a recomputation of it.
+   naive loops, 10-30x slower. 1x1 convolutions become matmuls.
 3. Block barriers (`block_boundary`): an optimization barrier on each residual
    block's output stops XLA:CPU from recomputing the whole residual chain inside
    later blocks' fusions (2x the step time of an unscanned ResNet-110).
@@ -142,10 +141,6 @@ def _conv_nhwc_fwd(x, w, strides, pads, rhs_dilation, groups):
 def _conv_nhwc_bwd(strides, pads, rhs_dilation, groups, residuals, dy):
   """Both gradients as NHWC/HWIO convolutions (XLA:CPU's fast layout)."""
   x, w = residuals
-  # The transposed x below is read from x as the forward pass wrote it: without
-  # the barrier XLA:CPU recomputes x's producer (BatchNorm, ReLU) inside the
-  # transpose, in its strided order, 2.5x slower than the copy (item 2).
-  x = jax.lax.optimization_barrier(x)
   kh, kw, cig, cout = w.shape
   dy = dy.astype(x.dtype)
   span = [(k - 1) * d + 1 for k, d in zip((kh, kw), rhs_dilation)]
