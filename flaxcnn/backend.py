@@ -19,7 +19,9 @@ On the CPU it turns on five things, each measured in benchmarks/RESULTS.md:
    XLA:CPU brings convolutions into its fast form only in the top-level
    computation, so the gradient convolutions JAX derives inside a `lax.cond`
    (per-batch stochastic depth) or a `scan` body (`scan_blocks=True`) ran as
-   naive loops, 10-30x slower. 1x1 convolutions become matmuls.
+   naive loops, 10-30x slower. 1x1 convolutions become matmuls. Outside
+   conditionals and scans (`tracing_control_flow`) the weight gradient transposes
+   the stored input, not a recomputation of it.
 3. Block barriers (`block_boundary`): an optimization barrier on each residual
    block's output stops XLA:CPU from recomputing the whole residual chain inside
    later blocks' fusions (2x the step time of an unscanned ResNet-110).
@@ -37,6 +39,7 @@ On the CPU it turns on five things, each measured in benchmarks/RESULTS.md:
    16-64 channel columns (BN + ReLU forward and backward: 1.8-2.2x faster).
 The values are the same with or without it, to float rounding (tests compare them).
 """
+import contextlib
 import functools
 import importlib.util
 import mmap
@@ -50,7 +53,7 @@ from absl import logging
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 _NHWC = ("NHWC", "HWIO", "NHWC")
-_state = {"tuned": False}
+_state = {"tuned": False, "in_control_flow": False}
 
 
 def configure(cpu_tuning: bool = True) -> None:
@@ -121,6 +124,19 @@ def compiler_options(platform: Optional[str] = None) -> Optional[dict]:
   return None
 
 
+@contextlib.contextmanager
+def tracing_control_flow():
+  """Marks the tracing of a `lax.cond` branch or a scan body: the convolutions traced
+  inside do not pin their input for the weight gradient (item 2), which costs copies
+  of the conditional's and the loop's operands there."""
+  before = _state["in_control_flow"]
+  _state["in_control_flow"] = True
+  try:
+    yield
+  finally:
+    _state["in_control_flow"] = before
+
+
 def block_boundary(x):
   """A residual block's output, kept as one array when tuned on the CPU (item 3)."""
   return jax.lax.optimization_barrier(x) if tuned() else x
@@ -128,19 +144,24 @@ def block_boundary(x):
 
 # ----------------------------------------------------------------------------- convolutions
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_nhwc(x, w, strides, pads, rhs_dilation, groups):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_nhwc(x, w, strides, pads, rhs_dilation, groups, pin_input):
   return jax.lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=rhs_dilation,
                                       dimension_numbers=_NHWC, feature_group_count=groups)
 
 
-def _conv_nhwc_fwd(x, w, strides, pads, rhs_dilation, groups):
-  return _conv_nhwc(x, w, strides, pads, rhs_dilation, groups), (x, w)
+def _conv_nhwc_fwd(x, w, strides, pads, rhs_dilation, groups, pin_input):
+  return _conv_nhwc(x, w, strides, pads, rhs_dilation, groups, pin_input), (x, w)
 
 
-def _conv_nhwc_bwd(strides, pads, rhs_dilation, groups, residuals, dy):
+def _conv_nhwc_bwd(strides, pads, rhs_dilation, groups, pin_input, residuals, dy):
   """Both gradients as NHWC/HWIO convolutions (XLA:CPU's fast layout)."""
   x, w = residuals
+  if pin_input:
+    # The weight gradient transposes x as the forward pass wrote it: without the
+    # barrier XLA:CPU recomputes x's producer (BatchNorm, ReLU) inside the
+    # transpose, in strided order, 2.5x slower than the copy.
+    x = jax.lax.optimization_barrier(x)
   kh, kw, cig, cout = w.shape
   dy = dy.astype(x.dtype)
   span = [(k - 1) * d + 1 for k, d in zip((kh, kw), rhs_dilation)]
@@ -191,7 +212,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     # convolutions, without transposed copies of the input (DenseNet's bottlenecks).
     x = lhs[:, ::window_strides[0], ::window_strides[1]]
     return jax.lax.dot_general(x, rhs[0, 0], (((3,), (0,)), ((), ())))
-  return _conv_nhwc(lhs, rhs, tuple(window_strides), pads, rhs_dilation, feature_group_count)
+  return _conv_nhwc(lhs, rhs, tuple(window_strides), pads, rhs_dilation, feature_group_count,
+                    not _state["in_control_flow"])
 
 
 # ----------------------------------------------------------------------------- batch norm

@@ -243,7 +243,8 @@ def stochastic_residual(module: nn.Module, branch_fn: Callable, x, shortcut, *, 
       # would cost more than they save.
       fn = branch_fn if backend.tuned() else nn.checkpoint(
           branch_fn, prevent_cse=False, policy=_SAVE_CONV_OUTPUTS)
-      y = fn(mdl, x)
+      with backend.tracing_control_flow():
+        y = fn(mdl, x)
       return (shortcut + y * jnp.asarray(scale, y.dtype)).astype(shortcut.dtype)
 
     # `run` is the false branch on purpose: jax traces the false branch last,
@@ -362,7 +363,8 @@ def repeat_blocks(block: Callable[..., nn.Module], x, train: bool,
 
     def __call__(self, x, p, step):
       # this block's survival probability: a traced scalar when the blocks' differ
-      return cls.__call__(self, x, train, None if static else p, step), None
+      with backend.tracing_control_flow():
+        return cls.__call__(self, x, train, None if static else p, step), None
 
   scanned = nn.scan(ScanCell, variable_axes={"params": 0, "batch_stats": 0, "intermediates": 0},
                     split_rngs={"params": True, "dropout": True}, length=len(names),
