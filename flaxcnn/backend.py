@@ -222,10 +222,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 def batch_norm_train(x, scale, bias, epsilon):
   """Training-mode BatchNorm over all axes but the last: (y, batch mean, batch
   variance), the forward as flax's `nn.BatchNorm` computes it (float32 statistics,
-  Var = E[x^2] - E[x]^2 clipped at 0; its sums in another order, `channel_sum`). Its VJP is the closed form
-  (two channel sums and one elementwise pass) instead of the derivative of each
-  step of the forward, and it keeps only x and two channel vectors for the
-  backward pass (item 5)."""
+  Var = E[x^2] - E[x]^2 clipped at 0; its sums in another order, `channel_sum`).
+  Its VJP is the closed form (two channel sums and one elementwise pass) instead
+  of the derivative of each step of the forward, and it keeps only x and two
+  channel vectors for the backward pass (item 5)."""
   return _bn_forward(x, scale, bias, epsilon)[0]
 
 

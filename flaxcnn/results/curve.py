@@ -11,6 +11,13 @@ import pandas as pd
 from flaxcnn import workdir as workdir_lib
 
 EVAL_SPLITS = ("validation", "test")
+
+
+def metric_column(metric: str) -> str:
+  """The curve column that ranks a run by the task's `metric`, lowest best where it
+  is the error: 'error' (1 - accuracy) for accuracy, else the metric itself (higher
+  is better, e.g. mean_iou)."""
+  return "error" if metric == "accuracy" else metric
 _COLUMNS = ["split", "epoch", "step", "loss", "accuracy", "top5", "count", "lr"]
 
 

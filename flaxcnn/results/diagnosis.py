@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from flaxcnn.results.curve import EVAL_SPLITS, epoch_curve
+from flaxcnn.results.curve import EVAL_SPLITS, epoch_curve, metric_column
 
 
 @dataclasses.dataclass
@@ -40,10 +40,6 @@ def _series(curve, split, metric: str) -> _Series:
 def _shown(metric: str, error: float) -> str:
   """An error in %, shown as the task's metric where that is not accuracy."""
   return f"{100 * error:.2f}%" if metric == "accuracy" else f"{100 * (1 - error):.2f}%"
-
-
-def _name(metric: str) -> str:
-  return "error" if metric == "accuracy" else metric
 
 
 def _underfit(train: _Series, window: float, tol: float, metric: str):
@@ -100,7 +96,7 @@ def _overfit(train: _Series, dev: _Series, best: int, tol: float, loss_tol: floa
 def _overfit_advice(out: dict, dev: _Series, best: int, ref_epoch, lbest, metric) -> str:
   last = len(dev) - 1
   if lbest is None:
-    what = f"{_name(metric)} {_shown(metric, dev.error[best])} -> " \
+    what = f"{metric_column(metric)} {_shown(metric, dev.error[best])} -> " \
         f"{_shown(metric, dev.error[last])}"
   else:
     what = f"loss {dev.loss[lbest]:.4f} -> {dev.loss[last]:.4f}"
@@ -127,13 +123,13 @@ def _dev_checks(out: dict, train: _Series, dev: _Series, overfit_tol: float,
   if out["overfit"]:
     advice.append(_overfit_advice(out, dev, best, ref_epoch, lbest, metric))
   if out["dev_still_improving"]:
-    advice.append(f"{split} {_name(metric)} still improving at the end: train longer")
+    advice.append(f"{split} {metric_column(metric)} still improving at the end: train longer")
   return advice
 
 
 def _closing_advice(out: dict, dev: _Series, metric: str) -> str:
   """What to say when nothing is wrong: where the dev performance stopped improving."""
-  split, name = out["dev_split"], _name(metric)
+  split, name = out["dev_split"], metric_column(metric)
   if len(dev) and out["dev_best_epoch"] < dev.epoch[-1]:
     return f"ok: {split} {name} stopped improving at epoch {out['dev_best_epoch']:.4g}"
   return (f"{split} {name} best at the end (within noise of the previous evaluation)"

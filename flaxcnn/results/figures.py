@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from flaxcnn.results.curve import metric_column
 from flaxcnn.results.runs import curves
 from flaxcnn.results.tables import fmt, group_fields, groups, headline, is_fraction, label
 
@@ -62,7 +63,7 @@ def plot_curves(curve_df, metric: Optional[str] = None, by=None,
     curve_df = curves(curve_df)
   if metric is None:
     metric = curve_df.attrs.get("metric", "accuracy")
-    metric = "error" if metric == "accuracy" else metric
+    metric = metric_column(metric)
   by = group_fields(curve_df, by)
   panels = groups(curve_df, by) if len(curve_df) else [({}, curve_df)]
   ncols = min(len(panels), 3)

@@ -11,7 +11,7 @@ from flaxcnn import papers
 from flaxcnn import sweep as sweep_lib
 from flaxcnn import tasks
 from flaxcnn import workdir as workdir_lib
-from flaxcnn.results.curve import EVAL_SPLITS, epoch_curve, read_metrics
+from flaxcnn.results.curve import EVAL_SPLITS, epoch_curve, metric_column, read_metrics
 from flaxcnn.results.diagnosis import diagnose
 
 _RUN_FILES = (workdir_lib.METRICS, workdir_lib.SUMMARY, workdir_lib.VARIANT)
@@ -247,15 +247,9 @@ def final_metrics(split: str, final: dict, metric: str = "accuracy") -> dict:
   return row
 
 
-def _ranking(metric: str) -> str:
-  """The curve column that ranks evaluations, lowest best: the error (1 - accuracy)
-  where the task's metric is accuracy, else the metric itself (higher is better)."""
-  return "error" if metric == "accuracy" else metric
-
-
 def _best_index(ev: pd.DataFrame, metric: str):
   """The index of `ev`'s best evaluation by the task's `metric`; None without one."""
-  column = _ranking(metric)
+  column = metric_column(metric)
   if column not in ev or not ev[column].notna().any():
     return None
   values = ev[column].astype(float)

@@ -6,6 +6,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from flaxcnn.results.curve import metric_column
+
 
 def group_fields(df: pd.DataFrame, by, exclude=("seed",)) -> List[str]:
   """`by` as a list, by default the swept fields but `exclude`."""
@@ -35,8 +37,7 @@ def headline(df: pd.DataFrame, splits=("test", "validation")) -> List[str]:
   """The final columns of the runs' task metric on `splits` that have values: the
   error where the metric is accuracy, else the metric (e.g. final_test_mean_iou)."""
   metric = df.attrs.get("metric", "accuracy")
-  name = "error" if metric == "accuracy" else metric
-  columns = [f"final_{split}_{name}" for split in splits]
+  columns = [f"final_{split}_{metric_column(metric)}" for split in splits]
   return [m for m in columns if m in df.columns and df[m].notna().any()]
 
 
@@ -201,7 +202,7 @@ def _diagnostics(df: pd.DataFrame, kind: Optional[str], metric: str) -> str:
   splits = {r for r in df.get("dev_split", pd.Series([], dtype=object)) if isinstance(r, str)}
   dev_name = splits.pop() if len(splits) == 1 else "dev (validation, else test)"
   error = f"{kind} error" if kind else "error"
-  dev_column = "error" if metric == "accuracy" else metric
+  dev_column = metric_column(metric)
   dev_label = error if metric == "accuracy" else metric
   header = ["run", "status", "epochs", f"train {error} (%)", f"{dev_name} {dev_label} (%)",
             "gap (points)", f"{dev_name} best epoch", "underfit", "overfit", "advice"]
