@@ -3,10 +3,9 @@ import sys
 
 import pytest
 
-# Processes the tests start (launch.py runs: restarts after SIGKILL, resumes, sweeps)
-# share one persistent XLA compilation cache, so a restarted run compiles nothing it
-# compiled before (about 4 s of a 10 s quickstart start). Set after this process
-# imported jax, so the test process itself keeps its in-memory cache only.
+# The test processes and the processes they start (launch.py runs: restarts after
+# SIGKILL, resumes, sweeps) share one persistent XLA compilation cache, so a restarted
+# run compiles nothing it compiled before (about 4 s of a 10 s quickstart start).
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -30,6 +29,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+# The test processes use it too: many tests train the same tiny model, and a program
+# compiled by one test is read back by the next (a tiny run: 4.0 s, then 0.7 s).
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")

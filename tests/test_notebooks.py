@@ -2,7 +2,6 @@
 on the digits) and are committed without outputs."""
 import json
 import os
-import tempfile
 
 import nbformat
 import pytest
@@ -13,9 +12,8 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = os.path.join(ROOT, "experiments", "notebooks")
-# JAX's persistent compilation cache, kept between test sessions (content-addressed:
-# only compile time is saved); the seeds of one sweep share it too.
-JAX_CACHE = os.path.join(tempfile.gettempdir(), "flaxcnn-test-jax-cache")
+# The suite's persistent compilation cache (conftest.py), shared with the other tests.
+JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 def _outputs(nb, output_type=None, mime=None):

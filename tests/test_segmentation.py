@@ -238,7 +238,8 @@ def test_segmentation_gains_the_loops_ema_mixup_and_bfloat16(tmp_path):
   """The one loop gives segmentation what classification has: weight EMA (evaluated
   separately), mixup of images and per-pixel targets, bfloat16 compute."""
   config = seg_config(num_steps=6, ema_decay=0.9, dtype="bfloat16", log_every_steps=3,
-                      **{"augment.mixup_alpha": 0.2, "model.kwargs.base_features": 4})
+                      **{"augment.mixup_alpha": 0.2, "model.kwargs.base_features": 4,
+                         "model.kwargs.depth": 1})
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert {"test", "test_ema", "validation_ema"} <= set(summary)
   assert np.isfinite(summary["test_ema"]["mean_iou"])

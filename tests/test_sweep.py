@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 
 import pytest
 
@@ -14,9 +13,8 @@ from conftest import ROOT, run_launch, tiny_config, tiny_sweep_file
 from flaxcnn import metrics, results, sweep, train
 
 DIGITS_DEPTH = os.path.join(ROOT, "experiments", "ablations", "digits_depth.py")
-# JAX's persistent compilation cache, kept between test sessions (content-addressed:
-# only compile time is saved); the variants of one session share it too.
-JAX_CACHE = os.path.join(tempfile.gettempdir(), "flaxcnn-test-jax-cache")
+# The suite's persistent compilation cache (conftest.py), shared with the other tests.
+JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 def _json(path):
@@ -258,7 +256,7 @@ def test_a_segmentation_sweep_trains_through_its_task(tmp_path):
   from flaxcnn import tasks
   base = sweep.load_module(os.path.join(ROOT, "experiments", "unet_craters.py")).get_config()
   assert tasks.for_config(base).name == "segmentation"
-  base.model.kwargs.base_features = 4
+  base.model.kwargs.base_features, base.model.kwargs.depth = 4, 1
   base.data.synthetic_size, base.data.validation_size = 64, 32
   base.batch_size, base.eval_batch_size, base.num_steps = 16, 32, 2
   base.log_every_steps, base.checkpoint_every_steps = 1, 2
