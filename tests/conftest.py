@@ -43,10 +43,15 @@ sys.path.insert(0, ROOT)
 
 def one_host_device_flags() -> str:
   """XLA_FLAGS for a child process whose reference is one host device, whatever the
-  suite runs under (XLA_FLAGS=--xla_force_host_platform_device_count=N)."""
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
-  return " ".join(flags + ["--xla_force_host_platform_device_count=1"])
+  suite runs under (XLA_FLAGS=--xla_force_host_platform_device_count=N). Unchanged
+  when they name no device count (one is the default): the flags are part of the
+  compilation cache's key, so the child reads what this process compiled."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "--xla_force_host_platform_device_count" not in flags:
+    return flags
+  return " ".join([f for f in flags.split()
+                   if not f.startswith("--xla_force_host_platform_device_count")]
+                  + ["--xla_force_host_platform_device_count=1"])
 
 
 def tiny_config(**overrides):
