@@ -251,7 +251,7 @@ def _read_split(folder: str, class_names) -> Split:
     labels += [label] * len(names)
   if not files:
     raise FileNotFoundError(f"config.data.root: no images (*.jpg, *.png) under {folder}/<class>/")
-  if len(files) >= 2000:   # about a second per 2,000 on two cores: say what takes time
+  if len(files) >= 2000:   # seconds for tens of thousands (larger images: more): say so
     print(f"Decoding {len(files):,} images of {folder} (once: they are cached) ...", flush=True)
   images = _decode_all(files)
   shapes = {im.shape for im in images}
