@@ -1,18 +1,13 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
+import jax
 import pytest
 
-# The test processes and the processes they start (launch.py runs: restarts after
-# SIGKILL, resumes, sweeps) share one persistent XLA compilation cache, so a restarted
-# run compiles nothing it compiled before (about 4 s of a 10 s quickstart start).
-import atexit  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-
-import jax  # noqa: E402
-
-from flaxcnn import backend  # noqa: E402
+from flaxcnn import backend
 
 # The trainer's CPU tuning (flaxcnn/backend.py), as launch.py turns it on; before
 # any JAX computation, so its XLA flag applies.
@@ -23,14 +18,17 @@ backend.configure()
 # vs 8.1 s); the trainer's create_state uses it too. Same distributions, other draws.
 jax.config.update("jax_threefry_partitionable", False)
 
+# The test processes and the processes they start (launch.py runs: restarts after
+# SIGKILL, resumes, sweeps) share one persistent XLA compilation cache: a program one
+# compiled, the others read back (a tiny run: 4.0 s, then 0.7 s; a restarted
+# quickstart saves about 4 s of its 10 s start). The children read the environment;
+# this process has imported jax already, so it is told through jax.config.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _JAX_CACHE = tempfile.mkdtemp(prefix="flaxcnn-tests-xla-cache-")
   atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
   os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-# The test processes use it too: many tests train the same tiny model, and a program
-# compiled by one test is read back by the next (a tiny run: 4.0 s, then 0.7 s).
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

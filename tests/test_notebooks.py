@@ -12,8 +12,6 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = os.path.join(ROOT, "experiments", "notebooks")
-# The suite's persistent compilation cache (conftest.py), shared with the other tests.
-JAX_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 def _outputs(nb, output_type=None, mime=None):
@@ -49,7 +47,6 @@ def test_sweep_and_results_notebooks_run(tmp_path, monkeypatch, cache_env):
   monkeypatch.setenv("FLAXCNN_SWEEP_DATA", "digits")
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", JAX_CACHE)
 
   nb = _execute("sweep.ipynb", tmp_path)
   assert not list(_outputs(nb, "error"))

@@ -11,6 +11,7 @@ import pandas as pd
 from flaxcnn import workdir as workdir_lib
 
 EVAL_SPLITS = ("validation", "test")
+_COLUMNS = ["split", "epoch", "step", "loss", "accuracy", "top5", "count", "lr"]
 
 
 def metric_column(metric: str) -> str:
@@ -18,7 +19,6 @@ def metric_column(metric: str) -> str:
   is the error: 'error' (1 - accuracy) for accuracy, else the metric itself (higher
   is better, e.g. mean_iou)."""
   return "error" if metric == "accuracy" else metric
-_COLUMNS = ["split", "epoch", "step", "loss", "accuracy", "top5", "count", "lr"]
 
 
 def read_metrics(run_dir: str) -> List[dict]:
