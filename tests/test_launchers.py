@@ -322,3 +322,13 @@ def test_a_launcher_is_one_registered_class_with_its_own_options(tmp_path, monke
   assert sweep.launch(config, workdir, "toy").indices == []             # queued in "default"
   with pytest.raises(ValueError, match=r"--launcher=toy: no setting mem_gb"):
     sweep.launch(config, workdir, "toy", mem_gb=3)
+
+
+def test_the_local_launcher_starts_each_settings_first_seed_before_any_repeat():
+  overrides = [{"model.kwargs.depth": d, "seed": s} for d in (8, 14) for s in (0, 1)]
+  jobs = [types.SimpleNamespace(index=i, overrides=overrides) for i in range(4)]
+  order = [j.index for j in launchers.local.settings_first(jobs)]
+  assert order == [0, 2, 1, 3]          # depth 8 and 14 seed 0, then both seeds 1
+  seeds_only = [types.SimpleNamespace(index=i, overrides=[{"seed": s} for s in range(3)])
+                for i in range(3)]
+  assert [j.index for j in launchers.local.settings_first(seeds_only)] == [0, 1, 2]

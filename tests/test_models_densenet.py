@@ -290,7 +290,9 @@ def test_memory_efficient_gives_identical_outputs_and_gradients(bottleneck):
   error of it (sums in another order; a fixed atol tuned on one CPU failed on another)."""
   with jax.enable_x64(True):   # every variant draws the same dropout masks
     x = jax.random.normal(jax.random.PRNGKey(2), (2, 8, 8, 3), jnp.float32)
-    base = densenet_cifar(16 if bottleneck else 10, 4, bottleneck=bottleneck, dropout=0.2)
+    # two dense blocks of two layers (a concatenation of several inputs, a transition)
+    base = DenseNet(num_classes=10, block_sizes=(2, 2), growth_rate=4, bottleneck=bottleneck,
+                    compression=0.5, stem="cifar", **gather(dict(dropout=0.2)))
     variables = _init(base, x)
     reference = _loss_and_grads(base.clone(dtype=jnp.float64),
                                 jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables),

@@ -19,8 +19,9 @@ def options(arg: str, file: str, **more) -> dict:
 
 def smoke(config, cifar_depth: int = 0) -> None:
   """budget=smoke: the experiment's machinery in seconds, not its claim (the tests run
-  every experiment so): 2 steps of 8 images, an evaluation after each, 20 images held
-  out, 4 per class where the file asks for a subset, CIFAR ResNets of `cifar_depth`."""
+  every experiment so): 2 steps of 8 images, an evaluation after each, no image
+  summaries, 20 images held out, 4 per class where the file asks for a subset, CIFAR
+  ResNets of `cifar_depth`."""
   config.num_steps = 2
   config.batch_size = 8
   config.eval_batch_size = 16
@@ -28,6 +29,7 @@ def smoke(config, cifar_depth: int = 0) -> None:
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   config.log_histograms = False
+  config.log_images = False     # a compile more per run (tests/test_train.py checks them)
   if config.data.source == "folder":
     config.data.validation_size = 20
     config.data.train_per_class = min(config.data.train_per_class, 4)

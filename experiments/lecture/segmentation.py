@@ -33,6 +33,7 @@ def get_config(arg: str = ""):
   elif opts["budget"] == "smoke":
     common.smoke(config)
     config.model.kwargs.depth = 1          # one pooling: the machinery, compiled in seconds
+    config.log_images = True               # the page shows its validation masks
   return config
 
 

@@ -48,9 +48,26 @@ class Local(Launcher):
                   still_queued=True)
       return sub
 
-    handle._thread = threading.Thread(target=_schedule, args=(handle, jobs, slots, start),
+    handle._thread = threading.Thread(target=_schedule,
+                                      args=(handle, settings_first(jobs), slots, start),
                                       name="flaxcnn-sweep-local", daemon=True)
     handle._thread.start()
+
+
+def settings_first(jobs: List[VariantJob]) -> List[VariantJob]:
+  """The jobs in starting order: the first seed of every setting, then the second of
+  every setting, ... (otherwise in sweep order). A partial sweep then has every setting,
+  and the variants that start together differ in their programs, so a repeat's
+  process reads them back from the compilation cache instead of compiling them again
+  at the same time (a digits ResNet-8 variant: 9.1 s alone, 5.5 s after its seed 0)."""
+  seen = collections.Counter()
+  def repeat(job):
+    setting = repr(sorted((k, repr(v)) for k, v in job.overrides[job.index].items()
+                          if k != "seed"))
+    seen[setting] += 1
+    return seen[setting]
+  ranks = [repeat(job) for job in jobs]
+  return [job for _, job in sorted(zip(ranks, jobs), key=lambda rj: rj[0])]
 
 
 def _schedule(handle, jobs, slots, start) -> None:
