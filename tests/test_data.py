@@ -62,6 +62,43 @@ def test_image_folder_and_archive(tmp_path, cache_env):
     tar.add(root, arcname="pets")
   d2 = sources.image_folder(str(archive), validation_size=3)
   np.testing.assert_array_equal(d2.splits["test"].images, test.images)
+  assert d2.class_names == d.class_names and d2.sizes == d.sizes
+  assert not (cache_env / "extracted").exists()       # read in memory, not unpacked
+
+
+def _archive_with_links(tmp_path, *links):
+  """An archive of a one-class folder plus symbolic links (name, target)."""
+  import io
+  root = _make_folder(tmp_path / "pets", classes=("cat",), splits=("train",))
+  archive = tmp_path / "pets.tar"
+  with tarfile.open(archive, "w") as tar:
+    tar.add(root, arcname="pets")
+    for name, target in links:
+      info = tarfile.TarInfo(name)
+      info.type, info.linkname = tarfile.SYMTYPE, target
+      tar.addfile(info, io.BytesIO(b""))
+  return archive
+
+
+def test_archive_links_inside_it_are_followed(tmp_path, cache_env):
+  """A link to an image is read through; a linked class folder makes the archive be
+  unpacked (only an extraction follows it); a link to a member the archive lacks is
+  named."""
+  d = sources.image_folder(str(_archive_with_links(tmp_path, ("pets/train/cat/x.png",
+                                                              "000.png"))))
+  assert d.sizes == {"train": 7}
+  np.testing.assert_array_equal(d.splits["train"].images[-1], d.splits["train"].images[0])
+  other = tmp_path / "linked"
+  other.mkdir()
+  d = sources.image_folder(str(_archive_with_links(other, ("pets/train/kitten", "cat"))))
+  assert d.class_names == ("cat", "kitten") and d.sizes == {"train": 12}
+  assert (cache_env / "extracted").exists()
+  missing = tmp_path / "missing"
+  missing.mkdir()
+  with pytest.raises(ValueError, match=r"'pets/train/cat/y.png' links to 'gone.png', which "
+                                       "the archive lacks"):
+    sources.image_folder(str(_archive_with_links(missing, ("pets/train/cat/y.png",
+                                                           "gone.png"))))
 
 
 def test_unreadable_image_is_named(tmp_path, cache_env):

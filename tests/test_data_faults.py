@@ -154,8 +154,8 @@ def test_an_archive_member_out_of_the_archive_is_named_and_refused(tmp_path, cac
   with pytest.raises(ValueError) as e:
     sources.image_folder(str(archive))
   msg = str(e.value)
-  assert msg.startswith(f"config.data.root={archive} holds {said}, which the extraction "
-                        "refuses (nothing was extracted)"), msg
+  assert msg.startswith(f"config.data.root={archive} holds {said}, which is refused "
+                        "(nothing of the archive is used)"), msg
   assert "truncated" not in msg and "\n" not in msg
   assert set(glob.glob(extracted)) == before
 
