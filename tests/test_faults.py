@@ -393,12 +393,13 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_nothing_partial(tmp_pa
   wd = str(tmp_path / "wd")
   args = ["--config=experiments/quickstart.py", f"--workdir={wd}",
           "--config.num_epochs=1", "--config.checkpoint_every_steps=5"]
-  # 150 kB files (ulimit -f counts KiB): the logs fit, the checkpoint's data files do not.
+  # 150 kB files (ulimit -f counts KiB): the logs fit, the checkpoint's data files do not
+  # (nor would new compilation-cache entries: the run reads the suite's, writes none).
   r = subprocess.run(["bash", "-c", 'ulimit -f 146 && exec "$@"', "bash", sys.executable,
                       os.path.join(ROOT, "launch.py")] + args, cwd=ROOT, capture_output=True,
-                     text=True, timeout=300, env={
-                         k: v for k, v in os.environ.items()
-                         if k != "JAX_COMPILATION_CACHE_DIR"} | {"PYTHONPATH": ROOT})
+                     text=True, timeout=300, env=dict(
+                         os.environ, PYTHONPATH=ROOT,
+                         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1e9"))
   assert r.returncode != 0
   lines = [l for l in r.stderr.splitlines() if l.strip()]
   assert len(lines) == 1 and lines[0].startswith("error: could not write checkpoint 5 "), \
@@ -484,6 +485,7 @@ def test_soak_four_sigkills_then_bitwise_equal_and_one_line_per_step(tmp_path):
   assert kills == 4, "the run finished before its fourth kill"
   r = run_launch(args + [f"--workdir={killed}"])
   assert r.returncode == 0, r.stderr[-2000:]
+  assert "Resumed from checkpoint" in r.stdout
   from experiments import quickstart
   config = quickstart.get_config()
   a = jax.device_get(train.load_state(config, str(full)).params)

@@ -129,9 +129,10 @@ def test_evaluation_counts_each_example_once():
   assert res["top5"] == pytest.approx(np.mean((top5 == split.labels[:, None]).any(-1)), abs=1e-6)
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", ["segmentation"])
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path, task):
-  """A run killed with SIGKILL and resumed ends with the uninterrupted parameters."""
+  """A run killed with SIGKILL and resumed ends with the uninterrupted parameters
+  (classification: test_faults.py's soak, four kills of the quick start)."""
   args = _task_args(task) + ["--config.num_steps=30",
           "--config.checkpoint_every_steps=10", "--config.log_every_steps=5",
           "--config.eval_every_epochs=100"]
