@@ -17,12 +17,15 @@ and DenseNet-BC-100-12 at batch 64:
 
 Each model's variants are timed in alternating rounds (`--steps` steps each per
 round, a pause between them so that PyTorch's OpenMP threads stop spinning),
-and the median step is printed with the ratio to flaxcnn's. PyTorch is
+and the median step is printed with the ratio to flaxcnn's, then each variant's
+page faults and user and system CPU seconds a step (a step whose buffers come
+from fresh pages pays the kernel for faulting and zeroing them). PyTorch is
 optional: without it, only flaxcnn's figures are printed.
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -168,19 +171,27 @@ def torch_step(name, batch, channels_last):
   return one, sum(p.numel() for p in model.parameters())
 
 
-def median_steps(variants, steps, rounds):
-  """Median step time of each `label -> step function`, in alternating rounds."""
+def median_steps(variants, steps, rounds, host=None):
+  """Median step time of each `label -> step function`, in alternating rounds; with a
+  dict `host`, also each label's page faults and user / system CPU seconds a step."""
   times = {label: [] for label in variants}
+  usage = {label: np.zeros(3) for label in variants}
   for fn in variants.values():   # compile / warm up
     fn()
     fn()
   for _ in range(rounds):
     for label, fn in variants.items():
       time.sleep(0.5)
+      before = resource.getrusage(resource.RUSAGE_SELF)
       for _ in range(steps):
         t = time.perf_counter()
         fn()
         times[label].append(time.perf_counter() - t)
+      after = resource.getrusage(resource.RUSAGE_SELF)
+      usage[label] += [after.ru_minflt - before.ru_minflt, after.ru_utime - before.ru_utime,
+                       after.ru_stime - before.ru_stime]
+  if host is not None:
+    host.update({label: (u / (steps * rounds)).tolist() for label, u in usage.items()})
   return {label: float(np.median(t)) for label, t in times.items()}
 
 
@@ -210,12 +221,17 @@ def main():
       variants["channels_last"], n_torch = torch_step(name, batch, True)
       variants["contiguous"], _ = torch_step(name, batch, False)
       counts.append(f"{n_torch:,}")
-    t = median_steps(variants, args.steps, args.rounds)
+    host = {}
+    t = median_steps(variants, args.steps, args.rounds, host)
     best = min((t[k] for k in ("channels_last", "contiguous") if k in t), default=None)
     cells = [f"{t[k]:.3f} s" if k in t else "-" for k in ("flaxcnn", "channels_last", "contiguous")]
     ratio = f"{t['flaxcnn'] / best:.2f}x" if best else "-"
     print(f"| {name} | {batch} | {' / '.join(counts)} | {' | '.join(cells)} | {ratio} |", flush=True)
-    rows.append({"model": name, "batch": batch, "params": counts, **t})
+    rows.append({"model": name, "batch": batch, "params": counts, **t, "host": host})
+  for row in rows:   # what each step cost the host besides its time
+    print(f"{row['model']} b{row['batch']}, a step: " + "; ".join(
+        f"{label} {faults:,.0f} page faults, {user:.2f} s user + {system:.2f} s system CPU"
+        for label, (faults, user, system) in row["host"].items()))
   if args.json:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
