@@ -1,5 +1,6 @@
 """Multi-process (multi-host) set-up: `jax.distributed.initialize` before any JAX use,
 then a check that every process runs the same config."""
+import atexit
 import fcntl
 import glob
 import hashlib
@@ -74,15 +75,37 @@ def _claim_coordinator(address: str) -> None:
   coordination service sees two task 0s and aborts both."""
   port = address.rpartition(":")[2]
   path = os.path.join(tempfile.gettempdir(), f"flaxcnn-coordinator-{port}.lock")
-  f = open(path, "a")
-  try:
-    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError:
-    f.close()
-    raise ValueError(f"--coordinator_address={address} is taken by another process 0 on "
-                     "this machine: give each process of the run its own --process_id "
-                     "(0 once), or another run another port") from None
+  while True:
+    f = open(path, "a")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      f.close()
+      raise ValueError(f"--coordinator_address={address} is taken by another process 0 on "
+                       "this machine: give each process of the run its own --process_id "
+                       "(0 once), or another run another port") from None
+    if _same_file(f, path):
+      break
+    f.close()   # its holder removed the file on exit after we opened it: claim anew
   _CLAIMS.append(f)
+  atexit.register(_release, f, path)
+
+
+def _same_file(f, path: str) -> bool:
+  try:
+    return os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+  except OSError:
+    return False
+
+
+def _release(f, path: str) -> None:
+  """Removes the claim's file at exit, while still holding its lock (a process that
+  opened it meanwhile sees it gone and claims a new one)."""
+  try:
+    os.unlink(path)
+  except OSError:
+    pass
+  f.close()
 
 
 def _stop(line: str) -> None:

@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -139,6 +140,28 @@ def test_two_processes_both_given_process_id_0_stop_with_one_line(tmp_path):
     assert len(errors) == 1 and "Traceback" not in out, out[-3000:]
     assert "--process_id" in errors[0]
   assert sum("is taken by another process 0" in out for out in outs) == 1
+
+
+def test_process_0s_claim_on_its_port_is_removed_when_it_exits():
+  """The coordinator's lock file (which stops a second process 0) was left in the
+  temporary folder after every run; a claim still stops a second claimant."""
+  port = _free_port()
+  path = os.path.join(tempfile.gettempdir(), f"flaxcnn-coordinator-{port}.lock")
+  code = ("import sys; from flaxcnn import distributed as d\n"
+          f"d._claim_coordinator('127.0.0.1:{port}')\n"
+          "print('claimed', flush=True); sys.stdin.readline()")
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  first = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+  try:
+    assert first.stdout.readline().strip() == "claimed"
+    assert os.path.exists(path)
+    second = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                            input="", capture_output=True, timeout=60)
+    assert second.returncode != 0 and "is taken by another process 0" in second.stderr
+  finally:
+    first.communicate("\n", timeout=60)
+  assert first.returncode == 0 and not os.path.exists(path)
 
 
 def _processes_from(dirs, args, workdir, env=None):
