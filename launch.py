@@ -5,7 +5,7 @@
       --config.optimizer.lr=0.05 --config.model.kwargs.dropout=0.3
   python launch.py --config=experiments/ablations/digits_depth.py --workdir=runs/depth --sweep
 """
-from flaxcnn import cli
+from flaxcnn.__main__ import main
 
 if __name__ == "__main__":
-  cli.run()
+  main()

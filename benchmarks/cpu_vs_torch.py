@@ -19,7 +19,9 @@ Each model's variants are timed in alternating rounds (`--steps` steps each per
 round, a pause between them so that PyTorch's OpenMP threads stop spinning),
 and the median step is printed with the ratio to flaxcnn's, then each variant's
 page faults and user and system CPU seconds a step (a step whose buffers come
-from fresh pages pays the kernel for faulting and zeroing them). PyTorch is
+from fresh pages pays the kernel for faulting and zeroing them). Like launch.py it
+restarts itself with huge pages for malloc (`flaxcnn/hugepages.py`; PyTorch's steps
+in this process get them too; FLAXCNN_KEEP_MALLOC_DEFAULTS=1 times both without). PyTorch is
 optional: without it, only flaxcnn's figures are printed.
 """
 import argparse
@@ -30,6 +32,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from flaxcnn import hugepages  # noqa: E402
+
+hugepages.restart_with_huge_pages()   # as launch.py (PyTorch's steps get them too)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -7,7 +7,11 @@ import tempfile
 import jax
 import pytest
 
-from flaxcnn import backend
+from flaxcnn import backend, hugepages
+
+# Huge pages for malloc (flaxcnn/hugepages.py), as launch.py asks for them: the test
+# workers and every process the tests start inherit them.
+os.environ.update(hugepages.environment_with_huge_pages(os.environ) or {})
 
 # The trainer's CPU tuning (flaxcnn/backend.py), as launch.py turns it on; before
 # any JAX computation, so its XLA flag applies.

@@ -3,6 +3,7 @@ per-mini-batch stochastic depth that skips dropped blocks, remat, scanned blocks
 their parameter layout conversion, ResNet v1 (stride in the first 1x1)."""
 import functools
 import os
+import platform
 
 import flax.linen as nn
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxcnn import backend
+from flaxcnn import backend, hugepages
 from flaxcnn.models import create_model, layers, summary
 from flaxcnn.models import efficientnet as E
 from flaxcnn.models.pyramidnet import PyramidBlock
@@ -491,11 +492,42 @@ def test_configure_turns_off_cpu_ynn_fusions_unless_told(env, expected):
                        "print(os.environ.get('XLA_FLAGS', ''))", env) == expected
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+def test_huge_pages_are_asked_of_malloc_only_where_the_kernel_gives_them_on_request(tmp_path):
+  modes = {}
+  for name, text in (("madvise", "always [madvise] never"), ("always", "[always] madvise never"),
+                     ("never", "always madvise [never]")):
+    modes[name] = tmp_path / name
+    modes[name].write_text(text + "\n")
+  env = {"PATH": "/usr/bin", "GLIBC_TUNABLES": "glibc.pthread.rseq=0"}
+  on = hugepages.environment_with_huge_pages(env, str(modes["madvise"]))
+  assert on == {**env, "GLIBC_TUNABLES": "glibc.pthread.rseq=0:" + hugepages.TUNABLE}
+  assert hugepages.environment_with_huge_pages({}, str(modes["madvise"]))["GLIBC_TUNABLES"] == (
+      hugepages.TUNABLE)
+  for mode in ("always", "never"):        # huge pages everywhere already, or none to ask for
+    assert hugepages.environment_with_huge_pages(env, str(modes[mode])) is None
+  for told in ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, on,
+               {"FLAXCNN_KEEP_MALLOC_DEFAULTS": "1"}, {"JAX_PLATFORMS": "cuda"}):
+    assert hugepages.environment_with_huge_pages(told, str(modes["madvise"])) is None
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+def test_launch_restarts_itself_with_huge_pages_and_the_tests_run_with_them():
+  """launch.py's first line re-executes the command with glibc's huge-page tunable
+  (same pid); conftest gives it to the test workers and every process they start."""
+  code = ("import os; from flaxcnn import hugepages\n"
+          "hugepages.restart_with_huge_pages()\n"
+          "print(os.environ.get('GLIBC_TUNABLES'))")
+  expected = hugepages.TUNABLE if hugepages.thp_on_request() else "None"
+  assert _fresh_python(code) == expected
+  assert (hugepages.TUNABLE in os.environ.get("GLIBC_TUNABLES", "")) == hugepages.thp_on_request()
+
+
 def _fresh_python(code: str, env=None) -> str:
   import subprocess
   import sys
   base = {k: v for k, v in os.environ.items()
-          if k not in ("XLA_FLAGS", "FLAXCNN_KEEP_XLA_DEFAULTS")}
+          if k not in ("XLA_FLAGS", "FLAXCNN_KEEP_XLA_DEFAULTS", "GLIBC_TUNABLES")}
   out = subprocess.run([sys.executable, "-c", code], env={**base, **(env or {})},
                        capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
